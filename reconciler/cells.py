@@ -1,0 +1,29 @@
+"""The vocabulary the pipeline stages share: targets, cells, and the ordering that keeps output stable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+TargetKind = Literal["llm_cube", "theme"]
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    """An LlmCube (Q&A resource) or an analysis theme, by its Quick BI ID."""
+
+    kind: TargetKind
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        kind, _, target_id = text.partition(":")
+        if kind not in ("llm_cube", "theme") or not target_id:
+            raise ValueError(f"not a target: {text!r} (expected llm_cube:<id> or theme:<id>)")
+        return cls(kind, target_id)  # type: ignore[arg-type]
+
+
+Cell = tuple[str, Target]

@@ -1,0 +1,76 @@
+"""The built-in Quick BI emulator: a backend model (state and semantics) behind a wire-exact ASGI app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from reconciler.emulator.backend import ApiError, Backend, Clock
+from reconciler.emulator.faults import FaultSettings
+from reconciler.emulator.orgfile import OrgFile, read_org_file, write_org_file
+from reconciler.emulator.serve import BackgroundServer
+from reconciler.emulator.wire import ConnectionDropped, EmulatorApp
+from reconciler.quickbi import ClientSettings, QuickBIClient, static_credentials
+from reconciler.quickbi._client import CallObserver
+
+IN_PROCESS_ENDPOINT = "http://quickbi-public.emulator.local"
+
+
+class _InProcessTransport(httpx.AsyncBaseTransport):
+    """`httpx.ASGITransport`, but a deliberately dropped answer surfaces as a transport error, as on a socket."""
+
+    def __init__(self, app: EmulatorApp) -> None:
+        self._inner = httpx.ASGITransport(app=app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except ConnectionDropped as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from None
+
+
+class Emulator:
+    """One emulated organisation, reachable in-process or over loopback HTTP."""
+
+    def __init__(
+        self,
+        org: OrgFile,
+        clock: Clock | None = None,
+        faults: FaultSettings | None = None,
+        cube_readback: str = "llm_cube",
+    ) -> None:
+        self.backend = Backend(org, clock, cube_readback)
+        self.app = EmulatorApp(self.backend, faults)
+
+    @classmethod
+    def from_file(cls, path: Path, **options: object) -> Emulator:
+        return cls(read_org_file(path), **options)  # type: ignore[arg-type]
+
+    def save(self, path: Path) -> None:
+        write_org_file(self.backend.to_org_file(), path)
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return _InProcessTransport(self.app)
+
+    def client(
+        self,
+        settings: ClientSettings | None = None,
+        endpoint: str | None = None,
+        observer: CallObserver | None = None,
+    ) -> QuickBIClient:
+        """A client for this emulator: in-process unless `endpoint` names a served copy."""
+        key = self.backend.org.access_keys[0]
+        return QuickBIClient(
+            endpoint or IN_PROCESS_ENDPOINT,
+            static_credentials(key.id, key.secret),
+            settings,
+            transport=None if endpoint else self.transport(),
+            observer=observer,
+        )
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> BackgroundServer:
+        return BackgroundServer(self.app, host, port)
+
+
+__all__ = ["ApiError", "Backend", "Clock", "Emulator", "EmulatorApp", "FaultSettings", "OrgFile"]

@@ -1,0 +1,123 @@
+"""The emulator organisation file (YAML or JSON); the emulator's saved state has the same shape."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from reconciler.errors import Problem, ReconcilerError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccessKey(_Strict):
+    id: str
+    secret: str
+
+
+class OrgUser(_Strict):
+    id: str
+    account: str
+    nick: str = ""
+    account_id: str | None = None
+    user_type: int = 3
+    deleted: bool = False
+
+
+class OrgGroup(_Strict):
+    id: str
+    name: str
+    parent: str | None = None
+    members: list[str] = Field(default_factory=list)
+
+
+class OrgLlmCube(_Strict):
+    id: str
+    alias: str
+    dataset: str | None = None
+    create_user: str = "admin"
+
+
+class OrgTheme(_Strict):
+    id: str
+    name: str
+    llm_cubes: list[str] = Field(default_factory=list)
+    create_user: str = "admin"
+
+
+class OrgGrant(_Strict):
+    user: str
+    llm_cube: str | None = None
+    theme: str | None = None
+    expire_day: dt.date
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OrgGrant:
+        if (self.llm_cube is None) == (self.theme is None):
+            raise ValueError("a grant names exactly one of llm_cube or theme")
+        return self
+
+
+class OrgCopilot(_Strict):
+    id: str
+    name: str
+    all_cubes: bool = True
+    llm_cubes: list[str] = Field(default_factory=list)
+
+
+class OrgTicket(_Strict):
+    ticket: str
+    copilot: str
+    user: str
+    uses_left: int
+    expires_at: dt.datetime
+
+
+class OrgFile(_Strict):
+    access_keys: list[AccessKey] = Field(default_factory=list)
+    users: list[OrgUser] = Field(default_factory=list)
+    groups: list[OrgGroup] = Field(default_factory=list)
+    llm_cubes: list[OrgLlmCube] = Field(default_factory=list)
+    themes: list[OrgTheme] = Field(default_factory=list)
+    grants: list[OrgGrant] = Field(default_factory=list)
+    copilots: list[OrgCopilot] = Field(default_factory=list)
+    tickets: list[OrgTicket] = Field(default_factory=list)
+
+
+def read_org_file(path: Path) -> OrgFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ReconcilerError(Problem(f"{path}: cannot read organisation file: {exc}")) from None
+    try:
+        return OrgFile.model_validate(data or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ReconcilerError(Problem(f"{path}: invalid organisation file at {where}: {first['msg']}")) from None
+
+
+def write_org_file(org: OrgFile, path: Path) -> None:
+    """Write atomically: a crash leaves either the old file or the new one, never half of either."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = org.model_dump(mode="json", exclude_defaults=True)
+    text = (
+        json.dumps(payload, indent=1, sort_keys=True) + "\n"
+        if path.suffix == ".json"
+        else yaml.safe_dump(payload, sort_keys=False, allow_unicode=True)
+    )
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)

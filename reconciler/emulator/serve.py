@@ -1,0 +1,46 @@
+"""Serving the emulator over loopback HTTP with uvicorn, in the foreground or on a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+
+from reconciler.emulator.wire import EmulatorApp
+
+
+def serve_forever(app: EmulatorApp, host: str, port: int) -> None:
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+class BackgroundServer:
+    """Runs the app on 127.0.0.1 on a free port for the length of a `with` block."""
+
+    def __init__(self, app: EmulatorApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="critical", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="quickbi-emulator", daemon=True)
+        self.host = host
+        self.port = port
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the emulator server did not start")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -1,0 +1,234 @@
+"""The batch planner: cover a set of cells with as few `SmartqAuthorize` calls as it can.
+
+One call grants or deletes every cell of users U x targets T with |U| x |T| <= 100, so planning is covering a
+0/1 matrix (users x targets) with capped rectangles: the capped biclique cover problem of RBAC role mining
+(Ene et al., SACMAT 2008). It is NP-hard in general; the planner combines strategies that are exact or
+near-exact on the structures real organisations have, and keeps the cheapest result:
+
+1. **Rows.** Users with identical rows form a role: an n x w rectangle. `tile` splits its w targets into
+   strips whose widths pack 100 well (51 = 50 + 1: pairs of users on 50 targets, hundreds on the last one)
+   by dynamic programming over strip widths, and also tries the transpose (strips of users), so a role costs
+   ceil(n*w/100) calls plus at most one partial batch per strip.
+2. **Columns.** The same, grouping targets with identical user sets: wins when targets, not users, repeat.
+3. **Greedy roles.** Repeatedly take the rectangle (T, every user whose remaining row contains T) with the
+   most cells, T ranging over the remaining distinct rows, tile it, and remove it; finish the residue with 1-2.
+   This recovers roles hidden under per-user exceptions (a role plus or minus a few targets per user).
+4. **Don't-cares** (revokes, and grants when re-granting unchanged cells is allowed). A revoke may delete
+   cells that are neither granted nor desired. Targets with revokes are cut into blocks of b targets; every
+   user with a revoke in a block who may be revoked on the whole block joins one b-wide strip, packed
+   floor(100/b) users to a call; the rest is covered exactly. The best b is kept if it beats exact cover.
+
+Every strategy is at least as good as the naive "one user at a time" (rows) or "one target at a time"
+(columns), so the result never costs more than the better naive plan. Ties go to the earlier strategy, and all
+iteration is over sorted data, so the same input always gives the same plan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+
+CAP = 100
+GREEDY_PATTERN_LIMIT = 3000
+GREEDY_CANDIDATES = 400
+DONT_CARE_CELL_LIMIT = 1_000_000
+BLOCK_SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 25, 33, 50, 100)
+
+Rect = tuple[tuple[int, ...], tuple[int, ...]]
+Rows = Mapping[int, frozenset[int]]
+
+
+def lower_bound(cells: int) -> int:
+    return math.ceil(cells / CAP)
+
+
+# ---- tiling one full rectangle -------------------------------------------------------------------------
+
+
+def _strip_widths(total: int) -> list[int]:
+    """Strip widths worth trying: the widest for each users-per-call count, plus an exact remainder."""
+    widths = sorted({CAP // k for k in range(1, CAP + 1)})
+    return [w for w in widths if w <= total]
+
+
+@lru_cache(maxsize=4096)
+def _strips(across: int, length: int) -> tuple[int, tuple[int, ...]]:
+    """Cut `length` into strips; a strip of width d packs floor(100/d) of the `across` items per call.
+
+    Returns the fewest calls and the strip widths achieving it (dynamic programming over the length).
+    """
+    best = [0] * (length + 1)
+    choice = [0] * (length + 1)
+    candidates = _strip_widths(min(length, CAP))
+    for x in range(1, length + 1):
+        options = [d for d in candidates if d <= x]
+        if x <= CAP and x not in options:
+            options.append(x)
+        best_cost, best_d = math.inf, 0
+        for d in options:
+            cost = -(-across // (CAP // d)) + best[x - d]
+            if cost < best_cost:
+                best_cost, best_d = cost, d
+        best[x], choice[x] = int(best_cost), best_d
+    widths: list[int] = []
+    x = length
+    while x:
+        widths.append(choice[x])
+        x -= choice[x]
+    return best[length], tuple(sorted(widths, reverse=True))
+
+
+def tile(users: Sequence[int], targets: Sequence[int]) -> list[Rect]:
+    """Cover the full rectangle users x targets with few capped rectangles."""
+    if not users or not targets:
+        return []
+    by_targets, target_widths = _strips(len(users), len(targets))
+    by_users, user_heights = _strips(len(targets), len(users))
+    if by_users < by_targets:
+        return [(u, t) for t, u in _cut(targets, users, user_heights)]
+    return _cut(users, targets, target_widths)
+
+
+def _cut(users: Sequence[int], targets: Sequence[int], widths: Iterable[int]) -> list[Rect]:
+    rects: list[Rect] = []
+    start = 0
+    for width in widths:
+        strip = tuple(targets[start : start + width])
+        start += width
+        per_call = CAP // width
+        for i in range(0, len(users), per_call):
+            rects.append((tuple(users[i : i + per_call]), strip))
+    return rects
+
+
+# ---- exact cover (no cell outside the input) ----------------------------------------------------------
+
+
+def cover(rows: Rows, allowed: Rows | None = None) -> list[Rect]:
+    """Rectangles covering every cell of `rows`, touching only cells of `rows` or of `allowed`.
+
+    `allowed[u]` (a superset of `rows[u]`) names the don't-care cells a rectangle may also touch.
+    """
+    rows = {u: r for u, r in rows.items() if r}
+    if not rows:
+        return []
+    best = cover_exact(rows)
+    if allowed is not None and sum(len(r) for r in rows.values()) <= DONT_CARE_CELL_LIMIT:
+        widened = _cover_blocks(rows, allowed)
+        if len(widened) < len(best):
+            best = widened
+    return best
+
+
+def cover_exact(rows: Rows) -> list[Rect]:
+    rows = {u: r for u, r in rows.items() if r}
+    if not rows:
+        return []
+    patterns = _patterns(rows)
+    best = _by_rows(patterns)
+    columns = _by_rows(_patterns(_transpose(rows)))
+    if len(columns) < len(best):
+        best = [(u, t) for t, u in columns]
+    if 1 < len(patterns) <= GREEDY_PATTERN_LIMIT:
+        greedy = _greedy(rows)
+        if len(greedy) < len(best):
+            best = greedy
+    return best
+
+
+def _patterns(rows: Rows) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Distinct rows, each with the sorted users that have it, in a stable order."""
+    groups: dict[frozenset[int], list[int]] = defaultdict(list)
+    for user in sorted(rows):
+        groups[rows[user]].append(user)
+    return sorted((tuple(users), tuple(sorted(row))) for row, users in groups.items())
+
+
+def _transpose(rows: Rows) -> dict[int, frozenset[int]]:
+    columns: dict[int, set[int]] = defaultdict(set)
+    for user, row in rows.items():
+        for target in row:
+            columns[target].add(user)
+    return {target: frozenset(users) for target, users in columns.items()}
+
+
+def _by_rows(patterns: Iterable[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[Rect]:
+    rects: list[Rect] = []
+    for users, targets in patterns:
+        rects.extend(tile(users, targets))
+    return rects
+
+
+def _greedy(rows: Rows) -> list[Rect]:
+    remaining = {u: set(r) for u, r in rows.items()}
+    rects: list[Rect] = []
+    while True:
+        groups: dict[frozenset[int], list[int]] = defaultdict(list)
+        for user in sorted(remaining):
+            if remaining[user]:
+                groups[frozenset(remaining[user])].append(user)
+        if len(groups) <= 1:
+            break
+        ranked = sorted(groups.items(), key=lambda item: (-len(item[0]) * len(item[1]), sorted(item[0])))
+        best_value, best_targets, best_users = 0, frozenset[int](), list[int]()
+        for candidate, _ in ranked[:GREEDY_CANDIDATES]:
+            supporters = [u for row, users in groups.items() if candidate <= row for u in users]
+            value = len(supporters) * len(candidate)
+            if value > best_value:
+                best_value, best_targets, best_users = value, candidate, supporters
+        if best_value < 2 * CAP:
+            break
+        users = tuple(sorted(best_users))
+        rects.extend(tile(users, tuple(sorted(best_targets))))
+        for user in users:
+            remaining[user] -= best_targets
+    residue = {u: frozenset(r) for u, r in remaining.items() if r}
+    if residue:
+        patterns = _patterns(residue)
+        by_rows = _by_rows(patterns)
+        by_columns = [(u, t) for t, u in _by_rows(_patterns(_transpose(residue)))]
+        rects.extend(by_rows if len(by_rows) <= len(by_columns) else by_columns)
+    return rects
+
+
+# ---- cover with don't-cares ---------------------------------------------------------------------------
+
+
+def _cover_blocks(rows: Rows, allowed: Rows) -> list[Rect]:
+    frequency: dict[int, int] = defaultdict(int)
+    for row in rows.values():
+        for target in row:
+            frequency[target] += 1
+    active = sorted(frequency, key=lambda t: (-frequency[t], t))
+    best: list[Rect] | None = None
+    for size in BLOCK_SIZES:
+        if size > len(active):
+            break
+        rects = _blocks_of(rows, allowed, active, size)
+        if best is None or len(rects) < len(best):
+            best = rects
+    return best or []
+
+
+def _blocks_of(rows: Rows, allowed: Rows, active: list[int], size: int) -> list[Rect]:
+    block_of = {target: index // size for index, target in enumerate(active)}
+    blocks = [tuple(sorted(active[i : i + size])) for i in range(0, len(active), size)]
+    members: dict[int, list[int]] = defaultdict(list)
+    residue: dict[int, set[int]] = defaultdict(set)
+    for user in sorted(rows):
+        touched = {block_of[t] for t in rows[user]}
+        free = allowed.get(user, frozenset())
+        for index in sorted(touched):
+            if free.issuperset(blocks[index]):
+                members[index].append(user)
+            else:
+                residue[user].update(t for t in rows[user] if block_of[t] == index)
+    rects: list[Rect] = []
+    per_call = CAP // size
+    for index in sorted(members):
+        users = members[index]
+        rects.extend((tuple(users[i : i + per_call]), blocks[index]) for i in range(0, len(users), per_call))
+    rects.extend(cover_exact({u: frozenset(r) for u, r in residue.items()}))
+    return rects

@@ -1,0 +1,362 @@
+"""Load policy files or folders, validate them, and merge them into one `Policy`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from reconciler.errors import Location, Problem, ReconcilerError
+from reconciler.policy._model import (
+    CubeRef,
+    GrantRule,
+    PolicyFile,
+    Rolling,
+    ThemeRef,
+    UserRef,
+)
+from reconciler.policy._yaml import LocatedDocument, read_yaml
+
+TargetKind = Literal["llm_cube", "theme"]
+Expiry = dt.date | Rolling
+
+
+@dataclass(frozen=True)
+class UserDef:
+    alias: str
+    ref: UserRef
+    location: Location
+
+
+@dataclass(frozen=True)
+class GroupDef:
+    name: str
+    members: tuple[str, ...]
+    quickbi_group: str | None
+    location: Location
+    member_locations: tuple[Location, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResourceDef:
+    alias: str
+    kind: TargetKind
+    ref: CubeRef | ThemeRef
+    location: Location
+
+
+@dataclass(frozen=True)
+class TargetName:
+    """A target as a grant names it: an alias under `resources`, or an inline `id:<ID>`."""
+
+    kind: TargetKind
+    name: str
+    location: Location
+
+
+@dataclass(frozen=True)
+class Rule:
+    principals: tuple[tuple[str, Location], ...]
+    targets: tuple[TargetName, ...]
+    expires: Expiry
+    location: Location
+
+
+@dataclass(frozen=True)
+class Policy:
+    users: dict[str, UserDef] = field(default_factory=dict)
+    groups: dict[str, GroupDef] = field(default_factory=dict)
+    resources: dict[tuple[TargetKind, str], ResourceDef] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    protected: tuple[tuple[str, Location], ...] = ()
+    manage_all_targets: bool = False
+    digest: str = ""
+    files: tuple[str, ...] = ()
+
+
+def policy_files(paths: Iterable[Path]) -> list[Path]:
+    """The policy files named by `paths`: files as given, folders searched for *.yaml / *.yml, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ReconcilerError(Problem(f"{path}: no such file or folder", hint="check the policies path"))
+    if not found:
+        raise ReconcilerError(Problem(f"no policy files (*.yaml) found in {', '.join(map(str, paths))}"))
+    return found
+
+
+def load_policy(paths: Iterable[Path], today: dt.date | None = None) -> Policy:
+    """Read, validate and merge policy files. Raises ReconcilerError listing every problem found."""
+    today = today or dt.date.today()
+    problems: list[Problem] = []
+    parsed: list[tuple[LocatedDocument, PolicyFile]] = []
+    for path in policy_files(paths):
+        document, yaml_problems = read_yaml(path)
+        problems.extend(yaml_problems)
+        if document is None or yaml_problems:
+            continue
+        model = _validate_file(document, problems)
+        if model is not None:
+            parsed.append((document, model))
+    if problems:
+        raise ReconcilerError(problems)
+    policy = _merge(parsed, today, problems)
+    if problems:
+        raise ReconcilerError(problems)
+    return policy
+
+
+def _validate_file(document: LocatedDocument, problems: list[Problem]) -> PolicyFile | None:
+    if not isinstance(document.data, dict):
+        problems.append(Problem("a policy file must be a mapping with 'version: 1'", document.locate(())))
+        return None
+    try:
+        return PolicyFile.model_validate(document.data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            problems.append(_problem_from_pydantic(document, error))
+        return None
+
+
+def _problem_from_pydantic(document: LocatedDocument, error: Any) -> Problem:
+    path = tuple(part for part in error["loc"] if not (isinstance(part, str) and "[" in part))
+    # pydantic reports union members and validator names as extra path parts; keep the real keys only
+    path = _data_path(document.data, path)
+    field_name = ".".join(str(part) for part in path) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return Problem(f"unknown key '{path[-1]}'", document.locate(path), "remove it or check its spelling")
+    if kind == "missing":
+        return Problem(f"missing required key '{field_name}'", document.locate(path[:-1]))
+    if kind == "literal_error" and path == ("version",):
+        return Problem("unsupported policy version", document.locate(path), "this reconciler reads 'version: 1'")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return Problem(f"{field_name}: {message}", document.locate(path))
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """Follow `loc` through `data`, dropping parts that are not real keys (union tags, validator names)."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part not in node and not path[-1:] == [part]:
+            # a missing key is still worth naming, but only as the last part
+            if part.isidentifier() and part not in ("function-after", "function-before"):
+                path.append(part)
+            break
+    return tuple(path)
+
+
+def _merge(parsed: list[tuple[LocatedDocument, PolicyFile]], today: dt.date, problems: list[Problem]) -> Policy:
+    users: dict[str, UserDef] = {}
+    groups: dict[str, GroupDef] = {}
+    resources: dict[tuple[TargetKind, str], ResourceDef] = {}
+    manage_all = False
+    for document, model in parsed:
+        manage_all = manage_all or model.manage_all_targets
+        for alias, ref in model.users.items():
+            _define(users, alias, UserDef(alias, ref, document.locate(("users", alias))), problems, "user")
+        for name, group in model.groups.items():
+            members = tuple(group.members)
+            member_locs = tuple(document.locate(("groups", name, "members", i)) for i in range(len(members)))
+            definition = GroupDef(name, members, group.quickbi_group, document.locate(("groups", name)), member_locs)
+            _define(groups, name, definition, problems, "group")
+        for kind, table in (("llm_cube", model.resources.llm_cubes), ("theme", model.resources.themes)):
+            section = "llm_cubes" if kind == "llm_cube" else "themes"
+            for alias, target_ref in table.items():
+                location = document.locate(("resources", section, alias))
+                definition_r = ResourceDef(alias, kind, target_ref, location)  # type: ignore[arg-type]
+                _define(resources, (kind, alias), definition_r, problems, f"{section[:-1]} alias")  # type: ignore[arg-type]
+    for name, group in groups.items():
+        if name in users:
+            problems.append(
+                Problem(
+                    f"'{name}' is both a user alias ({users[name].location}) and a group",
+                    group.location,
+                    "rename one of them",
+                )
+            )
+    rules: list[Rule] = []
+    protected: list[tuple[str, Location]] = []
+    for document, model in parsed:
+        _check_expiry(model.defaults.expires, document.locate(("defaults", "expires")), today, problems)
+        for index, grant in enumerate(model.grants):
+            rule = _rule(document, index, grant, model.defaults.expires, today, problems)
+            rules.append(rule)
+        for index, name in enumerate(model.protected_users):
+            protected.append((name, document.locate(("protected_users", index))))
+    policy = Policy(users, groups, resources, tuple(rules), tuple(protected), manage_all)
+    _check_names(policy, problems)
+    _check_groups(policy, problems)
+    for rule in policy.rules:
+        for target in rule.targets:
+            if not target.name.startswith("id:") and (target.kind, target.name) not in resources:
+                section = "llm_cubes" if target.kind == "llm_cube" else "themes"
+                problems.append(
+                    Problem(
+                        f"unknown {section[:-1]} '{target.name}'",
+                        target.location,
+                        f"declare it under resources.{section} or write id:<ID>",
+                    )
+                )
+    digest = _digest(parsed)
+    files = tuple(document.file for document, _ in parsed)
+    return Policy(users, groups, resources, policy.rules, policy.protected, manage_all, digest, files)
+
+
+def _define(table: dict[Any, Any], key: Any, definition: Any, problems: list[Problem], what: str) -> None:
+    existing = table.get(key)
+    if existing is None:
+        table[key] = definition
+        return
+    same = _comparable(existing) == _comparable(definition)
+    if not same:
+        name = key[1] if isinstance(key, tuple) else key
+        problems.append(
+            Problem(
+                f"{what} '{name}' is defined differently at {existing.location}",
+                definition.location,
+                "define it once",
+            )
+        )
+
+
+def _comparable(definition: Any) -> Any:
+    if isinstance(definition, UserDef | ResourceDef):
+        return definition.ref
+    return (definition.members, definition.quickbi_group)
+
+
+def _rule(
+    document: LocatedDocument,
+    index: int,
+    grant: GrantRule,
+    default: Expiry,
+    today: dt.date,
+    problems: list[Problem],
+) -> Rule:
+    base = ("grants", index)
+    location = document.locate(base)
+    principals: list[tuple[str, Location]] = []
+    seen: dict[str, int] = {}
+    for i, name in enumerate(grant.to):
+        loc = document.locate((*base, "to", i))
+        if name in seen:
+            problems.append(Problem(f"'{name}' is listed twice in this grant's 'to'", loc, "list it once"))
+            continue
+        seen[name] = i
+        principals.append((name, loc))
+    targets: list[TargetName] = []
+    for kind, section, names in (("llm_cube", "llm_cubes", grant.llm_cubes), ("theme", "themes", grant.themes)):
+        listed: set[str] = set()
+        for i, name in enumerate(names):
+            loc = document.locate((*base, section, i))
+            if name in listed:
+                problems.append(Problem(f"target '{name}' is listed twice in this grant", loc, "list it once"))
+                continue
+            listed.add(name)
+            targets.append(TargetName(kind, name, loc))  # type: ignore[arg-type]
+    if not targets:
+        problems.append(Problem("grant has no targets", location, "add llm_cubes or themes to it"))
+    expires = grant.expires if grant.expires is not None else default
+    if grant.expires is not None:
+        _check_expiry(grant.expires, document.locate((*base, "expires")), today, problems)
+    return Rule(tuple(principals), tuple(targets), expires, location)
+
+
+def _check_expiry(expires: Expiry, location: Location, today: dt.date, problems: list[Problem]) -> None:
+    if isinstance(expires, dt.date) and expires < today:
+        problems.append(
+            Problem(f"expiry date {expires.isoformat()} is in the past", location, "use a future date or 'never'")
+        )
+
+
+def _is_inline(name: str) -> bool:
+    return name.startswith(("id:", "account:")) and len(name.split(":", 1)[1]) > 0
+
+
+def _check_names(policy: Policy, problems: list[Problem]) -> None:
+    def check(name: str, location: Location, allow_groups: bool) -> None:
+        if _is_inline(name) or name in policy.users or (allow_groups and name in policy.groups):
+            return
+        hint = "define it under users" + (" or groups" if allow_groups else "") + ", or write id:<UserId>"
+        what = "user or group" if allow_groups else "user"
+        problems.append(Problem(f"unknown {what} '{name}'", location, hint))
+
+    for group in policy.groups.values():
+        for member, location in zip(group.members, group.member_locations, strict=True):
+            check(member, location, allow_groups=True)
+    for rule in policy.rules:
+        for name, location in rule.principals:
+            check(name, location, allow_groups=True)
+    for name, location in policy.protected:
+        check(name, location, allow_groups=True)
+
+
+def _check_groups(policy: Policy, problems: list[Problem]) -> None:
+    reported: set[str] = set()
+    for start in sorted(policy.groups):
+        cycle = _find_cycle(policy, start, [])
+        if cycle and cycle[0] == start and not reported.intersection(cycle):
+            reported.update(cycle)
+            problems.append(
+                Problem(
+                    "group cycle: " + " -> ".join([*cycle, cycle[0]]),
+                    policy.groups[start].location,
+                    "remove one of the nested memberships",
+                )
+            )
+    if reported:
+        return
+    for name in sorted(policy.groups):
+        if not _can_have_members(policy, name):
+            problems.append(
+                Problem(
+                    f"group '{name}' expands to nobody",
+                    policy.groups[name].location,
+                    "add members or a quickbi_group, or delete the group",
+                )
+            )
+
+
+def _find_cycle(policy: Policy, name: str, trail: list[str]) -> list[str] | None:
+    if name in trail:
+        return trail[trail.index(name) :]
+    group = policy.groups.get(name)
+    if group is None:
+        return None
+    for member in group.members:
+        if member in policy.groups:
+            cycle = _find_cycle(policy, member, [*trail, name])
+            if cycle:
+                return cycle
+    return None
+
+
+def _can_have_members(policy: Policy, name: str) -> bool:
+    group = policy.groups[name]
+    if group.quickbi_group:
+        return True
+    return any(m not in policy.groups or _can_have_members(policy, m) for m in group.members)
+
+
+def _digest(parsed: list[tuple[LocatedDocument, PolicyFile]]) -> str:
+    canonical = [model.model_dump(mode="json") for _, model in parsed]
+    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(payload).hexdigest()

@@ -1,0 +1,123 @@
+"""Pydantic models of one policy file (format version 1). Unknown keys are errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+NEVER = dt.date(2099, 12, 31)
+_DURATION = re.compile(r"^(\d+)d$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _parse_days(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if not match:
+            raise ValueError("a duration is written as a whole number of days, like 30d")
+        return int(match.group(1))
+    return value
+
+
+Days = Annotated[int, BeforeValidator(_parse_days), Field(gt=0, le=36500)]
+
+
+class Rolling(_Strict):
+    """A rolling expiry: each grant lasts `ttl` and is renewed once fewer than `renew_within` days remain."""
+
+    ttl: Days
+    renew_within: Days
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> Rolling:
+        if self.renew_within >= self.ttl:
+            raise ValueError("renew_within must be shorter than ttl")
+        return self
+
+
+def _parse_expiry(value: Any) -> Any:
+    if value == "never":
+        return NEVER
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("expected 'never', a date written yyyy-mm-dd, or {ttl: 30d, renew_within: 7d}") from None
+    if isinstance(value, dt.datetime):
+        raise ValueError("expected a date (yyyy-mm-dd), not a timestamp")
+    return value
+
+
+Expiry = Annotated[dt.date | Rolling, BeforeValidator(_parse_expiry)]
+
+
+class UserRef(_Strict):
+    account: str | None = Field(default=None, min_length=1)
+    id: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> UserRef:
+        if (self.account is None) == (self.id is None):
+            raise ValueError("give exactly one of 'account' or 'id'")
+        return self
+
+
+class Group(_Strict):
+    members: list[str] = Field(default_factory=list)
+    quickbi_group: str | None = Field(default=None, min_length=1)
+
+
+class CubeRef(_Strict):
+    id: str | None = Field(default=None, min_length=1)
+    alias: str | None = Field(default=None, min_length=1)
+    dataset: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CubeRef:
+        if sum(v is not None for v in (self.id, self.alias, self.dataset)) != 1:
+            raise ValueError("give exactly one of 'id', 'alias' or 'dataset'")
+        return self
+
+
+class ThemeRef(_Strict):
+    id: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ThemeRef:
+        if (self.id is None) == (self.name is None):
+            raise ValueError("give exactly one of 'id' or 'name'")
+        return self
+
+
+class Resources(_Strict):
+    llm_cubes: dict[str, CubeRef] = Field(default_factory=dict)
+    themes: dict[str, ThemeRef] = Field(default_factory=dict)
+
+
+class Defaults(_Strict):
+    expires: Expiry = NEVER
+
+
+class GrantRule(_Strict):
+    to: list[str] = Field(min_length=1)
+    llm_cubes: list[str] = Field(default_factory=list)
+    themes: list[str] = Field(default_factory=list)
+    expires: Expiry | None = None
+
+
+class PolicyFile(_Strict):
+    version: Literal[1]
+    defaults: Defaults = Field(default_factory=Defaults)
+    users: dict[str, UserRef] = Field(default_factory=dict)
+    groups: dict[str, Group] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    grants: list[GrantRule] = Field(default_factory=list)
+    protected_users: list[str] = Field(default_factory=list)
+    manage_all_targets: bool = False

@@ -1,0 +1,118 @@
+"""A YAML reader that remembers the line of every value and refuses duplicate keys.
+
+PyYAML's loaders silently keep the last of two equal keys and forget where values came from, so we compose
+the node graph ourselves and build plain Python data alongside a map from each value's path to its line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.errors import Location, Problem
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass
+class LocatedDocument:
+    """Plain data from one YAML file plus the line of every mapping key, list item and scalar."""
+
+    file: str
+    data: Any
+    lines: dict[PathKey, int] = field(default_factory=dict)
+
+    def locate(self, path: PathKey) -> Location:
+        """The line of `path`, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:end]))
+            if line is not None:
+                return Location(self.file, line)
+        return Location(self.file, 1)
+
+
+def read_yaml(path: Path, display_name: str | None = None) -> tuple[LocatedDocument | None, list[Problem]]:
+    """Parse one YAML file. Returns the document, or None and the problems that stopped it."""
+    name = display_name or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(f"cannot read file: {exc}", Location(name, 1))]
+    return parse_yaml(text, name)
+
+
+def parse_yaml(text: str, name: str) -> tuple[LocatedDocument | None, list[Problem]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        reason = exc.problem or exc.context or "invalid YAML"
+        return None, [Problem(f"YAML syntax error: {reason}", Location(name, line), "fix the YAML syntax")]
+    except yaml.YAMLError as exc:
+        return None, [Problem(f"YAML error: {exc}", Location(name, 1), "fix the YAML syntax")]
+    document = LocatedDocument(file=name, data=None)
+    problems: list[Problem] = []
+    if node is None:
+        document.data = {}
+        return document, problems
+    builder = _Builder(document, problems)
+    document.data = builder.build(node, ())
+    return document, problems
+
+
+class _Builder:
+    def __init__(self, document: LocatedDocument, problems: list[Problem]) -> None:
+        self.document = document
+        self.problems = problems
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node, path: PathKey) -> Any:
+        self.document.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            line = node.start_mark.line + 1
+            self.problems.append(Problem(f"invalid value: {exc.problem}", Location(self.document.file, line)))
+            return None
+
+    def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        first_seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self.problems.append(
+                    Problem("YAML merge keys (<<) are not supported", self._loc(key_node), "write the keys out")
+                )
+                continue
+            key = self.constructor.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | bool) or key is None:
+                self.problems.append(Problem("mapping keys must be plain scalars", self._loc(key_node)))
+                continue
+            if isinstance(key, bool | int):
+                key = str(key).lower() if isinstance(key, bool) else str(key)
+            line = key_node.start_mark.line + 1
+            if key in first_seen:
+                self.problems.append(
+                    Problem(
+                        f"duplicate key {key!r} (first defined at line {first_seen[key]})",
+                        Location(self.document.file, line),
+                        "remove one of them or merge their contents",
+                    )
+                )
+                continue
+            first_seen[key] = line
+            child = (*path, key)
+            self.document.lines[child] = line
+            result[key] = self.build(value_node, child)
+        return result
+
+    def _loc(self, node: yaml.Node) -> Location:
+        return Location(self.document.file, node.start_mark.line + 1)
