@@ -1,0 +1,340 @@
+"""The `reconciler` command line (contract: DESIGN.md, "Command line")."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from reconciler import render, runner
+from reconciler.config import Config, load_config
+from reconciler.diff import DiffOptions
+from reconciler.drift import drift as drift_report
+from reconciler.errors import ReconcilerError
+from reconciler.lock import TargetLock
+from reconciler.plan import Plan
+from reconciler.policy import load_policy
+from reconciler.progress import progress
+from reconciler.quickbi import QuickBIError, TransportFailure
+from reconciler.snapshot import Snapshot
+from reconciler.workspace import open_target
+
+T = TypeVar("T")
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+class _Context:
+    def __init__(self, config_path: Path, target: str | None) -> None:
+        self.config_path = config_path
+        self.target = target
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=Path("reconciler.yaml"),
+              show_default=True, help="Configuration file.")
+@click.option("--target", default=None, help="Target name (default: the config's default_target).")
+@click.option("-v", "--verbose", is_flag=True, help="Log each API call (never its secrets).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path, target: str | None, verbose: bool) -> None:
+    """Access-as-code for Quick BI Smart Q: plan and apply SmartqAuthorize grants from YAML policy."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    ctx.obj = _Context(config_path, target)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.pass_obj
+def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
+    """Load and check policies offline."""
+    chosen = list(paths) or obj.config.policy_paths()
+    policy = load_policy(chosen, _today())
+    click.echo(f"{len(policy.files)} policy files OK: {len(policy.rules)} grants, {len(policy.groups)} groups.")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Snapshot file to write.")
+@click.pass_obj
+def refresh(obj: _Context, out: Path) -> None:
+    """Read live grants of every user into a snapshot file."""
+
+    async def go() -> Snapshot:
+        policy = load_policy(obj.config.policy_paths(), _today())
+        async with open_target(obj.config, obj.target) as session:
+            users = await session.client.all_users()
+            with progress(len(users), "refresh") as tick:
+                from reconciler.snapshot import refresh as read_all
+
+                return await read_all(session.client, [u.user_id for u in users], tick)
+        del policy
+
+    snapshot = _run(go())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(snapshot.to_json(), encoding="utf-8")
+    click.echo(f"Wrote {out}: {len(snapshot.grants)} users, {sum(1 for _ in snapshot.cells())} live grants.")
+
+
+def _plan_options(additive: bool, allow_regrant: bool, unrecorded: str) -> runner.PlanOptions:
+    return runner.PlanOptions(DiffOptions(additive, unrecorded), allow_regrant)  # type: ignore[arg-type]
+
+
+def _format_plan(plan: Plan, fmt: str) -> str:
+    if fmt == "json":
+        return plan.model_dump_json(indent=1) + "\n"
+    return render.plan_text(plan, markdown=fmt == "markdown")
+
+
+_plan_flags = [
+    click.option("--additive", is_flag=True, help="Never revoke; only grant."),
+    click.option("--allow-regrant", is_flag=True,
+                 help="Let grant batches re-grant live cells whose recorded expiry equals the batch's."),
+    click.option("--unrecorded", type=click.Choice(["trust", "regrant"]), default="trust", show_default=True,
+                 help="A live desired grant with no ledger record: trust its expiry, or re-grant to pin it."),
+]
+
+
+def _with_plan_flags(function: Any) -> Any:
+    for flag in reversed(_plan_flags):
+        function = flag(function)
+    return function
+
+
+@cli.command()
+@click.option("--snapshot", "snapshot_path", type=click.Path(path_type=Path), help="Plan offline from a snapshot.")
+@click.option("--out", type=click.Path(path_type=Path), help="Also save the plan (JSON) here.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
+@_with_plan_flags
+@click.pass_obj
+def plan(
+    obj: _Context,
+    snapshot_path: Path | None,
+    out: Path | None,
+    fmt: str,
+    detailed_exitcode: bool,
+    additive: bool,
+    allow_regrant: bool,
+    unrecorded: str,
+) -> None:
+    """Diff policy against live grants and show the batched plan."""
+    options = _plan_options(additive, allow_regrant, unrecorded)
+    result = _run(_make_plan(obj, options, snapshot_path))
+    if out is not None:
+        result.write(out)
+    click.echo(_format_plan(result, fmt), nl=False)
+    if detailed_exitcode and not result.empty:
+        sys.exit(EXIT_CHANGES)
+
+
+async def _make_plan(obj: _Context, options: runner.PlanOptions, snapshot_path: Path | None) -> Plan:
+    today = _today()
+    policy = load_policy(obj.config.policy_paths(), today)
+    snapshot = Snapshot.read(snapshot_path) if snapshot_path else None
+    async with open_target(obj.config, obj.target) as session:
+        desired, live = await runner.desired_and_snapshot(session, policy, today, snapshot)
+        made, _ = runner.plan_from(session, desired, live, runner.ledger_for(session), today, options)
+        return made
+
+
+@cli.command()
+@click.argument("plan_file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def show(plan_file: Path, fmt: str) -> None:
+    """Render a saved plan."""
+    click.echo(_format_plan(Plan.read(plan_file), fmt), nl=False)
+
+
+@cli.command()
+@click.argument("plan_file", required=False, type=click.Path(path_type=Path))
+@click.option("--auto-approve", is_flag=True, help="Apply without asking (required without a terminal).")
+@click.option("--max-revokes", type=click.IntRange(min=0), help="Stop if the plan revokes more cells than this.")
+@click.option("--max-revoke-ratio", type=click.FloatRange(0, 1),
+              help="Stop if the plan revokes more than this share of currently granted managed cells.")
+@click.option("--break-lock", is_flag=True, help="Remove a stale lock left by a dead apply.")
+@_with_plan_flags
+@click.pass_obj
+def apply(
+    obj: _Context,
+    plan_file: Path | None,
+    auto_approve: bool,
+    max_revokes: int | None,
+    max_revoke_ratio: float | None,
+    break_lock: bool,
+    additive: bool,
+    allow_regrant: bool,
+    unrecorded: str,
+) -> None:
+    """Apply a saved plan (refused if stale), or plan, confirm and apply."""
+    if plan_file is None and not auto_approve and not sys.stdin.isatty():
+        raise ReconcilerError("no terminal to confirm on: pass --auto-approve, or apply a saved plan file")
+    breakers = runner.Breakers(max_revokes, max_revoke_ratio)
+    options = _plan_options(additive, allow_regrant, unrecorded)
+    saved = Plan.read(plan_file) if plan_file else None
+    code = _run(_apply(obj, saved, options, breakers, auto_approve, break_lock))
+    sys.exit(code)
+
+
+async def _apply(
+    obj: _Context,
+    saved: Plan | None,
+    options: runner.PlanOptions,
+    breakers: runner.Breakers,
+    auto_approve: bool,
+    break_lock: bool,
+) -> int:
+    today = _today()
+    policy = load_policy(obj.config.policy_paths(), today)
+    async with open_target(obj.config, obj.target, audit=True) as session:
+        with TargetLock(session.state_dir / "apply.lock", session.name, break_lock):
+            ledger = runner.ledger_for(session)
+            desired, snapshot = await runner.desired_and_snapshot(session, policy, today)
+            if saved is not None:
+                if saved.inputs.policy_digest != policy.digest:
+                    raise ReconcilerError("the plan is stale: the policy changed since it was made (make a new plan)")
+                await runner.check_fresh(session, saved)
+                chosen = saved
+            else:
+                chosen, _ = runner.plan_from(session, desired, snapshot, ledger, today, options)
+                click.echo(render.plan_text(chosen), nl=False)
+            if chosen.empty:
+                if saved is not None:
+                    click.echo("No changes. Live Smart Q grants match the policy.")
+                return EXIT_OK
+            runner.check_breakers(chosen, snapshot, desired, breakers)
+            if saved is None and not auto_approve and not click.confirm("Apply this plan?", default=False):
+                click.echo("Apply cancelled.")
+                return EXIT_ERROR
+            with progress(len(chosen.batches), "apply") as tick:
+                result, mismatches = await runner.execute(session, chosen, ledger, tick)
+    for failure in result.failures:
+        click.echo(f"failed: {failure}", err=True)
+    for mismatch in mismatches:
+        click.echo(f"verify: {mismatch}", err=True)
+    resumed = f", {result.resumed} already done in an earlier run" if result.resumed else ""
+    click.echo(
+        f"Apply {'complete' if result.ok and not mismatches else 'incomplete'}: {result.calls} calls for "
+        f"{result.planned_calls} planned batches{resumed}; {len(result.failures)} cells failed."
+    )
+    return EXIT_OK if result.ok and not mismatches else EXIT_ERROR
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
+              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
+@click.pass_obj
+def drift(obj: _Context, fmt: str, out: Path | None) -> None:
+    """Report how live grants differ from policy (exit 2 on drift)."""
+
+    async def go() -> Any:
+        today = _today()
+        policy = load_policy(obj.config.policy_paths(), today)
+        async with open_target(obj.config, obj.target) as session:
+            desired, snapshot = await runner.desired_and_snapshot(session, policy, today)
+            return drift_report(session.name, desired, snapshot)
+
+    report = _run(go())
+    renderers = {
+        "text": render.drift_text,
+        "markdown": lambda r: render.drift_text(r, markdown=True),
+        "json": render.drift_json,
+        "html": render.drift_html,
+    }
+    text = renderers[fmt](report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    sys.exit(EXIT_OK if report.clean else EXIT_CHANGES)
+
+
+@cli.group()
+def emulator() -> None:
+    """The built-in Quick BI emulator."""
+
+
+@emulator.command()
+@click.option("--org", "org_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--state", type=click.Path(path_type=Path), help="Save the state here on shutdown.")
+@click.option("--qps", type=float, help="Per-API requests per second before throttling.")
+@click.option("--latency-ms", type=float, default=0.0)
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of 503 answers.")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of dropped connections.")
+@click.option("--slow-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of answers slower than timeouts.")
+@click.option("--partial-rate", type=click.FloatRange(0, 1), default=0.0,
+              help="Share of SmartqAuthorize cells that fail in Result.")
+@click.option("--throttle-status", type=click.Choice(["400", "429"]), default="400", show_default=True)
+@click.option("--cube-readback", type=click.Choice(["llm_cube", "dataset"]), default="llm_cube", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def serve(
+    org_file: Path,
+    host: str,
+    port: int,
+    state: Path | None,
+    qps: float | None,
+    latency_ms: float,
+    error_rate: float,
+    drop_rate: float,
+    slow_rate: float,
+    partial_rate: float,
+    throttle_status: str,
+    cube_readback: str,
+    seed: int,
+) -> None:
+    """Serve the Quick BI emulator over HTTP."""
+    from reconciler.emulator import Emulator, FaultSettings
+    from reconciler.emulator.serve import serve_forever
+
+    faults = FaultSettings(qps, latency_ms, error_rate, drop_rate, slow_rate, partial_rate=partial_rate, seed=seed)
+    emu = Emulator.from_file(org_file, faults=faults, cube_readback=cube_readback)
+    emu.app.throttle_status = int(throttle_status)
+    click.echo(f"Quick BI emulator for {org_file} on http://{host}:{port}", err=True)
+    try:
+        serve_forever(emu.app, host, port)
+    finally:
+        if state is not None:
+            emu.save(state)
+
+
+def main() -> NoReturn:
+    try:
+        cli.main(standalone_mode=False)
+    except ReconcilerError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}" if problem.location is None else str(problem), err=True)
+        sys.exit(EXIT_ERROR)
+    except (QuickBIError, TransportFailure) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_ERROR)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(EXIT_OK)

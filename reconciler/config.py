@@ -1,0 +1,105 @@
+"""The configuration file (`reconciler.yaml`): where policies live and which Quick BI targets exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from reconciler.errors import Problem, ReconcilerError
+from reconciler.policy._yaml import read_yaml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmulatorTarget(_Strict):
+    org: Path
+    state: Path
+    cube_readback: Literal["llm_cube", "dataset"] = "llm_cube"
+
+
+class QuickBITarget(_Strict):
+    region: str | None = None
+    endpoint: str | None = None
+    signature: Literal["v3", "v1"] = "v3"
+
+    @model_validator(mode="after")
+    def _where(self) -> QuickBITarget:
+        if (self.region is None) == (self.endpoint is None):
+            raise ValueError("give exactly one of region or endpoint")
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.endpoint or f"https://quickbi-public.{self.region}.aliyuncs.com"
+
+
+class TargetConfig(_Strict):
+    emulator: EmulatorTarget | None = None
+    quickbi: QuickBITarget | None = None
+    qps: float | None = Field(default=None, gt=0)
+    directory_qps: float | None = Field(default=None, gt=0)
+    max_concurrency: int = Field(default=16, ge=1, le=256)
+    state_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TargetConfig:
+        if (self.emulator is None) == (self.quickbi is None):
+            raise ValueError("a target is either 'emulator' or 'quickbi'")
+        return self
+
+
+class Config(_Strict):
+    policies: list[Path] | Path = Path("policies")
+    default_target: str | None = None
+    targets: dict[str, TargetConfig] = Field(default_factory=dict)
+    base: Path = Field(default=Path("."), exclude=True)
+
+    def policy_paths(self) -> list[Path]:
+        paths = self.policies if isinstance(self.policies, list) else [self.policies]
+        return [self.resolve(p) for p in paths]
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.base / path
+
+    def target(self, name: str | None) -> tuple[str, TargetConfig]:
+        chosen = name or self.default_target
+        if chosen is None:
+            raise ReconcilerError("no target given and the config has no default_target (use --target NAME)")
+        if chosen not in self.targets:
+            known = ", ".join(sorted(self.targets)) or "none"
+            raise ReconcilerError(f"unknown target '{chosen}' (configured targets: {known})")
+        return chosen, self.targets[chosen]
+
+    def state_dir(self, name: str, target: TargetConfig) -> Path:
+        """Where the ledger, journals, audit log and lock of a target live: next to its state."""
+        if target.state_dir is not None:
+            return self.resolve(target.state_dir)
+        if target.emulator is not None:
+            return self.resolve(target.emulator.state).parent
+        return self.base / ".reconciler" / name
+
+
+def load_config(path: Path) -> Config:
+    if not path.exists():
+        raise ReconcilerError(
+            Problem(f"{path}: config file not found", hint="run from the repository root or pass --config FILE")
+        )
+    document, problems = read_yaml(path)
+    if document is None or problems:
+        raise ReconcilerError(problems)
+    try:
+        config = Config.model_validate(document.data or {})
+    except ValidationError as exc:
+        found = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            where = ".".join(str(p) for p in loc)
+            found.append(Problem(f"{where}: {message}", document.locate(loc)))
+        raise ReconcilerError(found) from None
+    config.base = path.parent
+    return config

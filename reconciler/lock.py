@@ -1,0 +1,69 @@
+"""One apply at a time per target: a lock file next to the target's state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import socket
+from pathlib import Path
+from types import TracebackType
+
+from reconciler.errors import Problem, ReconcilerError
+
+
+class TargetLock:
+    def __init__(self, path: Path, target: str, break_stale: bool = False) -> None:
+        self.path = path
+        self.target = target
+        self.break_stale = break_stale
+        self._held = False
+
+    def __enter__(self) -> TargetLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.break_stale:
+            self.path.unlink(missing_ok=True)
+        owner = {
+            "owner": f"{getpass.getuser()}@{socket.gethostname()}",
+            "pid": os.getpid(),
+            "since": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        try:
+            descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            raise ReconcilerError(self._held_by()) from None
+        with os.fdopen(descriptor, "w") as stream:
+            json.dump(owner, stream)
+        self._held = True
+        return self
+
+    def _held_by(self) -> Problem:
+        try:
+            holder = json.loads(self.path.read_text())
+            who = f"{holder['owner']} (pid {holder['pid']}) since {holder['since']}"
+            alive = _pid_alive(int(holder["pid"])) if holder["owner"].endswith(socket.gethostname()) else None
+        except (OSError, ValueError, KeyError, TypeError):
+            who, alive = "an unknown owner", None
+        state = " and that process is no longer running" if alive is False else ""
+        return Problem(
+            f"target '{self.target}' is locked by {who}{state} ({self.path})",
+            hint="wait for the other apply, or if it is dead re-run with --break-lock",
+        )
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._held:
+            self.path.unlink(missing_ok=True)
+            self._held = False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,217 @@
+"""Resolve a policy's names to Quick BI IDs and expand it into the desired cells, each with its expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+
+from reconciler.cells import Cell, Target
+from reconciler.errors import Location, Problem, ReconcilerError
+from reconciler.policy import Policy, ResourceDef, Rolling
+from reconciler.policy._model import CubeRef
+from reconciler.quickbi import QuickBIClient
+from reconciler.quickbi import models as m
+
+Expiry = dt.date | Rolling
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the policy wants, in Quick BI IDs, and the scope within which it may revoke."""
+
+    cells: dict[Cell, Expiry]
+    managed: frozenset[Target] | None  # None: every target is managed (manage_all_targets)
+    protected: frozenset[str]
+    directory: dict[str, str]  # every user of the organisation: UserId -> account name
+    target_names: dict[Target, str]
+    policy_digest: str
+
+    def is_managed(self, target: Target) -> bool:
+        return self.managed is None or target in self.managed
+
+
+def effective_day(expiry: Expiry, today: dt.date) -> dt.date:
+    return expiry if isinstance(expiry, dt.date) else today + dt.timedelta(days=expiry.ttl)
+
+
+class _Directory:
+    def __init__(self, users: list[m.UserInfo], groups: list[m.UserGroup], data: tuple[m.DataRange, m.DataRange]):
+        self.users = {u.user_id: u for u in users}
+        self.by_account: dict[str, list[str]] = {}
+        for user in users:
+            self.by_account.setdefault(user.account_name, []).append(user.user_id)
+        self.groups = groups
+        cubes, themes = data
+        self.cubes = {c.llm_cube_id: c.alias for c in cubes.llm_cubes}
+        self.themes = {t.theme_id: t.theme_name for t in themes.themes}
+
+
+async def resolve(policy: Policy, client: QuickBIClient, today: dt.date) -> Desired:
+    """Look every name up once, then expand groups and grants. Raises ReconcilerError with policy locations."""
+    needs_groups = any(g.quickbi_group for g in policy.groups.values())
+    users, groups, cubes, themes = await asyncio.gather(
+        client.all_users(),
+        client.all_groups() if needs_groups else _no_groups(),
+        client.data_range("llmCube"),
+        client.data_range("llmCubeTheme"),
+    )
+    directory = _Directory(users, groups, (cubes, themes))
+    resolver = _Resolver(policy, directory, client)
+    await resolver.load_groups()
+    return resolver.desired(today)
+
+
+async def _no_groups() -> list[m.UserGroup]:
+    return []
+
+
+class _Resolver:
+    def __init__(self, policy: Policy, directory: _Directory, client: QuickBIClient) -> None:
+        self.policy = policy
+        self.directory = directory
+        self.client = client
+        self.problems: list[Problem] = []
+        self.quickbi_members: dict[str, set[str]] = {}
+        self._principals: dict[str, frozenset[str]] = {}
+
+    async def load_groups(self) -> None:
+        wanted = {g.quickbi_group: g for g in self.policy.groups.values() if g.quickbi_group}
+        ids: dict[str, str] = {}
+        for name, group in sorted(wanted.items()):
+            matches = [g.user_group_id for g in self.directory.groups if name in (g.user_group_id, g.user_group_name)]
+            if len(set(matches)) != 1:
+                what = "no Quick BI user group" if not matches else "several Quick BI user groups"
+                self.problems.append(
+                    Problem(f"{what} named '{name}'", group.location, "use the group's ID or a unique name")
+                )
+                continue
+            ids[name] = matches[0]
+        members = await asyncio.gather(*(self.client.group_users(gid) for gid in ids.values()))
+        self.quickbi_members = dict(zip(ids, members, strict=True))
+
+    def desired(self, today: dt.date) -> Desired:
+        targets = {key: self._target(resource) for key, resource in sorted(self.policy.resources.items())}
+        cells: dict[Cell, Expiry] = {}
+        for rule in self.policy.rules:
+            users: set[str] = set()
+            for name, location in rule.principals:
+                users |= self._principal(name, location)
+            rule_targets = []
+            for target_name in rule.targets:
+                if target_name.name.startswith("id:"):
+                    rule_targets.append(self._inline_target(target_name.kind, target_name.name[3:], target_name.location))
+                else:
+                    rule_targets.append(targets[(target_name.kind, target_name.name)])
+            for user in users:
+                for target in rule_targets:
+                    if target is None:
+                        continue
+                    cell = (user, target)
+                    previous = cells.get(cell)
+                    if previous is None or effective_day(rule.expires, today) > effective_day(previous, today):
+                        cells[cell] = rule.expires
+        protected: set[str] = set()
+        for name, location in self.policy.protected:
+            protected |= self._principal(name, location)
+        if self.problems:
+            raise ReconcilerError(self.problems)
+        managed = None if self.policy.manage_all_targets else frozenset(t for t in targets.values() if t)
+        names = {Target("llm_cube", k): v for k, v in self.directory.cubes.items()}
+        names.update({Target("theme", k): v for k, v in self.directory.themes.items()})
+        accounts = {uid: u.account_name for uid, u in self.directory.users.items()}
+        return Desired(cells, managed, frozenset(protected), accounts, names, self.policy.digest)
+
+    def _target(self, resource: ResourceDef) -> Target | None:
+        ref = resource.ref
+        if resource.kind == "llm_cube":
+            assert isinstance(ref, CubeRef)
+            if ref.dataset is not None:
+                self.problems.append(
+                    Problem(
+                        f"llm_cube '{resource.alias}' is named by dataset, which this target cannot read back",
+                        resource.location,
+                        "name it by id or alias (QueryLlmCubeWithThemeListByUserId reports LlmCube IDs)",
+                    )
+                )
+                return None
+            if ref.id is not None:
+                return self._inline_target("llm_cube", ref.id, resource.location)
+            return self._by_name("llm_cube", ref.alias or "", self.directory.cubes, resource.location)
+        theme_id = getattr(ref, "id", None)
+        if theme_id is not None:
+            return self._inline_target("theme", theme_id, resource.location)
+        return self._by_name("theme", getattr(ref, "name", "") or "", self.directory.themes, resource.location)
+
+    def _inline_target(self, kind: str, target_id: str, location: Location) -> Target | None:
+        known = self.directory.cubes if kind == "llm_cube" else self.directory.themes
+        if target_id not in known:
+            listing = "llmCube" if kind == "llm_cube" else "llmCubeTheme"
+            self.problems.append(
+                Problem(
+                    f"{kind} '{target_id}' does not exist in Quick BI",
+                    location,
+                    f"check the ID against QueryDataRange Type={listing}",
+                )
+            )
+            return None
+        return Target(kind, target_id)  # type: ignore[arg-type]
+
+    def _by_name(self, kind: str, name: str, known: dict[str, str], location: Location) -> Target | None:
+        matches = sorted(k for k, v in known.items() if v == name)
+        if len(matches) != 1:
+            what = "no" if not matches else f"{len(matches)}"
+            self.problems.append(
+                Problem(f"{what} {kind}s named '{name}' in Quick BI", location, "name it by id to be unambiguous")
+            )
+            return None
+        return Target(kind, matches[0])  # type: ignore[arg-type]
+
+    def _principal(self, name: str, location: Location) -> frozenset[str]:
+        cached = self._principals.get(name)
+        if cached is not None:
+            return cached
+        result: frozenset[str]
+        if name.startswith("id:"):
+            result = self._user_id(name[3:], location)
+        elif name.startswith("account:"):
+            result = self._account(name[8:], location)
+        elif name in self.policy.users:
+            ref = self.policy.users[name].ref
+            where = self.policy.users[name].location
+            result = self._user_id(ref.id, where) if ref.id else self._account(ref.account or "", where)
+        else:
+            group = self.policy.groups[name]
+            members: set[str] = set()
+            for member, member_location in zip(group.members, group.member_locations, strict=True):
+                members |= self._principal(member, member_location)
+            if group.quickbi_group:
+                from_quickbi = self.quickbi_members.get(group.quickbi_group)
+                if from_quickbi is not None and not from_quickbi:
+                    self.problems.append(
+                        Problem(
+                            f"group '{name}' resolved to nobody: Quick BI group '{group.quickbi_group}' is empty",
+                            group.location,
+                            "refusing to revoke a whole group's access on an empty directory answer",
+                        )
+                    )
+                members |= from_quickbi or set()
+            result = frozenset(members)
+        self._principals[name] = result
+        return result
+
+    def _user_id(self, user_id: str, location: Location) -> frozenset[str]:
+        if user_id not in self.directory.users:
+            self.problems.append(Problem(f"user id '{user_id}' is not in the Quick BI organisation", location))
+            return frozenset()
+        return frozenset({user_id})
+
+    def _account(self, account: str, location: Location) -> frozenset[str]:
+        matches = self.directory.by_account.get(account, [])
+        if len(matches) != 1:
+            what = "no Quick BI user" if not matches else "several Quick BI users"
+            self.problems.append(
+                Problem(f"{what} with account '{account}'", location, "check the account name or use id:<UserId>")
+            )
+            return frozenset()
+        return frozenset(matches)

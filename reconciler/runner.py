@@ -1,0 +1,155 @@
+"""The use cases behind the commands: refresh, plan, apply and drift over an open target."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from deepdiff import DeepDiff
+
+from reconciler.apply import ApplyResult, Executor
+from reconciler.cells import Cell
+from reconciler.diff import Changes, DiffOptions, diff
+from reconciler.errors import Problem, ReconcilerError
+from reconciler.journal import Journal
+from reconciler.ledger import Ledger
+from reconciler.plan import Plan, build_plan
+from reconciler.policy import Policy
+from reconciler.resolve import Desired, resolve
+from reconciler.snapshot import Snapshot, refresh
+from reconciler.workspace import Session
+
+Progress = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    diff: DiffOptions = DiffOptions()
+    allow_regrant: bool = False
+
+
+@dataclass(frozen=True)
+class Breakers:
+    max_revokes: int | None = None
+    max_revoke_ratio: float | None = None
+
+
+def ledger_for(session: Session) -> Ledger:
+    return Ledger(session.state_dir / "expiry-ledger.tsv")
+
+
+async def desired_and_snapshot(
+    session: Session, policy: Policy, today: dt.date, snapshot: Snapshot | None = None, on_user: Progress | None = None
+) -> tuple[Desired, Snapshot]:
+    desired = await resolve(policy, session.client, today)
+    if snapshot is None:
+        snapshot = await refresh(session.client, desired.directory, on_user)
+    return desired, snapshot
+
+
+def plan_from(
+    session: Session,
+    desired: Desired,
+    snapshot: Snapshot,
+    ledger: Ledger,
+    today: dt.date,
+    options: PlanOptions,
+) -> tuple[Plan, Changes]:
+    changes = diff(desired, snapshot, ledger, today, options.diff)
+    touched = sorted({u for cells in changes.grants.values() for u, _ in cells} | {u for u, _ in changes.revokes})
+    touched_state = {u: sorted(map(str, snapshot.grants.get(u, frozenset()))) for u in touched}
+    names = dict(desired.directory)
+    names.update({str(t): n for t, n in desired.target_names.items()})
+    plan = build_plan(
+        session.name,
+        changes,
+        desired.policy_digest,
+        snapshot.digest(),
+        touched_state,
+        snapshot.digest(touched),
+        names,
+        options.allow_regrant,
+    )
+    return plan, changes
+
+
+def check_breakers(plan: Plan, snapshot: Snapshot, desired: Desired, breakers: Breakers) -> None:
+    revokes = plan.summary.revoke_cells
+    if breakers.max_revokes is not None and revokes > breakers.max_revokes:
+        raise ReconcilerError(
+            Problem(
+                f"the plan revokes {revokes} grants, more than --max-revokes {breakers.max_revokes}",
+                hint="check the policy and directory, then raise --max-revokes if this is intended",
+            )
+        )
+    if breakers.max_revoke_ratio is not None and revokes:
+        granted = sum(1 for _, target in snapshot.cells() if desired.is_managed(target))
+        ratio = revokes / granted if granted else 1.0
+        if ratio > breakers.max_revoke_ratio:
+            raise ReconcilerError(
+                Problem(
+                    f"the plan revokes {ratio:.0%} of the {granted} managed grants, more than "
+                    f"--max-revoke-ratio {breakers.max_revoke_ratio:g}",
+                    hint="check the policy and directory, then raise --max-revoke-ratio if this is intended",
+                )
+            )
+
+
+async def check_fresh(session: Session, plan: Plan) -> None:
+    """Refuse a plan whose touched users changed since it was made, unless the plan itself explains it.
+
+    A change the plan itself would make (from an interrupted earlier apply of the same plan) is expected.
+    """
+    if plan.target != session.name:
+        raise ReconcilerError(f"the plan was made for target '{plan.target}', not '{session.name}'")
+    users = plan.touched_users()
+    current = await refresh(session.client, users)
+    granted, revoked = plan.intended()
+    stale: dict[str, dict[str, list[str]]] = {}
+    for user in users:
+        before = set(plan.touched_state.get(user, []))
+        now = {str(t) for t in current.grants.get(user, frozenset())}
+        explained = {str(t) for u, t in granted if u == user} | {str(t) for u, t in revoked if u == user}
+        if (before ^ now) - explained:
+            stale[user] = {"recorded": sorted(before), "current": sorted(now)}
+    if stale:
+        recorded = {u: v["recorded"] for u, v in stale.items()}
+        now_state = {u: v["current"] for u, v in stale.items()}
+        difference = DeepDiff(recorded, now_state, ignore_order=True, verbose_level=2).pretty()
+        detail = "; ".join(line.strip() for line in difference.splitlines()[:5])
+        raise ReconcilerError(
+            Problem(
+                f"the plan is stale: {len(stale)} touched users changed since it was made ({detail})",
+                hint="make a new plan",
+            )
+        )
+
+
+def journal_for(session: Session, plan: Plan) -> Journal:
+    key = hashlib.sha256(b"".join(b.key().encode() for b in plan.batches)).hexdigest()[:16]
+    return Journal(session.state_dir / f"journal-{key}.jsonl")
+
+
+async def execute(
+    session: Session, plan: Plan, ledger: Ledger, on_batch: Progress | None = None
+) -> tuple[ApplyResult, list[str]]:
+    """Run the plan, then re-read the touched users and report any cell that is not as planned."""
+    journal = journal_for(session, plan)
+    executor = Executor(session.client, journal=journal, ledger=ledger, on_batch=on_batch)
+    result = await executor.run(plan)
+    ledger.compact()
+    mismatches = await verify(session, plan)
+    if result.ok and not mismatches:
+        journal.close()
+    return result, mismatches
+
+
+async def verify(session: Session, plan: Plan) -> list[str]:
+    granted, revoked = plan.intended()
+    after = await refresh(session.client, plan.touched_users())
+    live: set[Cell] = set(after.cells())
+    problems = [f"{u} {t}: granted by the plan but not live" for u, t in sorted(granted - live)]
+    problems += [f"{u} {t}: revoked by the plan but still live" for u, t in sorted(revoked & live)]
+    return problems

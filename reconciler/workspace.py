@@ -1,0 +1,59 @@
+"""Opening a configured target: a client for it, and for the embedded emulator the state it persists."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.config import Config, TargetConfig
+from reconciler.emulator import Emulator
+from reconciler.journal import AuditLog
+from reconciler.quickbi import ClientSettings, QuickBIClient, default_chain
+
+
+@dataclass
+class Session:
+    name: str
+    config: TargetConfig
+    client: QuickBIClient
+    state_dir: Path
+    emulator: Emulator | None = None
+
+
+def client_settings(target: TargetConfig) -> ClientSettings:
+    settings = ClientSettings(max_concurrency=target.max_concurrency)
+    if target.qps is not None:
+        settings = ClientSettings(
+            write_qps=target.qps,
+            smartq_qps=target.qps,
+            directory_qps=target.directory_qps or min(target.qps, 30),
+            max_concurrency=target.max_concurrency,
+        )
+    if target.quickbi is not None and target.quickbi.signature == "v1":
+        settings = ClientSettings(**{**settings.__dict__, "signature": "v1"})
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def open_target(config: Config, name: str | None, audit: bool = False) -> AsyncIterator[Session]:
+    """Yield a session; an embedded emulator's state is saved on the way out, whatever happened."""
+    chosen, target = config.target(name)
+    state_dir = config.state_dir(chosen, target)
+    observer = AuditLog(state_dir / "audit.jsonl") if audit else None
+    settings = client_settings(target)
+    if target.emulator is not None:
+        state = config.resolve(target.emulator.state)
+        source = state if state.exists() else config.resolve(target.emulator.org)
+        emulator = Emulator.from_file(source, cube_readback=target.emulator.cube_readback)
+        client = emulator.client(settings, observer=observer)
+        try:
+            async with client:
+                yield Session(chosen, target, client, state_dir, emulator)
+        finally:
+            emulator.save(state)
+        return
+    assert target.quickbi is not None
+    async with QuickBIClient(target.quickbi.url, default_chain(), settings, observer=observer) as client:
+        yield Session(chosen, target, client, state_dir)
