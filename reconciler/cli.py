@@ -51,8 +51,14 @@ class _Context:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=Path("reconciler.yaml"),
-              show_default=True, help="Configuration file.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=Path("reconciler.yaml"),
+    show_default=True,
+    help="Configuration file.",
+)
 @click.option("--target", default=None, help="Target name (default: the config's default_target).")
 @click.option("-v", "--verbose", is_flag=True, help="Log each API call (never its secrets).")
 @click.pass_context
@@ -106,10 +112,18 @@ def _format_plan(plan: Plan, fmt: str) -> str:
 
 _plan_flags = [
     click.option("--additive", is_flag=True, help="Never revoke; only grant."),
-    click.option("--allow-regrant", is_flag=True,
-                 help="Let grant batches re-grant live cells whose recorded expiry equals the batch's."),
-    click.option("--unrecorded", type=click.Choice(["trust", "regrant"]), default="trust", show_default=True,
-                 help="A live desired grant with no ledger record: trust its expiry, or re-grant to pin it."),
+    click.option(
+        "--allow-regrant",
+        is_flag=True,
+        help="Let grant batches re-grant live cells whose recorded expiry equals the batch's.",
+    ),
+    click.option(
+        "--unrecorded",
+        type=click.Choice(["trust", "regrant"]),
+        default="trust",
+        show_default=True,
+        help="A live desired grant with no ledger record: trust its expiry, or re-grant to pin it.",
+    ),
 ]
 
 
@@ -168,8 +182,11 @@ def show(plan_file: Path, fmt: str) -> None:
 @click.argument("plan_file", required=False, type=click.Path(path_type=Path))
 @click.option("--auto-approve", is_flag=True, help="Apply without asking (required without a terminal).")
 @click.option("--max-revokes", type=click.IntRange(min=0), help="Stop if the plan revokes more cells than this.")
-@click.option("--max-revoke-ratio", type=click.FloatRange(0, 1),
-              help="Stop if the plan revokes more than this share of currently granted managed cells.")
+@click.option(
+    "--max-revoke-ratio",
+    type=click.FloatRange(0, 1),
+    help="Stop if the plan revokes more than this share of currently granted managed cells.",
+)
 @click.option("--break-lock", is_flag=True, help="Remove a stale lock left by a dead apply.")
 @_with_plan_flags
 @click.pass_obj
@@ -239,8 +256,13 @@ async def _apply(
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
-              show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown", "html"]),
+    default="text",
+    show_default=True,
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.pass_obj
 def drift(obj: _Context, fmt: str, out: Path | None) -> None:
@@ -284,8 +306,12 @@ def emulator() -> None:
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of 503 answers.")
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of dropped connections.")
 @click.option("--slow-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of answers slower than timeouts.")
-@click.option("--partial-rate", type=click.FloatRange(0, 1), default=0.0,
-              help="Share of SmartqAuthorize cells that fail in Result.")
+@click.option(
+    "--partial-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of SmartqAuthorize cells that fail in Result.",
+)
 @click.option("--throttle-status", type=click.Choice(["400", "429"]), default="400", show_default=True)
 @click.option("--cube-readback", type=click.Choice(["llm_cube", "dataset"]), default="llm_cube", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -99,7 +99,11 @@ def diff(
 
 
 def _wanted_day(
-    expiry: dt.date | Rolling, recorded: dt.date | None, live: bool, today: dt.date, unrecorded: UnrecordedRule
+    expiry: dt.date | Rolling,
+    recorded: dt.date | None,
+    live: bool,
+    today: dt.date,
+    unrecorded: UnrecordedRule,
 ) -> dt.date | None:
     """The expiry day to grant, or None when the live cell already serves the policy."""
     if isinstance(expiry, Rolling):

@@ -89,7 +89,10 @@ class Ledger(MutableMapping[Cell, dt.date]):
                         self._cells[(user, Target.parse(target))] = expiry
                 except ValueError:
                     raise ReconcilerError(
-                        Problem(f"{self.path}:{number}: malformed ledger line", hint="restore it from version control")
+                        Problem(
+                            f"{self.path}:{number}: malformed ledger line",
+                            hint="restore it from version control",
+                        )
                     ) from None
         if self.log_path.exists():
             for line in self.log_path.read_text(encoding="utf-8").splitlines():

@@ -16,8 +16,6 @@ from reconciler.cells import Cell, Target
 from reconciler.diff import Changes
 from reconciler.errors import Problem, ReconcilerError
 
-PLAN_FORMAT = 1
-
 
 class Batch(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -62,7 +60,7 @@ class UserChanges(BaseModel):
 
 
 class Plan(BaseModel):
-    format_version: Literal[1] = PLAN_FORMAT
+    format_version: Literal[1] = 1
     target: str
     created_at: str
     inputs: PlanInputs
@@ -111,7 +109,10 @@ class Plan(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(top level)"
             raise ReconcilerError(
-                Problem(f"{path}: not a reconciler plan ({where}: {first['msg']})", hint="make one with 'plan --out'")
+                Problem(
+                    f"{path}: not a reconciler plan ({where}: {first['msg']})",
+                    hint="make one with 'plan --out'",
+                )
             ) from None
 
 

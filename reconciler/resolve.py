@@ -100,7 +100,9 @@ class _Resolver:
             rule_targets = []
             for target_name in rule.targets:
                 if target_name.name.startswith("id:"):
-                    rule_targets.append(self._inline_target(target_name.kind, target_name.name[3:], target_name.location))
+                    rule_targets.append(
+                        self._inline_target(target_name.kind, target_name.name[3:], target_name.location)
+                    )
                 else:
                     rule_targets.append(targets[(target_name.kind, target_name.name)])
             for user in users:

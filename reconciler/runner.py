@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from deepdiff import DeepDiff
 
@@ -26,7 +26,7 @@ Progress = Callable[[], None]
 
 @dataclass(frozen=True)
 class PlanOptions:
-    diff: DiffOptions = DiffOptions()
+    diff: DiffOptions = field(default_factory=DiffOptions)
     allow_regrant: bool = False
 
 
@@ -41,7 +41,11 @@ def ledger_for(session: Session) -> Ledger:
 
 
 async def desired_and_snapshot(
-    session: Session, policy: Policy, today: dt.date, snapshot: Snapshot | None = None, on_user: Progress | None = None
+    session: Session,
+    policy: Policy,
+    today: dt.date,
+    snapshot: Snapshot | None = None,
+    on_user: Progress | None = None,
 ) -> tuple[Desired, Snapshot]:
     desired = await resolve(policy, session.client, today)
     if snapshot is None:

@@ -52,7 +52,10 @@ class Snapshot:
             grants = {u: frozenset(Target.parse(t) for t in ts) for u, ts in data["users"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ReconcilerError(
-                Problem(f"{path}: not a reconciler snapshot: {exc}", hint="write one with 'reconciler refresh --out'")
+                Problem(
+                    f"{path}: not a reconciler snapshot: {exc}",
+                    hint="write one with 'reconciler refresh --out'",
+                )
             ) from None
         return cls(grants, str(data.get("taken_at", "")))
 

@@ -88,7 +88,7 @@ class Backend:
     def to_org_file(self) -> OrgFile:
         with self.lock:
             grants = [
-                OrgGrant(user=u, expire_day=day, **{kind: target})  # type: ignore[arg-type]
+                OrgGrant(user=u, expire_day=day, **{kind: target})
                 for (u, kind, target), day in sorted(self.live_grants().items())
             ]
             now = self.clock.now()
@@ -356,7 +356,12 @@ class Backend:
                 "CreateUser": "u-admin",
                 "CreateUserName": "admin",
                 "ModifyUser": "u-admin",
-                "DataRange": {"AllTheme": False, "AllCube": c.all_cubes, "Themes": [], "LlmCubes": c.llm_cubes},
+                "DataRange": {
+                    "AllTheme": False,
+                    "AllCube": c.all_cubes,
+                    "Themes": [],
+                    "LlmCubes": c.llm_cubes,
+                },
             }
             for c in self.copilots.values()
             if not keyword or keyword.lower() in c.name.lower()

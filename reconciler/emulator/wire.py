@@ -201,7 +201,12 @@ class EmulatorApp:
             raise ApiError("IncompleteSignature", "The request signature does not conform to Aliyun standards.")
 
     def _verify_v3(
-        self, scope: Scope, headers: dict[str, str], query: list[tuple[str, str]], body: bytes, authorization: str
+        self,
+        scope: Scope,
+        headers: dict[str, str],
+        query: list[tuple[str, str]],
+        body: bytes,
+        authorization: str,
     ) -> None:
         fields = dict(
             part.strip().split("=", 1) for part in authorization[len(V3_ALGORITHM) :].split(",") if "=" in part
@@ -239,7 +244,9 @@ class EmulatorApp:
         try:
             when = dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
         except ValueError:
-            raise ApiError("InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
+            raise ApiError(
+                "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted."
+            ) from None
         if abs(dt.datetime.now(dt.UTC) - when) > MAX_CLOCK_SKEW:
             raise ApiError("InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
 

@@ -129,9 +129,7 @@ def _validate_file(document: LocatedDocument, problems: list[Problem]) -> Policy
 
 
 def _problem_from_pydantic(document: LocatedDocument, error: Any) -> Problem:
-    path = tuple(part for part in error["loc"] if not (isinstance(part, str) and "[" in part))
-    # pydantic reports union members and validator names as extra path parts; keep the real keys only
-    path = _data_path(document.data, path)
+    path = _data_path(document.data, tuple(error["loc"]))
     field_name = ".".join(str(part) for part in path) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -145,21 +143,22 @@ def _problem_from_pydantic(document: LocatedDocument, error: Any) -> Problem:
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
-    """Follow `loc` through `data`, dropping parts that are not real keys (union tags, validator names)."""
+    """The part of pydantic's error location that exists in the data (it adds union and validator names).
+
+    A last part naming a key absent from a mapping is kept: that is the key a "missing" error is about.
+    """
     path: list[str | int] = []
     node = data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
+    for index, part in enumerate(loc):
+        in_mapping = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_mapping or in_list:
             node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part not in node and not path[-1:] == [part]:
-            # a missing key is still worth naming, but only as the last part
-            if part.isidentifier() and part not in ("function-after", "function-before"):
+        else:
+            if index == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str):
                 path.append(part)
             break
+        path.append(part)
     return tuple(path)
 
 
@@ -177,18 +176,21 @@ def _merge(parsed: list[tuple[LocatedDocument, PolicyFile]], today: dt.date, pro
             member_locs = tuple(document.locate(("groups", name, "members", i)) for i in range(len(members)))
             definition = GroupDef(name, members, group.quickbi_group, document.locate(("groups", name)), member_locs)
             _define(groups, name, definition, problems, "group")
-        for kind, table in (("llm_cube", model.resources.llm_cubes), ("theme", model.resources.themes)):
-            section = "llm_cubes" if kind == "llm_cube" else "themes"
+        tables: list[tuple[TargetKind, str, dict[str, CubeRef] | dict[str, ThemeRef]]] = [
+            ("llm_cube", "llm_cubes", model.resources.llm_cubes),
+            ("theme", "themes", model.resources.themes),
+        ]
+        for kind, section, table in tables:
             for alias, target_ref in table.items():
                 location = document.locate(("resources", section, alias))
-                definition_r = ResourceDef(alias, kind, target_ref, location)  # type: ignore[arg-type]
-                _define(resources, (kind, alias), definition_r, problems, f"{section[:-1]} alias")  # type: ignore[arg-type]
-    for name, group in groups.items():
+                resource = ResourceDef(alias, kind, target_ref, location)
+                _define(resources, (kind, alias), resource, problems, f"{section[:-1]} alias")
+    for name, group_def in groups.items():
         if name in users:
             problems.append(
                 Problem(
                     f"'{name}' is both a user alias ({users[name].location}) and a group",
-                    group.location,
+                    group_def.location,
                     "rename one of them",
                 )
             )
@@ -263,7 +265,10 @@ def _rule(
         seen[name] = i
         principals.append((name, loc))
     targets: list[TargetName] = []
-    for kind, section, names in (("llm_cube", "llm_cubes", grant.llm_cubes), ("theme", "themes", grant.themes)):
+    for kind, section, names in (
+        ("llm_cube", "llm_cubes", grant.llm_cubes),
+        ("theme", "themes", grant.themes),
+    ):
         listed: set[str] = set()
         for i, name in enumerate(names):
             loc = document.locate((*base, section, i))

@@ -79,9 +79,12 @@ class _Builder:
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
-            line = node.start_mark.line + 1
-            self.problems.append(Problem(f"invalid value: {exc.problem}", Location(self.document.file, line)))
-            return None
+            self.problems.append(Problem(f"invalid value: {exc.problem}", self._loc(node)))
+        except ValueError as exc:  # e.g. a timestamp-shaped scalar that is not a real date: 2027-02-30
+            self.problems.append(
+                Problem(f"invalid value {node.value!r}: {exc}", self._loc(node), "write a real date as yyyy-mm-dd")
+            )
+        return None
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[Any, Any]:
         result: dict[Any, Any] = {}

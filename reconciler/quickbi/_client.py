@@ -7,11 +7,17 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from reconciler.quickbi import models as m
 from reconciler.quickbi._signing import AcsV3Auth, CredentialSource, RpcV1Auth
@@ -63,7 +69,11 @@ class QuickBIClient:
             transport=transport,
             timeout=self.settings.timeout,
             limits=limits,
-            headers={"accept": "application/json", "user-agent": "reconciler/0.1", **self.settings.extra_headers},
+            headers={
+                "accept": "application/json",
+                "user-agent": "reconciler/0.1",
+                **self.settings.extra_headers,
+            },
         )
         self._semaphore = asyncio.Semaphore(self.settings.max_concurrency)
         # flow control is per API and per account, so one limiter per action, shared by every caller
@@ -167,8 +177,8 @@ class QuickBIClient:
     async def dataset_smartq_enabled(self, cube_id: str) -> bool:
         return bool(await self.call(m.QueryDatasetSmartqStatus(cube_id=cube_id)))
 
-    async def data_range(self, kind: str, keyword: str | None = None) -> m.DataRange:
-        result = await self.call(m.QueryDataRange(type=kind, keyword=keyword))  # type: ignore[arg-type]
+    async def data_range(self, kind: Literal["llmCube", "llmCubeTheme"], keyword: str | None = None) -> m.DataRange:
+        result = await self.call(m.QueryDataRange(type=kind, keyword=keyword))
         return m.DataRange.model_validate(result or {})
 
     async def user_by_account(self, account: str, parent_account_name: str | None = None) -> m.UserInfo:
@@ -241,5 +251,3 @@ def _should_retry(request: m.ApiRequest, error: BaseException) -> bool:
     if isinstance(error, QuickBIError):
         return error.retryable and request.idempotent
     return False
-
-

@@ -5,7 +5,9 @@ from __future__ import annotations
 from reconciler.quickbi._signing import Credential, CredentialSource
 
 
-def static_credentials(access_key_id: str, access_key_secret: str, security_token: str | None = None) -> CredentialSource:
+def static_credentials(
+    access_key_id: str, access_key_secret: str, security_token: str | None = None
+) -> CredentialSource:
     credential = Credential(access_key_id, access_key_secret, security_token)
 
     async def source() -> Credential:

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -55,7 +55,14 @@ def v3_canonical_request(
     lowered = {k.lower(): v for k, v in headers.items()}
     canonical_headers = "".join(f"{name}:{lowered.get(name, '').strip()}\n" for name in signed_headers)
     return "\n".join(
-        [method.upper(), path or "/", canonical_query(query), canonical_headers, ";".join(signed_headers), payload_hash]
+        [
+            method.upper(),
+            path or "/",
+            canonical_query(query),
+            canonical_headers,
+            ";".join(signed_headers),
+            payload_hash,
+        ]
     )
 
 
@@ -81,7 +88,7 @@ class _CredentialAuth(httpx.Auth):
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("reconciler signs requests on the async client only")
 
-    async def async_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:  # type: ignore[override]
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         credential = await self._credentials()
         self.sign(request, credential)
         yield request
@@ -108,7 +115,12 @@ class AcsV3Auth(_CredentialAuth):
         )
         query = parse_qsl(request.url.query.decode(), keep_blank_values=True)
         canonical = v3_canonical_request(
-            request.method, request.url.path, query, request.headers, signed, request.headers["x-acs-content-sha256"]
+            request.method,
+            request.url.path,
+            query,
+            request.headers,
+            signed,
+            request.headers["x-acs-content-sha256"],
         )
         signature = v3_signature(credential.access_key_secret, canonical)
         request.headers["Authorization"] = (

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_ORG = ROOT / "examples" / "demo-org.yaml"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the repository's demo target (config, policies, organisation) in a scratch folder."""
+    shutil.copy(ROOT / "reconciler.yaml", tmp_path / "reconciler.yaml")
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["reconciler", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        captured = capsys.readouterr()
+        return CliResult(int(exit_info.value.code or 0), captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def demo() -> Emulator:
+    return Emulator.from_file(DEMO_ORG)

@@ -1,0 +1,133 @@
+"""The acceptance path through the command line on the embedded demo target."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliResult
+
+Run = Callable[..., CliResult]
+
+
+def test_plan_apply_replan_converges(workspace: Path, run_cli: Run) -> None:
+    first = run_cli("plan", "--detailed-exitcode")
+    assert first.code == 2, first.err
+    assert "- u-mallory (mallory)  llm_cube:c-sales (Sales)" in first.out
+    assert "+ u-ivan (ivan)  theme:t-q4 (Q4 review)  (expires 2027-06-30)" in first.out
+    applied = run_cli("apply", "--auto-approve")
+    assert applied.code == 0, applied.err
+    assert "Apply complete" in applied.out
+    again = run_cli("plan", "--detailed-exitcode")
+    assert again.code == 0
+    assert "No changes" in again.out
+    assert run_cli("drift").code == 0
+
+
+def test_drift_before_apply_exits_2_and_lists_differences(workspace: Path, run_cli: Run) -> None:
+    result = run_cli("drift", "--format", "json")
+    assert result.code == 2
+    report = json.loads(result.out)
+    assert {"user": "u-mallory", "target": "llm_cube:c-sales"} in report["unexpected"]
+    assert {"user": "u-olivia", "target": "llm_cube:c-ops"} in report["unmanaged"]
+    assert {"user": "u-admin", "target": "llm_cube:c-sales"} in report["protected"]
+    html = run_cli("drift", "--format", "html", "--out", "report.html")
+    assert html.code == 2 and (workspace / "report.html").read_text().startswith("<!doctype html>")
+
+
+def test_plan_json_follows_the_contract(workspace: Path, run_cli: Run) -> None:
+    result = run_cli("plan", "--format", "json", "--out", "plan.json")
+    plan = json.loads(result.out)
+    assert plan == json.loads((workspace / "plan.json").read_text())
+    assert plan["format_version"] == 1 and plan["target"] == "demo"
+    assert set(plan["inputs"]) >= {"policy_digest", "snapshot_digest"}
+    assert set(plan["summary"]) >= {"grant_cells", "revoke_cells", "calls", "lower_bound"}
+    assert plan["summary"]["calls"] == len(plan["batches"]) >= plan["summary"]["lower_bound"]
+    for batch in plan["batches"]:
+        assert batch["operation"] in ("grant", "revoke")
+        assert len(batch["user_ids"]) * (len(batch["llm_cubes"]) + len(batch["llm_cube_themes"])) <= 100
+        assert (batch["expire_day"] is None) == (batch["operation"] == "revoke")
+
+
+def test_saved_plan_applies_then_is_refused_when_stale(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    assert run_cli("show", "plan.json").out.startswith("reconciler plan for target 'demo'")
+    assert run_cli("apply", "plan.json").code == 0
+    # the same plan again: everything it wanted is in place, so nothing is unexplained and it converges
+    assert run_cli("apply", "plan.json").code == 0
+    policy = workspace / "policies" / "sales.yaml"
+    policy.write_text(policy.read_text().replace("[sales, pipeline]", "[sales]"))
+    stale = run_cli("apply", "plan.json")
+    assert stale.code == 1 and "policy changed" in stale.err
+
+
+def test_apply_without_terminal_needs_auto_approve(workspace: Path, run_cli: Run) -> None:
+    result = run_cli("apply")
+    assert result.code == 1
+    assert "--auto-approve" in result.err
+
+
+def test_breakers_stop_a_large_revoke(workspace: Path, run_cli: Run) -> None:
+    result = run_cli("apply", "--auto-approve", "--max-revokes", "1")
+    assert result.code == 1 and "more than --max-revokes 1" in result.err
+    ratio = run_cli("apply", "--auto-approve", "--max-revoke-ratio", "0.1")
+    assert ratio.code == 1 and "--max-revoke-ratio" in ratio.err
+    additive = run_cli("apply", "--auto-approve", "--additive")
+    assert additive.code == 0
+    assert "to revoke" not in additive.out or " 0 to revoke" in additive.out
+    assert run_cli("plan", "--detailed-exitcode").code == 2  # Mallory's revoke still pending
+
+
+def test_lock_keeps_two_applies_apart(workspace: Path, run_cli: Run) -> None:
+    lock = workspace / ".reconciler" / "apply.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"owner": "someone@elsewhere", "pid": 1, "since": "2026-11-23T00:00:00Z"}))
+    held = run_cli("apply", "--auto-approve")
+    assert held.code == 1 and "locked by someone@elsewhere" in held.err and "--break-lock" in held.err
+    assert run_cli("apply", "--auto-approve", "--break-lock").code == 0
+    assert not lock.exists()
+
+
+def test_refresh_then_offline_plan(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("refresh", "--out", "snap.json").code == 0
+    offline = run_cli("plan", "--snapshot", "snap.json", "--format", "json")
+    online = run_cli("plan", "--format", "json")
+    assert json.loads(offline.out)["batches"] == json.loads(online.out)["batches"]
+
+
+def test_markdown_plan_for_pull_requests(workspace: Path, run_cli: Run) -> None:
+    result = run_cli("plan", "--format", "markdown")
+    assert result.out.startswith("### reconciler plan for `demo`") and "```diff" in result.out
+
+
+MALFORMED = {
+    "duplicate.yaml": ("version: 1\nusers:\n  a: {account: alice}\n  a: {account: bob}\n", 4),
+    "syntax.yaml": ("version: 1\nusers: {a: {account: alice}\n", 3),
+    "type.yaml": ("version: 1\ngrants:\n  - to: {a: 1}\n    themes: [id:t]\n", 3),
+    "cycle.yaml": ("version: 1\ngroups:\n  a: {members: [b]}\n  b: {members: [a]}\n", 3),
+    "past.yaml": ("version: 1\ndefaults:\n  expires: 2001-01-01\n", 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_policy_is_one_line_exit_1_and_nothing_applied(
+    workspace: Path, run_cli: Run, name: str
+) -> None:
+    text, line = MALFORMED[name]
+    (workspace / "policies" / name).write_text(text)
+    for command in (("validate",), ("plan",), ("apply", "--auto-approve")):
+        result = run_cli(*command)
+        assert result.code == 1
+        first = result.err.splitlines()[0]
+        assert first.startswith(f"{workspace / 'policies' / name}:{line}: ") or first.startswith(f"policies/{name}:{line}: ")
+        assert "Traceback" not in result.err
+    assert not (workspace / ".reconciler" / "audit.jsonl").exists()
+
+
+def test_unknown_target_and_missing_config(workspace: Path, run_cli: Run) -> None:
+    assert "unknown target 'nope'" in run_cli("--target", "nope", "plan").err
+    missing = run_cli("--config", "absent.yaml", "plan")
+    assert missing.code == 1 and "config file not found" in missing.err
