@@ -173,13 +173,13 @@ class EmulatorApp:
                 await asyncio.sleep(settings.latency_ms / 1000)
             if self.faults.roll(settings.slow_rate):
                 await asyncio.sleep(settings.slow_seconds)
-            if self.faults.roll(settings.drop_rate):
-                return 0, {}, {}
             if self.faults.roll(settings.error_rate):
                 message = "The request has failed due to a temporary failure of the server."
                 return 503, _error(request_id, "ServiceUnavailable", message), {}
             with self.backend.lock:
                 result = HANDLERS[action](self.backend, Params(params), self.faults)
+            if self.faults.roll(settings.drop_rate):
+                return 0, {}, {}  # the server acted, but its answer is lost: the caller cannot tell
             return 200, {"RequestId": request_id, "Success": True, "Result": result}, {}
         except ApiError as exc:
             return exc.status, _error(request_id, exc.code, exc.message), {}

@@ -1,0 +1,121 @@
+"""The client against the served emulator: typed answers, typed errors, retries under faults, rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from reconciler.emulator import Emulator, FaultSettings
+from reconciler.quickbi import ClientSettings, QuickBIError, ThrottledError, TransportFailure
+from reconciler.quickbi import models as m
+from tests.conftest import DEMO_ORG
+
+FAST_RETRY = ClientSettings(max_backoff=0.2, timeout=2.0)
+
+
+def test_typed_operations_in_process(demo: Emulator) -> None:
+    async def go() -> None:
+        async with demo.client() as client:
+            users = await client.all_users(page_size=4)
+            assert len(users) == len(demo.backend.users)
+            assert await client.group_users("g-fin") == {"u-carol", "u-dave", "u-erin"}
+            assert {g.user_group_name for g in await client.all_groups()} == {"Finance", "FP&A", "People"}
+            assert (await client.user_by_account("alice")).user_id == "u-alice"
+            assert (await client.user_by_id("u-bob")).account_name == "bob"
+            assert (await client.user_grants("u-admin")).cube_ids.keys() == {"c-sales", "c-finance", "c-ops"}
+            assert (await client.smartq_permission("ds-sales", "u-alice")).has_permission
+            assert await client.dataset_smartq_enabled("ds-sales")
+            assert [c.copilot_id for c in await client.copilot_embed_configs()] == list(demo.backend.copilots)
+            with pytest.raises(QuickBIError) as info:
+                await client.user_by_id("u-nobody")
+            assert info.value.code == "ApiUser.Not.Exists" and info.value.request_id and info.value.status == 400
+
+    asyncio.run(go())
+
+
+def test_every_answer_right_with_faults_on() -> None:
+    faults = FaultSettings(qps=40, error_rate=0.15, drop_rate=0.1, slow_rate=0.03, slow_seconds=3, seed=11)
+    emulator = Emulator.from_file(DEMO_ORG, faults=faults)
+    settings = ClientSettings(max_backoff=0.3, timeout=1.0, max_attempts=12)
+    expected = {u: emulator.backend.query_llm_cube_with_theme_list(u) for u in emulator.backend.users}
+
+    async def go() -> dict[str, m.UserSmartqGrants]:
+        async with emulator.client(settings, endpoint=server.endpoint) as client:
+            users = sorted(expected) * 4
+            answers = await asyncio.gather(*(client.user_grants(u) for u in users))
+            assert client.attempts > len(users)  # faults really happened and were retried
+            return dict(zip(users, answers, strict=True))
+
+    with emulator.serve() as server:
+        answers = asyncio.run(go())
+    for user, answer in answers.items():
+        assert answer.cube_ids == expected[user]["CubeIds"] and answer.theme_ids == expected[user]["ThemeIds"]
+
+
+def test_non_idempotent_calls_are_not_repeated_after_an_ambiguous_failure() -> None:
+    emulator = Emulator.from_file(DEMO_ORG, faults=FaultSettings(drop_rate=1.0))
+    request = m.CreateTicket4Copilot(copilot_id="ccd3428c-dd23-460c-a608-26bae29dffee", user_id="u-alice")
+
+    async def go() -> None:
+        async with emulator.client(FAST_RETRY, endpoint=server.endpoint) as client:
+            with pytest.raises(TransportFailure):
+                await client.create_copilot_ticket(request)
+            assert client.attempts == 1
+
+    with emulator.serve() as server:
+        asyncio.run(go())
+    # the server did issue the ticket before the connection dropped: a retry would have issued a second
+    assert len(emulator.backend.tickets) == 1
+
+
+def test_idempotent_calls_are_retried_after_drops() -> None:
+    emulator = Emulator.from_file(DEMO_ORG, faults=FaultSettings(drop_rate=0.5, seed=5))
+
+    async def go() -> int:
+        async with emulator.client(FAST_RETRY, endpoint=server.endpoint) as client:
+            for _ in range(10):
+                await client.user_by_id("u-bob")
+            return client.attempts
+
+    with emulator.serve() as server:
+        assert asyncio.run(go()) > 10
+
+
+def test_business_errors_are_not_retried(demo: Emulator) -> None:
+    async def go() -> None:
+        async with demo.client(FAST_RETRY) as client:
+            with pytest.raises(QuickBIError):
+                await client.smartq_authorize(
+                    m.SmartqAuthorize(operation_type=0, user_ids=["u-bob"], llm_cubes=["c-hr"], expire_day="2001-01-01")
+                )
+            assert client.attempts == 1
+
+    asyncio.run(go())
+
+
+def test_throttling_exhausts_into_a_typed_error() -> None:
+    emulator = Emulator.from_file(DEMO_ORG, faults=FaultSettings(qps=1))
+    settings = ClientSettings(smartq_qps=1000, max_attempts=2, max_backoff=0.01)
+
+    async def go() -> None:
+        async with emulator.client(settings) as client:
+            with pytest.raises(ThrottledError) as info:
+                await asyncio.gather(*(client.user_grants("u-bob") for _ in range(5)))
+            assert info.value.code == "Throttling.User" and info.value.retry_after is not None
+
+    asyncio.run(go())
+
+
+def test_rate_limiter_stays_under_the_configured_qps(demo: Emulator) -> None:
+    settings = ClientSettings(smartq_qps=20)
+
+    async def go() -> float:
+        async with demo.client(settings) as client:
+            start = time.monotonic()
+            await asyncio.gather(*(client.user_grants("u-bob") for _ in range(30)))
+            return time.monotonic() - start
+
+    # 30 calls at 20/s cannot finish in much under a second whatever the machine's speed
+    assert asyncio.run(go()) >= 1.0

@@ -1,0 +1,158 @@
+"""The emulator's wire layer: authentication, replay and clock checks, envelopes, limits and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.emulator import Emulator, FaultSettings
+from reconciler.quickbi import AcsV3Auth, _signing, static_credentials
+from tests.conftest import DEMO_ORG
+
+
+async def _signed_request(action: str, params: dict[str, str], secret: str = "demo-secret") -> httpx.Request:
+    request = httpx.Request(
+        "POST",
+        "http://quickbi-public.emulator.local/",
+        params=params,
+        headers={"x-acs-action": action, "x-acs-version": "2022-01-01", "accept": "application/json"},
+    )
+    flow = AcsV3Auth(static_credentials("demo-ak", secret)).async_auth_flow(request)
+    return await flow.__anext__()
+
+
+def _send(emulator: Emulator, *requests: httpx.Request) -> list[httpx.Response]:
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=emulator.transport()) as client:
+            return [await client.send(r) for r in requests]
+
+    return asyncio.run(go())
+
+
+def _one(emulator: Emulator, action: str, params: dict[str, str], **kw: Any) -> httpx.Response:
+    return _send(emulator, asyncio.run(_signed_request(action, params, **kw)))[0]
+
+
+def test_replayed_nonce_is_refused(demo: Emulator) -> None:
+    request = asyncio.run(_signed_request("QueryUserList", {}))
+    first, replay = _send(demo, request, request)
+    assert first.status_code == 200
+    assert replay.status_code == 400 and replay.json()["Code"] == "SignatureNonceUsed"
+
+
+def test_clock_skew_is_refused(demo: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    stale = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    monkeypatch.setattr(_signing, "_utc_now", lambda: stale)
+    (response,) = _send(demo, asyncio.run(_signed_request("QueryUserList", {})))
+    assert response.status_code == 400 and response.json()["Code"] == "InvalidTimeStamp.Expired"
+
+
+def test_tampered_parameters_break_the_signature(demo: Emulator) -> None:
+    request = asyncio.run(_signed_request("QueryUserInfoByUserId", {"UserId": "u-bob"}))
+    request.url = request.url.copy_with(query=b"UserId=u-alice")
+    (response,) = _send(demo, request)
+    assert response.status_code == 403 and response.json()["Code"] == "SignatureDoesNotMatch"
+
+
+def test_unsigned_request_is_refused(demo: Emulator) -> None:
+    request = httpx.Request("POST", "http://quickbi-public.emulator.local/?Action=QueryUserList&Version=2022-01-01")
+    (response,) = _send(demo, request)
+    assert response.status_code == 400 and response.json()["Code"] == "IncompleteSignature"
+
+
+def test_error_envelope_shape(demo: Emulator) -> None:
+    response = _one(demo, "QueryUserInfoByUserId", {"UserId": "u-nobody"})
+    body = response.json()
+    assert response.status_code == 400
+    assert set(body) == {"RequestId", "HostId", "Code", "Message", "Recommend"}
+    assert body["Code"] == "ApiUser.Not.Exists"
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"OperationType": "0", "UserIds": "u-bob"}, "Invalid.Parameter.Error"),  # no targets
+        ({"OperationType": "2", "UserIds": "u-bob", "LlmCubes": "c-hr"}, "Invalid.Parameter.Error"),
+        ({"OperationType": "0", "LlmCubes": "c-hr"}, "System.Param.Empty"),
+        ({"OperationType": "0", "UserIds": "u-bob", "LlmCubes": "c-hr", "ExpireDay": "2099/12/31"}, "Invalid.Parameter.Error"),
+        ({"OperationType": "0", "UserIds": "u-bob", "CubeIds": "ds-missing"}, "Invalid.Parameter.Error"),
+        ({"OperationType": "x", "UserIds": "u-bob", "LlmCubes": "c-hr"}, "Invalid.Parameter.Error"),
+    ],
+)
+def test_smartq_authorize_parameter_errors(demo: Emulator, params: dict[str, str], code: str) -> None:
+    response = _one(demo, "SmartqAuthorize", params)
+    assert response.status_code == 400 and response.json()["Code"] == code
+
+
+def test_more_than_100_cells_is_refused_and_changes_nothing(demo: Emulator) -> None:
+    users = ",".join(f"u{i}" for i in range(34))
+    before = demo.backend.live_grants()
+    response = _one(demo, "SmartqAuthorize", {"OperationType": "0", "UserIds": users, "LlmCubes": "a,b,c"})
+    assert response.status_code == 400 and "100" in response.json()["Message"]
+    assert demo.backend.live_grants() == before
+
+
+def test_default_expiry_is_seven_days_and_grants_lapse_by_the_clock(demo: Emulator) -> None:
+    response = _one(demo, "SmartqAuthorize", {"OperationType": "0", "UserIds": "u-bob", "LlmCubes": "c-hr"})
+    assert response.status_code == 200
+    today = demo.backend.clock.today()
+    assert demo.backend.live_grants()[("u-bob", "llm_cube", "c-hr")] == today + dt.timedelta(days=7)
+    demo.backend.clock.fixed = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+    assert ("u-bob", "llm_cube", "c-hr") not in demo.backend.live_grants()
+    listed = _one(demo, "QueryLlmCubeWithThemeListByUserId", {"UserId": "u-bob"}).json()["Result"]
+    assert listed == {"CubeIds": {}, "ThemeIds": {}}
+
+
+def test_throttling_answers_with_retry_after() -> None:
+    emulator = Emulator.from_file(DEMO_ORG, faults=FaultSettings(qps=2))
+    requests = [asyncio.run(_signed_request("QueryUserList", {})) for _ in range(4)]
+    responses = _send(emulator, *requests)
+    throttled = [r for r in responses if r.status_code != 200]
+    assert throttled and all(r.json()["Code"] == "Throttling.User" for r in throttled)
+    assert all(int(r.headers["x-acs-retry-after"]) > 0 for r in throttled)
+
+
+def test_faults_are_seeded_and_replayable() -> None:
+    def outcomes(seed: int) -> list[int]:
+        emulator = Emulator.from_file(DEMO_ORG, faults=FaultSettings(error_rate=0.5, seed=seed))
+        requests = [asyncio.run(_signed_request("QueryUserList", {})) for _ in range(20)]
+        return [r.status_code for r in _send(emulator, *requests)]
+
+    assert outcomes(7) == outcomes(7)
+    assert 503 in outcomes(7) and 200 in outcomes(7)
+
+
+def test_partial_failures_leave_failed_cells_ungranted() -> None:
+    emulator = Emulator.from_file(DEMO_ORG, faults=FaultSettings(partial_rate=0.5, seed=3))
+    params = {"OperationType": "0", "UserIds": "u-bob,u-carol,u-dave", "LlmCubes": "c-hr,c-budget", "ExpireDay": "2099-12-31"}
+    body = _one(emulator, "SmartqAuthorize", params).json()
+    failed = {(f["UserId"], f["LlmCube"]) for f in body["Result"]}
+    assert body["Success"] is True and failed
+    for user in ("u-bob", "u-carol", "u-dave"):
+        for cube in ("c-hr", "c-budget"):
+            assert ((user, "llm_cube", cube) in emulator.backend.live_grants()) == ((user, cube) not in failed)
+
+
+def test_dropped_connection_surfaces_as_transport_error() -> None:
+    emulator = Emulator.from_file(DEMO_ORG, faults=FaultSettings(drop_rate=1.0))
+    with pytest.raises(httpx.RemoteProtocolError):
+        _one(emulator, "QueryUserList", {})
+
+
+def test_get_with_query_and_post_with_form_body(demo: Emulator) -> None:
+    async def go() -> tuple[httpx.Response, httpx.Response]:
+        auth = AcsV3Auth(static_credentials("demo-ak", "demo-secret"))
+        headers = {"x-acs-action": "QueryUserInfoByUserId", "x-acs-version": "2022-01-01"}
+        async with httpx.AsyncClient(transport=demo.transport(), base_url="http://e", auth=auth) as client:
+            get = await client.get("/", params={"UserId": "u-bob"}, headers=headers)
+            post = await client.post("/", data={"UserId": "u-carol"}, headers=headers)
+            return get, post
+
+    get, post = asyncio.run(go())
+    assert json.loads(get.text)["Result"]["UserId"] == "u-bob"
+    assert json.loads(post.text)["Result"]["UserId"] == "u-carol"
