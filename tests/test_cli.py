@@ -113,16 +113,16 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))
-def test_malformed_policy_is_one_line_exit_1_and_nothing_applied(
-    workspace: Path, run_cli: Run, name: str
-) -> None:
+def test_malformed_policy_is_one_line_exit_1_and_nothing_applied(workspace: Path, run_cli: Run, name: str) -> None:
     text, line = MALFORMED[name]
     (workspace / "policies" / name).write_text(text)
     for command in (("validate",), ("plan",), ("apply", "--auto-approve")):
         result = run_cli(*command)
         assert result.code == 1
         first = result.err.splitlines()[0]
-        assert first.startswith(f"{workspace / 'policies' / name}:{line}: ") or first.startswith(f"policies/{name}:{line}: ")
+        assert first.startswith(f"{workspace / 'policies' / name}:{line}: ") or first.startswith(
+            f"policies/{name}:{line}: "
+        )
         assert "Traceback" not in result.err
     assert not (workspace / ".reconciler" / "audit.jsonl").exists()
 

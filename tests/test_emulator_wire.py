@@ -79,7 +79,10 @@ def test_error_envelope_shape(demo: Emulator) -> None:
         ({"OperationType": "0", "UserIds": "u-bob"}, "Invalid.Parameter.Error"),  # no targets
         ({"OperationType": "2", "UserIds": "u-bob", "LlmCubes": "c-hr"}, "Invalid.Parameter.Error"),
         ({"OperationType": "0", "LlmCubes": "c-hr"}, "System.Param.Empty"),
-        ({"OperationType": "0", "UserIds": "u-bob", "LlmCubes": "c-hr", "ExpireDay": "2099/12/31"}, "Invalid.Parameter.Error"),
+        (
+            {"OperationType": "0", "UserIds": "u-bob", "LlmCubes": "c-hr", "ExpireDay": "2099/12/31"},
+            "Invalid.Parameter.Error",
+        ),
         ({"OperationType": "0", "UserIds": "u-bob", "CubeIds": "ds-missing"}, "Invalid.Parameter.Error"),
         ({"OperationType": "x", "UserIds": "u-bob", "LlmCubes": "c-hr"}, "Invalid.Parameter.Error"),
     ],
@@ -129,7 +132,12 @@ def test_faults_are_seeded_and_replayable() -> None:
 
 def test_partial_failures_leave_failed_cells_ungranted() -> None:
     emulator = Emulator.from_file(DEMO_ORG, faults=FaultSettings(partial_rate=0.5, seed=3))
-    params = {"OperationType": "0", "UserIds": "u-bob,u-carol,u-dave", "LlmCubes": "c-hr,c-budget", "ExpireDay": "2099-12-31"}
+    params = {
+        "OperationType": "0",
+        "UserIds": "u-bob,u-carol,u-dave",
+        "LlmCubes": "c-hr,c-budget",
+        "ExpireDay": "2099-12-31",
+    }
     body = _one(emulator, "SmartqAuthorize", params).json()
     failed = {(f["UserId"], f["LlmCube"]) for f in body["Result"]}
     assert body["Success"] is True and failed

@@ -60,7 +60,12 @@ def test_files_merge_and_identical_redefinitions_are_fine(tmp_path: Path) -> Non
 
 CASES = [
     ("syntax", "version: 1\ngrants: [\n  - to: [a\n", "policy.yaml:3:", "YAML syntax error"),
-    ("duplicate key", "version: 1\nusers:\n  a: {account: a}\n  a: {account: b}\n", "policy.yaml:4:", "duplicate key 'a'"),
+    (
+        "duplicate key",
+        "version: 1\nusers:\n  a: {account: a}\n  a: {account: b}\n",
+        "policy.yaml:4:",
+        "duplicate key 'a'",
+    ),
     ("wrong type", "version: 1\ngrants:\n  - to: alice\n    llm_cubes: [id:c]\n", "policy.yaml:3:", "grants.0.to"),
     ("unknown key", "version: 1\nusers:\n  a: {acount: a}\n", "policy.yaml:3:", "unknown key 'acount'"),
     (
@@ -75,7 +80,12 @@ CASES = [
         "policy.yaml:3:",
         "group cycle: x -> y -> x",
     ),
-    ("empty group", "version: 1\ngroups:\n  ghosts: {members: []}\n", "policy.yaml:3:", "group 'ghosts' expands to nobody"),
+    (
+        "empty group",
+        "version: 1\ngroups:\n  ghosts: {members: []}\n",
+        "policy.yaml:3:",
+        "group 'ghosts' expands to nobody",
+    ),
     (
         "invalid date",
         "version: 1\nusers: {a: {id: u}}\ngrants:\n  - to: [a]\n    themes: [id:t]\n    expires: 2027-02-30\n",
@@ -114,7 +124,12 @@ CASES = [
         "policy.yaml:5:",
         "unknown theme 'q9'",
     ),
-    ("two user refs", "version: 1\nusers:\n  a: {account: a, id: u}\n", "policy.yaml:3:", "exactly one of 'account' or 'id'"),
+    (
+        "two user refs",
+        "version: 1\nusers:\n  a: {account: a, id: u}\n",
+        "policy.yaml:3:",
+        "exactly one of 'account' or 'id'",
+    ),
     (
         "bad ttl",
         "version: 1\ndefaults:\n  expires: {ttl: 7d, renew_within: 30d}\n",

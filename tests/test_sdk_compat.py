@@ -42,10 +42,16 @@ def test_every_operation_matches_the_emulator_state(served: Any, algorithm: str 
 
     granted = client.smartq_authorize(
         m.SmartqAuthorizeRequest(
-            operation_type=0, user_ids="u-bob,u-ghost", llm_cubes="c-hr", llm_cube_themes="t-q4", expire_day="2099-12-31"
+            operation_type=0,
+            user_ids="u-bob,u-ghost",
+            llm_cubes="c-hr",
+            llm_cube_themes="t-q4",
+            expire_day="2099-12-31",
         )
     ).body
-    assert granted.success and {(f.user_id, f.detail_message) for f in granted.result} == {("u-ghost", "USER_NOT_EXIST")}
+    assert granted.success and {(f.user_id, f.detail_message) for f in granted.result} == {
+        ("u-ghost", "USER_NOT_EXIST")
+    }
     assert ("u-bob", "llm_cube", "c-hr") in backend.live_grants()
 
     by_dataset = client.smartq_authorize(
@@ -73,7 +79,10 @@ def test_every_operation_matches_the_emulator_state(served: Any, algorithm: str 
 
     info = client.query_user_info_by_account(m.QueryUserInfoByAccountRequest(account="alice")).body.result
     assert info.user_id == "u-alice"
-    assert client.query_user_info_by_user_id(m.QueryUserInfoByUserIdRequest(user_id="u-bob")).body.result.nick_name == "Bob"
+    assert (
+        client.query_user_info_by_user_id(m.QueryUserInfoByUserIdRequest(user_id="u-bob")).body.result.nick_name
+        == "Bob"
+    )
 
     page = client.query_user_list(m.QueryUserListRequest(page_num=2, page_size=5)).body.result
     assert page.total_num == len(backend.users) and page.page_num == 2 and len(page.data) == 5
@@ -82,7 +91,9 @@ def test_every_operation_matches_the_emulator_state(served: Any, algorithm: str 
     assert {(x.id, x.is_user_group) for x in members} == {("g-fpa", True), ("u-carol", False)}
 
     ticket = client.create_ticket_4copilot(
-        m.CreateTicket4CopilotRequest(copilot_id="ccd3428c-dd23-460c-a608-26bae29dffee", user_id="u-alice", ticket_num=1)
+        m.CreateTicket4CopilotRequest(
+            copilot_id="ccd3428c-dd23-460c-a608-26bae29dffee", user_id="u-alice", ticket_num=1
+        )
     ).body.result
     assert backend.tickets[ticket].user == "u-alice"
 

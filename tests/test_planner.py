@@ -1,0 +1,138 @@
+"""Planner rules, property-tested: coverage, no stray cells, the cap, determinism, never worse than naive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler import planner
+from reconciler.cells import Cell, Target
+from reconciler.diff import Changes
+from reconciler.plan import make_batches
+
+rows_strategy = st.dictionaries(
+    st.integers(0, 40), st.frozensets(st.integers(0, 160), min_size=1, max_size=130), max_size=25
+)
+
+
+def naive(rows: dict[int, frozenset[int]]) -> int:
+    by_user = sum(math.ceil(len(r) / 100) for r in rows.values())
+    columns: dict[int, int] = {}
+    for row in rows.values():
+        for t in row:
+            columns[t] = columns.get(t, 0) + 1
+    by_target = sum(math.ceil(n / 100) for n in columns.values())
+    return min(by_user, by_target)
+
+
+def cells_of(rects: list[planner.Rect]) -> list[tuple[int, int]]:
+    return [(u, t) for users, targets in rects for u in users for t in targets]
+
+
+@given(rows_strategy)
+@settings(max_examples=150, deadline=None)
+def test_exact_cover_covers_exactly_within_the_cap(rows: dict[int, frozenset[int]]) -> None:
+    rects = planner.cover(rows)
+    wanted = {(u, t) for u, r in rows.items() for t in r}
+    touched = cells_of(rects)
+    assert set(touched) == wanted
+    assert len(touched) == len(wanted)  # no cell granted twice either
+    assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
+    assert len(rects) <= naive(rows)
+    assert len(rects) >= planner.lower_bound(len(wanted))
+    assert planner.cover(rows) == rects
+
+
+@given(rows_strategy, st.dictionaries(st.integers(0, 40), st.frozensets(st.integers(0, 160), max_size=80)))
+@settings(max_examples=150, deadline=None)
+def test_dont_cares_are_used_only_where_allowed(
+    rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]]
+) -> None:
+    allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
+    rects = planner.cover(rows, allowed)
+    touched = set(cells_of(rects))
+    wanted = {(u, t) for u, r in rows.items() for t in r}
+    assert wanted <= touched
+    assert all(t in allowed.get(u, frozenset()) for u, t in touched)
+    assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
+    assert len(rects) <= len(planner.cover(rows))
+
+
+def test_role_widths_reach_the_lower_bound() -> None:
+    for users in (100, 200, 1000):
+        for width in (1, 3, 7, 51, 100, 101, 150):
+            rects = planner.tile(range(users), range(width))
+            assert len(rects) == planner.lower_bound(users * width), (users, width)
+
+
+def test_scattered_revokes_pack_with_dont_cares() -> None:
+    rows = {u: frozenset({u % 50}) for u in range(1000)}
+    allowed = {u: frozenset(range(50)) for u in range(1000)}
+    exact = planner.cover(rows)
+    packed = planner.cover(rows, allowed)
+    assert len(exact) == 50
+    assert len(packed) <= 25
+
+
+def test_edge_shapes() -> None:
+    assert planner.cover({}) == []
+    assert len(planner.cover({0: frozenset(range(100))})) == 1
+    assert len(planner.cover({0: frozenset(range(101))})) == 2
+    assert len(planner.cover({u: frozenset({0}) for u in range(101)})) == 2
+
+
+def _changes(grants: dict[dt.date, set[Cell]], revokes: set[Cell], revocable: dict[str, frozenset[Target]]) -> Changes:
+    return Changes(grants={d: frozenset(c) for d, c in grants.items()}, revokes=frozenset(revokes), revocable=revocable)
+
+
+target_ids = st.sampled_from(
+    [Target("llm_cube", f"c{i}") for i in range(12)] + [Target("theme", f"t{i}") for i in range(6)]
+)
+cells = st.sets(st.tuples(st.sampled_from([f"u{i}" for i in range(30)]), target_ids), max_size=200)
+days = st.sampled_from([dt.date(2027, 1, 1), dt.date(2027, 6, 30), dt.date(2099, 12, 31)])
+
+
+@given(st.dictionaries(days, cells, max_size=3), cells)
+@settings(max_examples=100, deadline=None)
+def test_batches_keep_every_rule(grants: dict[dt.date, set[Cell]], revoke_candidates: set[Cell]) -> None:
+    desired = {c for cs in grants.values() for c in cs}
+    revokes = revoke_candidates - desired
+    all_targets = {t for _, t in desired | revokes}
+    revocable = {u: frozenset(t for t in all_targets if (u, t) not in desired) for u in {u for u, _ in revokes}}
+    changes = _changes({d: c for d, c in grants.items() if c}, revokes, revocable)
+    batches = make_batches(changes)
+    for batch in batches:
+        assert batch.user_ids and batch.targets() and batch.cells <= 100
+        batch_cells = {(u, t) for u in batch.user_ids for t in batch.targets()}
+        if batch.operation == "grant":
+            assert batch.expire_day is not None
+            assert batch_cells <= changes.grants[dt.date.fromisoformat(batch.expire_day)]
+        else:
+            assert batch.expire_day is None
+            assert not batch_cells & desired
+            assert all(t in revocable[u] for u, t in batch_cells)
+    for day, day_cells in changes.grants.items():
+        covered = {(u, t) for b in batches if b.expire_day == day.isoformat() for u in b.user_ids for t in b.targets()}
+        assert day_cells <= covered
+    revoked = {(u, t) for b in batches if b.operation == "revoke" for u in b.user_ids for t in b.targets()}
+    assert revokes <= revoked
+    assert make_batches(changes) == batches
+
+
+def test_regrant_option_may_include_unchanged_cells_with_the_same_expiry() -> None:
+    day = dt.date(2099, 12, 31)
+    users = [f"u{i}" for i in range(50)]
+    a, b = Target("llm_cube", "a"), Target("llm_cube", "b")
+    grants = {(u, a) for u in users} | {(u, b) for u in users[:25]}
+    unchanged = {(u, b) for u in users[25:]}
+    changes = Changes(
+        grants={day: frozenset(grants)}, revokes=frozenset(), revocable={}, regrantable={day: frozenset(unchanged)}
+    )
+    strict = make_batches(changes)
+    relaxed = make_batches(changes, allow_regrant=True)
+    assert len(relaxed) < len(strict)
+    for batch in strict:
+        assert not {(u, t) for u in batch.user_ids for t in batch.targets()} & unchanged
