@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 TargetKind = Literal["llm_cube", "theme"]
 
 
-@dataclass(frozen=True, order=True)
-class Target:
-    """An LlmCube (Q&A resource) or an analysis theme, by its Quick BI ID."""
+class Target(NamedTuple):
+    """An LlmCube (Q&A resource) or an analysis theme, by its Quick BI ID.
+
+    A named tuple rather than a dataclass: plans hash millions of cells, and tuple hashing is native.
+    """
 
     kind: TargetKind
     id: str

@@ -126,13 +126,15 @@ def cover_exact(rows: Rows) -> list[Rect]:
     rows = {u: r for u, r in rows.items() if r}
     if not rows:
         return []
+    floor = lower_bound(sum(len(r) for r in rows.values()))
     patterns = _patterns(rows)
     best = _by_rows(patterns)
-    columns = _by_rows(_patterns(_transpose(rows)))
-    if len(columns) < len(best):
-        best = [(u, t) for t, u in columns]
-    if 1 < len(patterns) <= GREEDY_PATTERN_LIMIT:
-        greedy = _greedy(rows)
+    if len(best) > floor:
+        columns = _by_rows(_patterns(_transpose(rows)))
+        if len(columns) < len(best):
+            best = [(u, t) for t, u in columns]
+    if len(best) > floor and 1 < len(patterns) <= GREEDY_PATTERN_LIMIT:
+        greedy = _greedy(patterns)
         if len(greedy) < len(best):
             best = greedy
     return best
@@ -161,34 +163,31 @@ def _by_rows(patterns: Iterable[tuple[tuple[int, ...], tuple[int, ...]]]) -> lis
     return rects
 
 
-def _greedy(rows: Rows) -> list[Rect]:
-    remaining = {u: set(r) for u, r in rows.items()}
+def _greedy(patterns: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[Rect]:
+    groups: dict[frozenset[int], list[int]] = {frozenset(row): list(users) for users, row in patterns}
     rects: list[Rect] = []
-    while True:
-        groups: dict[frozenset[int], list[int]] = defaultdict(list)
-        for user in sorted(remaining):
-            if remaining[user]:
-                groups[frozenset(remaining[user])].append(user)
-        if len(groups) <= 1:
-            break
+    while len(groups) > 1:
         ranked = sorted(groups.items(), key=lambda item: (-len(item[0]) * len(item[1]), sorted(item[0])))
-        best_value, best_targets, best_users = 0, frozenset[int](), list[int]()
+        best_value, best_targets, best_rows = 0, frozenset[int](), list[frozenset[int]]()
         for candidate, _ in ranked[:GREEDY_CANDIDATES]:
-            supporters = [u for row, users in groups.items() if candidate <= row for u in users]
-            value = len(supporters) * len(candidate)
+            supporting = [row for row in groups if candidate <= row]
+            value = sum(len(groups[row]) for row in supporting) * len(candidate)
             if value > best_value:
-                best_value, best_targets, best_users = value, candidate, supporters
+                best_value, best_targets, best_rows = value, candidate, supporting
         if best_value < 2 * CAP:
             break
-        users = tuple(sorted(best_users))
-        rects.extend(tile(users, tuple(sorted(best_targets))))
-        for user in users:
-            remaining[user] -= best_targets
-    residue = {u: frozenset(r) for u, r in remaining.items() if r}
+        users: list[int] = []
+        for row in best_rows:
+            moved = groups.pop(row)
+            users.extend(moved)
+            if row != best_targets:
+                groups.setdefault(row - best_targets, []).extend(moved)
+        rects.extend(tile(sorted(users), sorted(best_targets)))
+    residue = [(tuple(sorted(users)), tuple(sorted(row))) for row, users in groups.items()]
     if residue:
-        patterns = _patterns(residue)
-        by_rows = _by_rows(patterns)
-        by_columns = [(u, t) for t, u in _by_rows(_patterns(_transpose(residue)))]
+        by_rows = _by_rows(sorted(residue))
+        columns = _transpose({u: frozenset(row) for users, row in residue for u in users})
+        by_columns = [(u, t) for t, u in _by_rows(_patterns(columns))]
         rects.extend(by_rows if len(by_rows) <= len(by_columns) else by_columns)
     return rects
 
