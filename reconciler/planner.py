@@ -14,9 +14,10 @@ near-exact on the structures real organisations have, and keeps the cheapest res
    most cells, T ranging over the remaining distinct rows, tile it, and remove it; finish the residue with 1-2.
    This recovers roles hidden under per-user exceptions (a role plus or minus a few targets per user).
 4. **Don't-cares** (revokes, and grants when re-granting unchanged cells is allowed). A revoke may delete
-   cells that are neither granted nor desired. Targets with revokes are cut into blocks of b targets; every
-   user with a revoke in a block who may be revoked on the whole block joins one b-wide strip, packed
-   floor(100/b) users to a call; the rest is covered exactly. The best b is kept if it beats exact cover.
+   cells that are neither granted nor desired. Targets with revokes, most frequent first, are cut into
+   blocks of b targets; in each block every user with a revoke there who may be revoked on the whole block
+   joins one b-wide strip, packed floor(100/b) users to a call, and the rest is covered exactly; a block
+   keeps whichever of that and plain exact cover is cheaper. The best b is kept if it beats exact cover.
 
 Every strategy is at least as good as the naive "one user at a time" (rows) or "one target at a time"
 (columns), so the result never costs more than the better naive plan. Ties go to the earlier strategy, and all
@@ -212,22 +213,23 @@ def _cover_blocks(rows: Rows, allowed: Rows) -> list[Rect]:
 
 
 def _blocks_of(rows: Rows, allowed: Rows, active: list[int], size: int) -> list[Rect]:
+    """Cut the active targets into blocks of `size`; per block, widen whoever may be, if that is cheaper."""
     block_of = {target: index // size for index, target in enumerate(active)}
     blocks = [tuple(sorted(active[i : i + size])) for i in range(0, len(active), size)]
-    members: dict[int, list[int]] = defaultdict(list)
-    residue: dict[int, set[int]] = defaultdict(set)
+    in_block: dict[int, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
     for user in sorted(rows):
-        touched = {block_of[t] for t in rows[user]}
-        free = allowed.get(user, frozenset())
-        for index in sorted(touched):
-            if free.issuperset(blocks[index]):
-                members[index].append(user)
-            else:
-                residue[user].update(t for t in rows[user] if block_of[t] == index)
-    rects: list[Rect] = []
+        for target in rows[user]:
+            in_block[block_of[target]][user].add(target)
     per_call = CAP // size
-    for index in sorted(members):
-        users = members[index]
-        rects.extend((tuple(users[i : i + per_call]), blocks[index]) for i in range(0, len(users), per_call))
-    rects.extend(cover_exact({u: frozenset(r) for u, r in residue.items()}))
+    rects: list[Rect] = []
+    for index in sorted(in_block):
+        cells = in_block[index]
+        block = blocks[index]
+        wide = [u for u in sorted(cells) if allowed.get(u, frozenset()).issuperset(block)]
+        widened_users = set(wide)
+        narrow = {u: frozenset(c) for u, c in cells.items() if u not in widened_users}
+        widened = [(tuple(wide[i : i + per_call]), block) for i in range(0, len(wide), per_call)]
+        widened += cover_exact(narrow)
+        exact = cover_exact({u: frozenset(c) for u, c in cells.items()})
+        rects.extend(widened if len(widened) < len(exact) else exact)
     return rects
