@@ -81,6 +81,8 @@ class QuickBIClient:
         self._observer = observer
         self.attempts = 0
         self.throttled = 0
+        # the longest run of consecutive throttling answers any one call met: 0 or 1 means pacing works
+        self.worst_throttle_streak = 0
 
     async def __aenter__(self) -> QuickBIClient:
         return self
@@ -109,9 +111,21 @@ class QuickBIClient:
             retry=retry_if_exception(lambda exc: _should_retry(request, exc)),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._attempt(request)
+        streak = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        return await self._attempt(request)
+                    except ThrottledError:
+                        streak += 1
+                        self.worst_throttle_streak = max(self.worst_throttle_streak, streak)
+                        raise
+                    except Exception:
+                        streak = 0
+                        raise
+        finally:
+            self.worst_throttle_streak = max(self.worst_throttle_streak, streak)
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     def _wait(self, state: RetryCallState) -> float:
