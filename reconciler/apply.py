@@ -46,7 +46,8 @@ class Executor:
     client: QuickBIClient
     journal: Journal | None = None
     ledger: Ledger | None = None
-    retry_rounds: int = 2
+    retry_rounds: int = 4
+    round_delay: float = 0.25
     on_batch: Callable[[], None] | None = None
 
     async def run(self, plan: Plan) -> ApplyResult:
@@ -67,6 +68,8 @@ class Executor:
                 result.failures = sorted(failures.values(), key=lambda f: (f.user, f.target, f.operation))
                 return result
             pending = _rebatch(failures, expiry)
+            # per-cell failures are often transient server trouble: give it a moment before the next round
+            await asyncio.sleep(min(self.round_delay * 2**round_number, 5.0))
         return result
 
     async def _round(

@@ -22,7 +22,8 @@ class TargetLock:
 
     def __enter__(self) -> TargetLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.break_stale:
+        if self.break_stale or self._holder_is_dead():
+            # a holder on this host whose process is gone cannot be applying: its lock is safe to take over
             self.path.unlink(missing_ok=True)
         owner = {
             "owner": f"{getpass.getuser()}@{socket.gethostname()}",
@@ -38,16 +39,22 @@ class TargetLock:
         self._held = True
         return self
 
+    def _holder_is_dead(self) -> bool:
+        try:
+            holder = json.loads(self.path.read_text())
+            on_this_host = str(holder["owner"]).endswith("@" + socket.gethostname())
+            return on_this_host and not _pid_alive(int(holder["pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
     def _held_by(self) -> Problem:
         try:
             holder = json.loads(self.path.read_text())
             who = f"{holder['owner']} (pid {holder['pid']}) since {holder['since']}"
-            alive = _pid_alive(int(holder["pid"])) if holder["owner"].endswith(socket.gethostname()) else None
         except (OSError, ValueError, KeyError, TypeError):
-            who, alive = "an unknown owner", None
-        state = " and that process is no longer running" if alive is False else ""
+            who = "an unknown owner"
         return Problem(
-            f"target '{self.target}' is locked by {who}{state} ({self.path})",
+            f"target '{self.target}' is locked by {who} ({self.path})",
             hint="wait for the other apply, or if it is dead re-run with --break-lock",
         )
 

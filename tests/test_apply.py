@@ -1,0 +1,210 @@
+"""Apply under faults, resumption from the journal, precise failure reports, and a real kill mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler import runner
+from reconciler.emulator import Emulator, FaultSettings
+from reconciler.emulator.orgfile import OrgFile
+from reconciler.journal import Journal
+from reconciler.policy import load_policy
+from reconciler.quickbi import ClientSettings
+from reconciler.workspace import Session
+from tests.orgs import org_and_policy, write_target
+
+TODAY = dt.datetime.now(dt.UTC).date()
+FAULTY = ClientSettings(max_backoff=0.2, timeout=1.0, max_attempts=10, max_concurrency=8)
+
+
+def _policy(tmp_path: Path, policy: dict) -> object:
+    import yaml
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return load_policy([path], TODAY)
+
+
+async def _converge(emulator: Emulator, endpoint: str | None, policy: object, folder: Path) -> runner.ApplyResult:  # type: ignore[name-defined]
+    async with emulator.client(FAULTY, endpoint=endpoint) as client:
+        session = Session("t", None, client, folder)  # type: ignore[arg-type]
+        desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
+        ledger = runner.ledger_for(session)
+        plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
+        assert not plan.empty
+        result, mismatches = await runner.execute(session, plan, ledger)
+        assert not mismatches
+        _, after = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
+        replan, _ = runner.plan_from(session, desired, after, ledger, TODAY, runner.PlanOptions())
+        assert replan.empty, replan.summary
+        wanted = {(u, t.kind, t.id) for u, t in desired.cells}
+        assert wanted <= set(emulator.backend.live_grants())
+        return result
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_seeded_faulty_runs_converge_exactly(tmp_path: Path, seed: int) -> None:
+    org, policy_data = org_and_policy(users=90, cubes=14, themes=5, seed=seed)
+    faults = FaultSettings(
+        qps=60, error_rate=0.1, drop_rate=0.08, slow_rate=0.02, slow_seconds=2, partial_rate=0.05, seed=seed
+    )
+    emulator = Emulator(OrgFile.model_validate(org), faults=faults)
+    before = set(emulator.backend.live_grants())
+    policy = _policy(tmp_path, policy_data)
+    with emulator.serve() as server:
+        result = asyncio.run(_converge(emulator, server.endpoint, policy, tmp_path))
+    assert result.ok
+    # the protected admin's live grants were not in policy and are still there
+    admin = {k for k in before if k[0] == "u00000"}
+    assert admin <= set(emulator.backend.live_grants())
+
+
+def test_failures_are_reported_per_cell(tmp_path: Path) -> None:
+    org, policy_data = org_and_policy(users=12, cubes=3, themes=1, seed=1, teams=2)
+    emulator = Emulator(OrgFile.model_validate(org), faults=FaultSettings(partial_rate=1.0))
+    policy = _policy(tmp_path, policy_data)
+
+    async def go() -> runner.ApplyResult:  # type: ignore[name-defined]
+        async with emulator.client(FAULTY) as client:
+            session = Session("t", None, client, tmp_path)  # type: ignore[arg-type]
+            desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
+            ledger = runner.ledger_for(session)
+            plan, changes = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
+            result, mismatches = await runner.execute(session, plan, ledger)
+            assert len(result.failures) == changes.grant_cells + len(changes.revokes)
+            assert len(mismatches) == len(result.failures)
+            assert not ledger  # nothing succeeded, so nothing is recorded
+            return result
+
+    result = asyncio.run(go())
+    failure = result.failures[0]
+    assert failure.code == "CellFailed" and failure.message == "INTERNAL_ERROR" and failure.user.startswith("u")
+
+
+def test_journal_skips_finished_batches(tmp_path: Path) -> None:
+    org, policy_data = org_and_policy(users=60, cubes=8, themes=3, seed=2)
+    emulator = Emulator(OrgFile.model_validate(org))
+    policy = _policy(tmp_path, policy_data)
+
+    async def go() -> None:
+        async with emulator.client() as client:
+            session = Session("t", None, client, tmp_path)  # type: ignore[arg-type]
+            desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
+            ledger = runner.ledger_for(session)
+            plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
+            journal = runner.journal_for(session, plan)
+            half = plan.batches[: len(plan.batches) // 2]
+            for batch in half:  # as if an earlier run finished these, then died
+                journal.finished(batch.key())
+            calls_before = emulator.backend.authorize_calls
+            result, mismatches = await runner.execute(session, plan, ledger)
+            assert result.resumed == len(half)
+            assert emulator.backend.authorize_calls - calls_before == len(plan.batches) - len(half)
+            # the journal lied (those batches never ran): verification notices, and the journal stays
+            assert mismatches and Journal(journal.path).done
+            fresh = runner.journal_for(session, plan)
+            fresh.close()
+            result, mismatches = await runner.execute(session, plan, ledger)
+            assert result.ok and not mismatches
+            assert not journal.path.exists()  # a converged run removes its journal
+
+    asyncio.run(go())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError("emulator did not start")
+
+
+def test_killed_apply_resumes_and_converges(tmp_path: Path) -> None:
+    org, policy_data = org_and_policy(users=400, cubes=30, themes=8, seed=4, teams=20)
+    port = _free_port()
+    config = write_target(
+        tmp_path,
+        org,
+        policy_data,
+        {"quickbi": {"endpoint": f"http://127.0.0.1:{port}"}, "qps": 40, "max_concurrency": 4},
+    )
+    env = {
+        **os.environ,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "test-ak",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "test-secret",
+        "HOME": str(tmp_path),
+    }
+    reconciler = [sys.executable, "-m", "reconciler", "--config", str(config)]
+    server = subprocess.Popen(
+        [
+            *reconciler,
+            "emulator",
+            "serve",
+            "--org",
+            str(tmp_path / "org.yaml"),
+            "--port",
+            str(port),
+            "--latency-ms",
+            "30",
+            "--qps",
+            "40",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for_port(port, server)
+        audit = tmp_path / ".reconciler" / "t" / "audit.jsonl"
+        victim = subprocess.Popen(
+            [*reconciler, "apply", "--auto-approve"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if audit.exists() and audit.read_text().count("SmartqAuthorize") >= 10:
+                break
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        assert victim.returncode == -signal.SIGKILL
+        assert (tmp_path / ".reconciler" / "t" / "apply.lock").exists()  # it died holding the lock
+        rerun = subprocess.run(
+            [*reconciler, "apply", "--auto-approve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        final = subprocess.run(
+            [*reconciler, "plan", "--detailed-exitcode"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert final.returncode == 0, final.stdout + final.stderr
+        assert "No changes" in final.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

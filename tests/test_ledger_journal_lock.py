@@ -1,0 +1,86 @@
+"""The expiry ledger, the batch journal, the audit log and the target lock: durable, crash-tolerant files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from reconciler.cells import Target
+from reconciler.errors import ReconcilerError
+from reconciler.journal import AuditLog, Journal
+from reconciler.ledger import Ledger
+from reconciler.lock import TargetLock
+
+A, B = Target("llm_cube", "a"), Target("theme", "b")
+DAY = dt.date(2099, 12, 31)
+
+
+def test_ledger_survives_a_crash_before_compaction(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.tsv")
+    ledger.record([(("u1", A), DAY), (("u1", B), DAY), (("u2", A), dt.date(2027, 1, 1))], [])
+    ledger.record([], [("u1", B)])
+    with (tmp_path / "ledger.tsv.log").open("a") as log:
+        log.write("+\tu9\t2099-")  # torn last line from a crash mid-write
+    reopened = Ledger(tmp_path / "ledger.tsv")
+    assert dict(reopened) == {("u1", A): DAY, ("u2", A): dt.date(2027, 1, 1)}
+
+
+def test_ledger_compacts_to_a_sorted_diff_friendly_file(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.tsv")
+    ledger.record([(("u2", A), DAY), (("u1", B), DAY), (("u1", A), DAY)], [])
+    ledger.compact()
+    assert (tmp_path / "ledger.tsv").read_text() == "u1\t2099-12-31\tllm_cube:a theme:b\nu2\t2099-12-31\tllm_cube:a\n"
+    assert not (tmp_path / "ledger.tsv.log").exists()
+    assert dict(Ledger(tmp_path / "ledger.tsv")) == dict(ledger)
+
+
+def test_malformed_ledger_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / "ledger.tsv").write_text("u1\t2099-12-31\tllm_cube:a\nbroken line\n")
+    with pytest.raises(ReconcilerError, match=r"ledger.tsv:2: malformed ledger line"):
+        Ledger(tmp_path / "ledger.tsv")
+
+
+def test_journal_resumes_and_tolerates_a_torn_line(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.finished("batch-1")
+    with (tmp_path / "journal.jsonl").open("a") as stream:
+        stream.write('{"batch": "batch-')
+    assert Journal(tmp_path / "journal.jsonl").done == {"batch-1"}
+    journal.close()
+    assert not (tmp_path / "journal.jsonl").exists()
+
+
+def test_audit_log_drops_secret_parameters(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    audit("SmartqAuthorize", {"UserIds": "u1", "Signature": "sig", "SecurityToken": "tok"}, "RID", "ok")
+    record = json.loads((tmp_path / "audit.jsonl").read_text())
+    assert record["params"] == {"UserIds": "u1"} and record["request_id"] == "RID" and record["outcome"] == "ok"
+
+
+def test_lock_is_exclusive(tmp_path: Path) -> None:
+    path = tmp_path / "apply.lock"
+    with TargetLock(path, "demo"), pytest.raises(ReconcilerError, match="target 'demo' is locked by .* \\(pid"):
+        with TargetLock(path, "demo"):
+            pass
+    assert not path.exists()
+
+
+def test_a_dead_holder_on_this_host_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "apply.lock"
+    path.write_text(json.dumps({"owner": f"x@{socket.gethostname()}", "pid": 2**22 + 7, "since": "t"}))
+    with TargetLock(path, "demo"):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def test_a_holder_elsewhere_needs_break_lock(tmp_path: Path) -> None:
+    path = tmp_path / "apply.lock"
+    path.write_text(json.dumps({"owner": "ci@runner-7", "pid": 1, "since": "2026-11-23T00:00:00Z"}))
+    with pytest.raises(ReconcilerError, match="--break-lock"), TargetLock(path, "demo"):
+        pass
+    with TargetLock(path, "demo", break_stale=True):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
