@@ -64,9 +64,12 @@ def test_audit_log_drops_secret_parameters(tmp_path: Path) -> None:
 
 def test_lock_is_exclusive(tmp_path: Path) -> None:
     path = tmp_path / "apply.lock"
-    with TargetLock(path, "demo"), pytest.raises(ReconcilerError, match="target 'demo' is locked by .* \\(pid"):
-        with TargetLock(path, "demo"):
-            pass
+    with (
+        TargetLock(path, "demo"),
+        pytest.raises(ReconcilerError, match=r"target 'demo' is locked by .* \(pid"),
+        TargetLock(path, "demo"),
+    ):
+        pass
     assert not path.exists()
 
 
