@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -20,6 +19,7 @@ from tenacity import (
 )
 
 from reconciler.quickbi import models as m
+from reconciler.quickbi._pacing import Pacer
 from reconciler.quickbi._signing import AcsV3Auth, CredentialSource, RpcV1Auth
 from reconciler.quickbi.errors import QuickBIError, ThrottledError, TransportFailure
 
@@ -77,7 +77,7 @@ class QuickBIClient:
         )
         self._semaphore = asyncio.Semaphore(self.settings.max_concurrency)
         # flow control is per API and per account, so one limiter per action, shared by every caller
-        self._limiters: dict[str, AsyncLimiter] = {}
+        self._pacers: dict[str, Pacer] = {}
         self._observer = observer
         self.attempts = 0
         self.throttled = 0
@@ -93,15 +93,11 @@ class QuickBIClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _limiter(self, request: m.ApiRequest) -> AsyncLimiter:
-        limiter = self._limiters.get(request.action)
-        if limiter is None:
-            qps = self.settings.qps_for(request.group)
-            # a bucket of one second's worth would let a burst through at 2x the limit; keep it small
-            burst = max(1.0, qps / 10)
-            limiter = AsyncLimiter(burst, burst / qps)
-            self._limiters[request.action] = limiter
-        return limiter
+    def _pacer(self, request: m.ApiRequest) -> Pacer:
+        pacer = self._pacers.get(request.action)
+        if pacer is None:
+            pacer = self._pacers[request.action] = Pacer(self.settings.qps_for(request.group))
+        return pacer
 
     async def call(self, request: m.ApiRequest) -> Any:
         """Send `request` and return its `Result`, retrying what is safe to retry."""
@@ -140,7 +136,7 @@ class QuickBIClient:
         method = "GET" if request.action == "QueryUserList" else "POST"
         headers = {"x-acs-action": request.action, "x-acs-version": API_VERSION}
         async with self._semaphore:
-            await self._limiter(request).acquire()
+            await self._pacer(request).acquire()
             self.attempts += 1
             try:
                 response = await self._http.request(method, "/", params=params, headers=headers)
