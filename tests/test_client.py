@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 
 from reconciler.emulator import Emulator, FaultSettings
-from reconciler.quickbi import ClientSettings, QuickBIError, ThrottledError, TransportFailure
+from reconciler.quickbi import (
+    ClientSettings,
+    QuickBIClient,
+    QuickBIError,
+    ThrottledError,
+    TransportFailure,
+    default_chain,
+)
 from reconciler.quickbi import models as m
 from tests.conftest import DEMO_ORG
 
@@ -119,3 +127,24 @@ def test_rate_limiter_stays_under_the_configured_qps(demo: Emulator) -> None:
 
     # 30 calls at 20/s cannot finish in much under a second whatever the machine's speed
     assert asyncio.run(go()) >= 1.0
+
+
+def test_default_credential_chain_reads_the_environment(demo: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "demo-ak")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "demo-secret")
+    monkeypatch.setenv("ALIBABA_CLOUD_SECURITY_TOKEN", "sts-token-value")
+    seen: list[httpx.Request] = []
+    inner = demo.transport()
+
+    class Recording(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return await inner.handle_async_request(request)
+
+    async def go() -> None:
+        async with QuickBIClient("http://emulator", default_chain(), transport=Recording()) as client:
+            assert (await client.user_by_id("u-bob")).account_name == "bob"
+
+    asyncio.run(go())
+    assert seen[0].headers["x-acs-security-token"] == "sts-token-value"
+    assert "sts-token-value" not in seen[0].headers["authorization"]

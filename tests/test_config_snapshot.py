@@ -1,0 +1,68 @@
+"""Configuration loading, target selection, snapshots on disk, and the client settings a target implies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.cells import Target
+from reconciler.config import load_config
+from reconciler.errors import ReconcilerError
+from reconciler.progress import progress
+from reconciler.quickbi import models as m
+from reconciler.snapshot import Snapshot
+from reconciler.workspace import client_settings
+from tests.conftest import ROOT
+
+
+def test_repository_config() -> None:
+    config = load_config(ROOT / "reconciler.yaml")
+    name, target = config.target(None)
+    assert name == "demo" and target.emulator is not None
+    assert config.state_dir(name, target) == ROOT / ".reconciler"
+    prod_name, prod = config.target("prod")
+    assert prod.quickbi is not None and prod.quickbi.url == "https://quickbi-public.cn-hongkong.aliyuncs.com"
+    assert config.state_dir(prod_name, prod) == ROOT / ".reconciler" / "prod"
+    settings = client_settings(prod)
+    assert settings.write_qps == 40 and settings.directory_qps == 30
+
+
+def test_config_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "reconciler.yaml"
+    path.write_text("policies: p/\ntargets:\n  x:\n    quickbi: {region: cn-hangzhou, endpoint: https://e}\n")
+    with pytest.raises(ReconcilerError, match=r"reconciler.yaml:4: .*exactly one of region or endpoint"):
+        load_config(path)
+    path.write_text("policies: p/\ntargets:\n  x:\n    emulatr: {}\n")
+    with pytest.raises(ReconcilerError, match=r"reconciler.yaml:4: targets.x.emulatr: unknown key"):
+        load_config(path)
+
+
+def test_snapshot_round_trip_and_digest(tmp_path: Path) -> None:
+    snapshot = Snapshot({"u1": frozenset({Target("llm_cube", "a"), Target("theme", "b")}), "u2": frozenset()}, "t")
+    path = tmp_path / "snap.json"
+    path.write_text(snapshot.to_json())
+    again = Snapshot.read(path)
+    assert again == snapshot and again.digest() == snapshot.digest()
+    assert snapshot.digest(["u1"]) != snapshot.digest(["u2"])
+    path.write_text('{"format_version": 9}')
+    with pytest.raises(ReconcilerError, match="not a reconciler snapshot"):
+        Snapshot.read(path)
+
+
+def test_request_serialisation_matches_the_sdk() -> None:
+    request = m.SmartqAuthorize(operation_type=0, user_ids=["u1", "u 2"], llm_cubes=["c1"], expire_day="2099-12-31")
+    assert request.to_params() == {
+        "OperationType": "0",
+        "UserIds": "u1,u 2",
+        "LlmCubes": "c1",
+        "ExpireDay": "2099-12-31",
+    }
+    assert m.QueryUserList(page_num=2).to_params() == {"PageNum": "2", "PageSize": "1000"}
+
+
+def test_plain_progress_lines_without_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    with progress(3, "apply") as tick:
+        for _ in range(3):
+            tick()
+    assert "apply: 3/3" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""Resolution of policy names through the directory API, with errors pointing at the policy line."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+from reconciler.cells import Target
+from reconciler.emulator import Emulator
+from reconciler.errors import ReconcilerError
+from reconciler.policy import load_policy
+from reconciler.resolve import Desired, resolve
+from tests.conftest import ROOT
+
+TODAY = dt.date(2026, 11, 23)
+
+
+def resolved(demo: Emulator, tmp_path: Path, text: str) -> Desired:
+    path = tmp_path / "p.yaml"
+    path.write_text(dedent(text).lstrip())
+    policy = load_policy([path], TODAY)
+
+    async def go() -> Desired:
+        async with demo.client() as client:
+            return await resolve(policy, client, TODAY)
+
+    return asyncio.run(go())
+
+
+def test_demo_policy_expands_nested_quickbi_groups(demo: Emulator) -> None:
+    policy = load_policy([ROOT / "policies"], TODAY)
+
+    async def go() -> Desired:
+        async with demo.client() as client:
+            return await resolve(policy, client, TODAY)
+
+    desired = asyncio.run(go())
+    forecast = Target("theme", "t-forecast")
+    assert {u for u, t in desired.cells if t == forecast} == {"u-alice", "u-carol", "u-dave", "u-erin", "u-judy"}
+    assert desired.protected == {"u-admin"}
+    assert desired.is_managed(Target("llm_cube", "c-sales")) and not desired.is_managed(Target("llm_cube", "c-ops"))
+    assert desired.cells[("u-ivan", Target("theme", "t-q4"))] == dt.date(2027, 6, 30)
+
+
+def test_latest_expiry_wins(demo: Emulator, tmp_path: Path) -> None:
+    desired = resolved(
+        demo,
+        tmp_path,
+        """
+        version: 1
+        grants:
+          - {to: [account:alice], llm_cubes: [id:c-hr], expires: 2030-01-01}
+          - {to: [id:u-alice], llm_cubes: [id:c-hr], expires: 2031-01-01}
+        """,
+    )
+    assert desired.cells == {("u-alice", Target("llm_cube", "c-hr")): dt.date(2031, 1, 1)}
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        (
+            "users:\n  x: {account: nobody}\ngrants: [{to: [x], themes: [id:t-q4]}]\n",
+            3,
+            "no Quick BI user with account",
+        ),
+        ("grants:\n  - to: [id:u-missing]\n    themes: [id:t-q4]\n", 3, "user id 'u-missing' is not in"),
+        ("grants:\n  - to: [account:alice]\n    themes: [id:t-none]\n", 4, "theme 't-none' does not exist"),
+        ("resources:\n  llm_cubes:\n    x: {alias: Nope}\n", 4, "no llm_cubes named 'Nope'"),
+        ("resources:\n  llm_cubes:\n    x: {dataset: ds-hr}\n", 4, "named by dataset"),
+        ("groups:\n  g: {quickbi_group: Nowhere}\n", 3, "no Quick BI user group named 'Nowhere'"),
+    ],
+)
+def test_resolution_errors_point_at_the_policy(
+    demo: Emulator, tmp_path: Path, body: str, line: int, message: str
+) -> None:
+    with pytest.raises(ReconcilerError) as info:
+        resolved(demo, tmp_path, "version: 1\n" + body)
+    text = str(info.value)
+    assert f"p.yaml:{line}:" in text and message in text
+
+
+def test_an_empty_quickbi_group_stops_the_run(demo: Emulator, tmp_path: Path) -> None:
+    demo.backend.groups["g-people"].members.clear()
+    with pytest.raises(ReconcilerError, match="resolved to nobody"):
+        resolved(
+            demo,
+            tmp_path,
+            "version: 1\ngroups:\n  p: {quickbi_group: People}\ngrants: [{to: [p], themes: [id:t-q4]}]\n",
+        )
