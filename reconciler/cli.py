@@ -22,7 +22,7 @@ from reconciler.plan import Plan
 from reconciler.policy import load_policy
 from reconciler.progress import progress
 from reconciler.quickbi import QuickBIError, TransportFailure
-from reconciler.snapshot import Snapshot
+from reconciler.snapshot import Snapshot, refresh
 from reconciler.workspace import open_target
 
 T = TypeVar("T")
@@ -78,21 +78,17 @@ def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
     click.echo(f"{len(policy.files)} policy files OK: {len(policy.rules)} grants, {len(policy.groups)} groups.")
 
 
-@cli.command()
+@cli.command("refresh")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Snapshot file to write.")
 @click.pass_obj
-def refresh(obj: _Context, out: Path) -> None:
+def refresh_command(obj: _Context, out: Path) -> None:
     """Read live grants of every user into a snapshot file."""
 
     async def go() -> Snapshot:
-        policy = load_policy(obj.config.policy_paths(), _today())
         async with open_target(obj.config, obj.target) as session:
             users = await session.client.all_users()
             with progress(len(users), "refresh") as tick:
-                from reconciler.snapshot import refresh as read_all
-
-                return await read_all(session.client, [u.user_id for u in users], tick)
-        del policy
+                return await refresh(session.client, [u.user_id for u in users], tick)
 
     snapshot = _run(go())
     out.parent.mkdir(parents=True, exist_ok=True)

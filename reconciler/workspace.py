@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconciler.config import Config, TargetConfig
@@ -25,14 +25,12 @@ class Session:
 def client_settings(target: TargetConfig) -> ClientSettings:
     settings = ClientSettings(max_concurrency=target.max_concurrency)
     if target.qps is not None:
-        settings = ClientSettings(
-            write_qps=target.qps,
-            smartq_qps=target.qps,
-            directory_qps=target.directory_qps or min(target.qps, 30),
-            max_concurrency=target.max_concurrency,
-        )
-    if target.quickbi is not None and target.quickbi.signature == "v1":
-        settings = ClientSettings(**{**settings.__dict__, "signature": "v1"})
+        directory_qps = target.directory_qps or min(target.qps, settings.directory_qps)
+        settings = replace(settings, write_qps=target.qps, smartq_qps=target.qps, directory_qps=directory_qps)
+    elif target.directory_qps is not None:
+        settings = replace(settings, directory_qps=target.directory_qps)
+    if target.quickbi is not None:
+        settings = replace(settings, signature=target.quickbi.signature)
     return settings
 
 
