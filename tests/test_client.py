@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-import httpx
 import pytest
 
 from reconciler.emulator import Emulator, FaultSettings
-from reconciler.quickbi import (
-    ClientSettings,
-    QuickBIClient,
-    QuickBIError,
-    ThrottledError,
-    TransportFailure,
-    default_chain,
-)
+from reconciler.quickbi import ClientSettings, QuickBIError, ThrottledError, TransportFailure
 from reconciler.quickbi import models as m
-from tests.conftest import DEMO_ORG
+from tests.conftest import DEMO_ORG, ROOT
 
 FAST_RETRY = ClientSettings(max_backoff=0.2, timeout=2.0)
 
@@ -129,22 +125,40 @@ def test_rate_limiter_stays_under_the_configured_qps(demo: Emulator) -> None:
     assert asyncio.run(go()) >= 1.0
 
 
-def test_default_credential_chain_reads_the_environment(demo: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "demo-ak")
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "demo-secret")
-    monkeypatch.setenv("ALIBABA_CLOUD_SECURITY_TOKEN", "sts-token-value")
-    seen: list[httpx.Request] = []
-    inner = demo.transport()
+CHAIN_PROBE = """
+import asyncio, httpx
+from reconciler.emulator import Emulator
+from reconciler.quickbi import QuickBIClient, default_chain
+from tests.conftest import DEMO_ORG, ROOT
 
-    class Recording(httpx.AsyncBaseTransport):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            seen.append(request)
-            return await inner.handle_async_request(request)
+emulator = Emulator.from_file(DEMO_ORG)
+inner = emulator.transport()
+seen = []
 
-    async def go() -> None:
-        async with QuickBIClient("http://emulator", default_chain(), transport=Recording()) as client:
-            assert (await client.user_by_id("u-bob")).account_name == "bob"
+class Recording(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request):
+        seen.append(request)
+        return await inner.handle_async_request(request)
 
-    asyncio.run(go())
-    assert seen[0].headers["x-acs-security-token"] == "sts-token-value"
-    assert "sts-token-value" not in seen[0].headers["authorization"]
+async def go():
+    async with QuickBIClient("http://emulator", default_chain(), transport=Recording()) as client:
+        return (await client.user_by_id("u-bob")).account_name
+
+print(asyncio.run(go()), seen[0].headers["x-acs-security-token"], "sts-token-value" in seen[0].headers["authorization"])
+"""
+
+
+def test_default_credential_chain_reads_the_environment(tmp_path: Path) -> None:
+    # the credentials package reads the environment once, at import: probe it in a fresh interpreter
+    env = {
+        **os.environ,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "demo-ak",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "demo-secret",
+        "ALIBABA_CLOUD_SECURITY_TOKEN": "sts-token-value",
+        "HOME": str(tmp_path),
+    }
+    probe = subprocess.run(
+        [sys.executable, "-c", CHAIN_PROBE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["bob", "sts-token-value", "False"]
