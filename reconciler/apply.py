@@ -103,6 +103,7 @@ class Executor:
             user_ids=batch.user_ids,
             llm_cubes=batch.llm_cubes or None,
             llm_cube_themes=batch.llm_cube_themes or None,
+            cube_ids=batch.cube_ids or None,
             expire_day=batch.expire_day,
         )
         result.calls += 1

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-TargetKind = Literal["llm_cube", "theme"]
+# "dataset": an LlmCube named by its dataset (cube) ID, granted through CubeIds; used when the target reports
+# grants by dataset ID (config `cube_readback: dataset`)
+TargetKind = Literal["llm_cube", "theme", "dataset"]
 
 
 class Target(NamedTuple):
@@ -22,8 +24,8 @@ class Target(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> Target:
         kind, _, target_id = text.partition(":")
-        if kind not in ("llm_cube", "theme") or not target_id:
-            raise ValueError(f"not a target: {text!r} (expected llm_cube:<id> or theme:<id>)")
+        if kind not in ("llm_cube", "theme", "dataset") or not target_id:
+            raise ValueError(f"not a target: {text!r} (expected llm_cube:<id>, theme:<id> or dataset:<id>)")
         return cls(kind, target_id)  # type: ignore[arg-type]
 
 

@@ -88,7 +88,8 @@ def refresh_command(obj: _Context, out: Path) -> None:
         async with open_target(obj.config, obj.target) as session:
             users = await session.client.all_users()
             with progress(len(users), "refresh") as tick:
-                return await refresh(session.client, [u.user_id for u in users], tick)
+                user_ids = [u.user_id for u in users]
+                return await refresh(session.client, user_ids, tick, session.cube_readback)
 
     snapshot = _run(go())
     out.parent.mkdir(parents=True, exist_ok=True)

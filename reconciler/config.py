@@ -18,7 +18,6 @@ class _Strict(BaseModel):
 class EmulatorTarget(_Strict):
     org: Path
     state: Path
-    cube_readback: Literal["llm_cube", "dataset"] = "llm_cube"
 
 
 class QuickBITarget(_Strict):
@@ -43,6 +42,8 @@ class TargetConfig(_Strict):
     qps: float | None = Field(default=None, gt=0)
     directory_qps: float | None = Field(default=None, gt=0)
     max_concurrency: int = Field(default=16, ge=1, le=256)
+    # what QueryLlmCubeWithThemeListByUserId's CubeIds keys are (UNCONFIRMED upstream): LlmCube or dataset IDs
+    cube_readback: Literal["llm_cube", "dataset"] = "llm_cube"
     state_dir: Path | None = None
 
     @model_validator(mode="after")

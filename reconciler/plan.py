@@ -24,13 +24,18 @@ class Batch(BaseModel):
     llm_cubes: list[str]
     llm_cube_themes: list[str]
     expire_day: str | None = None
+    cube_ids: list[str] = Field(default_factory=list)  # LlmCubes named by dataset ID (SmartqAuthorize CubeIds)
 
     @property
     def cells(self) -> int:
-        return len(self.user_ids) * (len(self.llm_cubes) + len(self.llm_cube_themes))
+        return len(self.user_ids) * (len(self.llm_cubes) + len(self.llm_cube_themes) + len(self.cube_ids))
 
     def targets(self) -> list[Target]:
-        return [Target("llm_cube", c) for c in self.llm_cubes] + [Target("theme", t) for t in self.llm_cube_themes]
+        return (
+            [Target("llm_cube", c) for c in self.llm_cubes]
+            + [Target("theme", t) for t in self.llm_cube_themes]
+            + [Target("dataset", d) for d in self.cube_ids]
+        )
 
     def key(self) -> str:
         """A stable identity for the journal: the batch's content, independent of its position."""
@@ -163,6 +168,7 @@ def _to_batches(
                 llm_cubes=sorted(t.id for t in chosen if t.kind == "llm_cube"),
                 llm_cube_themes=sorted(t.id for t in chosen if t.kind == "theme"),
                 expire_day=expire_day,
+                cube_ids=sorted(t.id for t in chosen if t.kind == "dataset"),
             )
         )
     return batches

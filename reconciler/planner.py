@@ -35,6 +35,7 @@ CAP = 100
 GREEDY_PATTERN_LIMIT = 3000
 GREEDY_CANDIDATES = 400
 DONT_CARE_CELL_LIMIT = 1_000_000
+MERGE_LIMIT = 5000
 BLOCK_SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 25, 33, 50, 100)
 
 Rect = tuple[tuple[int, ...], tuple[int, ...]]
@@ -120,7 +121,34 @@ def cover(rows: Rows, allowed: Rows | None = None) -> list[Rect]:
         widened = _cover_blocks(rows, allowed)
         if len(widened) < len(best):
             best = widened
-    return best
+    return merge_small(best, allowed or rows)
+
+
+def merge_small(rects: list[Rect], allowed: Rows) -> list[Rect]:
+    """Fold under-filled rectangles into each other where their union is still a permitted rectangle.
+
+    Two rectangles (U1, T1) and (U2, T2) can become (U1+U2, T1+T2) when every cell of the union may be touched
+    and it fits the cap. Each strategy above leaves partial calls at the edges of its rectangles; this pass
+    packs them, first-fit over a stable order, and never increases the count.
+    """
+    small = sorted(r for r in rects if len(r[0]) * len(r[1]) <= CAP // 2)
+    if len(small) < 2 or len(small) > MERGE_LIMIT:
+        return rects
+    kept = [r for r in rects if len(r[0]) * len(r[1]) > CAP // 2]
+    merged: list[tuple[set[int], set[int]]] = []
+    for users, targets in small:
+        for group_users, group_targets in merged:
+            all_users = group_users | set(users)
+            all_targets = group_targets | set(targets)
+            if len(all_users) * len(all_targets) > CAP:
+                continue
+            if all(allowed.get(u, frozenset()).issuperset(all_targets) for u in all_users):
+                group_users.update(users)
+                group_targets.update(targets)
+                break
+        else:
+            merged.append((set(users), set(targets)))
+    return kept + [(tuple(sorted(u)), tuple(sorted(t))) for u, t in merged]
 
 
 def cover_exact(rows: Rows) -> list[Rect]:

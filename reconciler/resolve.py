@@ -12,6 +12,7 @@ from reconciler.policy import Policy, ResourceDef, Rolling
 from reconciler.policy._model import CubeRef
 from reconciler.quickbi import QuickBIClient
 from reconciler.quickbi import models as m
+from reconciler.snapshot import CubeKind
 
 Expiry = dt.date | Rolling
 
@@ -47,8 +48,14 @@ class _Directory:
         self.themes = {t.theme_id: t.theme_name for t in themes.themes}
 
 
-async def resolve(policy: Policy, client: QuickBIClient, today: dt.date) -> Desired:
-    """Look every name up once, then expand groups and grants. Raises ReconcilerError with policy locations."""
+async def resolve(
+    policy: Policy, client: QuickBIClient, today: dt.date, cube_readback: CubeKind = "llm_cube"
+) -> Desired:
+    """Look every name up once, then expand groups and grants. Raises ReconcilerError with policy locations.
+
+    `cube_readback` is how the target reports cube grants; cubes are identified the same way here, so that
+    policy and live state compare: by LlmCube ID, or by dataset ID (granted through CubeIds).
+    """
     needs_groups = any(g.quickbi_group for g in policy.groups.values())
     users, groups, cubes, themes = await asyncio.gather(
         client.all_users(),
@@ -57,8 +64,9 @@ async def resolve(policy: Policy, client: QuickBIClient, today: dt.date) -> Desi
         client.data_range("llmCubeTheme"),
     )
     directory = _Directory(users, groups, (cubes, themes))
-    resolver = _Resolver(policy, directory, client)
+    resolver = _Resolver(policy, directory, client, cube_readback)
     await resolver.load_groups()
+    await resolver.check_datasets()
     return resolver.desired(today)
 
 
@@ -67,8 +75,10 @@ async def _no_groups() -> list[m.UserGroup]:
 
 
 class _Resolver:
-    def __init__(self, policy: Policy, directory: _Directory, client: QuickBIClient) -> None:
+    def __init__(self, policy: Policy, directory: _Directory, client: QuickBIClient, cube_readback: CubeKind) -> None:
         self.policy = policy
+        self.cube_readback = cube_readback
+        self.datasets_with_smartq: set[str] = set()
         self.directory = directory
         self.client = client
         self.problems: list[Problem] = []
@@ -90,6 +100,20 @@ class _Resolver:
         members = await asyncio.gather(*(self.client.group_users(gid) for gid in ids.values()))
         self.quickbi_members = dict(zip(ids, members, strict=True))
 
+    async def check_datasets(self) -> None:
+        """Dataset references are checked with QueryDatasetSmartqStatus: the dataset must have a Q&A resource."""
+        datasets = sorted(
+            {
+                r.ref.dataset
+                for r in self.policy.resources.values()
+                if isinstance(r.ref, CubeRef) and r.ref.dataset is not None
+            }
+        )
+        if self.cube_readback != "dataset" or not datasets:
+            return
+        enabled = await asyncio.gather(*(self.client.dataset_smartq_enabled(d) for d in datasets))
+        self.datasets_with_smartq = {d for d, on in zip(datasets, enabled, strict=True) if on}
+
     def desired(self, today: dt.date) -> Desired:
         targets = {key: self._target(resource) for key, resource in sorted(self.policy.resources.items())}
         cells: dict[Cell, Expiry] = {}
@@ -99,6 +123,16 @@ class _Resolver:
                 users |= self._principal(name, location)
             rule_targets = []
             for target_name in rule.targets:
+                if target_name.kind == "llm_cube" and self.cube_readback == "dataset" and target_name.name[:3] == "id:":
+                    self.problems.append(
+                        Problem(
+                            f"llm_cube '{target_name.name}' is an LlmCube ID, but this target reads grants back by "
+                            "dataset ID",
+                            target_name.location,
+                            "declare the cube under resources.llm_cubes as {dataset: <cube id>} and use its alias",
+                        )
+                    )
+                    continue
                 if target_name.name.startswith("id:"):
                     rule_targets.append(
                         self._inline_target(target_name.kind, target_name.name[3:], target_name.location)
@@ -128,12 +162,15 @@ class _Resolver:
         ref = resource.ref
         if resource.kind == "llm_cube":
             assert isinstance(ref, CubeRef)
+            if self.cube_readback == "dataset":
+                return self._dataset(resource, ref)
             if ref.dataset is not None:
                 self.problems.append(
                     Problem(
-                        f"llm_cube '{resource.alias}' is named by dataset, which this target cannot read back",
+                        f"llm_cube '{resource.alias}' is named by dataset, but this target reads grants back by "
+                        "LlmCube ID",
                         resource.location,
-                        "name it by id or alias (QueryLlmCubeWithThemeListByUserId reports LlmCube IDs)",
+                        "name it by id or alias, or set cube_readback: dataset on the target",
                     )
                 )
                 return None
@@ -144,6 +181,27 @@ class _Resolver:
         if theme_id is not None:
             return self._inline_target("theme", theme_id, resource.location)
         return self._by_name("theme", getattr(ref, "name", "") or "", self.directory.themes, resource.location)
+
+    def _dataset(self, resource: ResourceDef, ref: CubeRef) -> Target | None:
+        if ref.dataset is None:
+            self.problems.append(
+                Problem(
+                    f"llm_cube '{resource.alias}' must be named by dataset on this target",
+                    resource.location,
+                    "it reads grants back by dataset ID (cube_readback: dataset): write {dataset: <cube id>}",
+                )
+            )
+            return None
+        if ref.dataset not in self.datasets_with_smartq:
+            self.problems.append(
+                Problem(
+                    f"dataset '{ref.dataset}' has no Smart Q (Q&A) resource in Quick BI",
+                    resource.location,
+                    "check the dataset ID, or enable Smart Q on it",
+                )
+            )
+            return None
+        return Target("dataset", ref.dataset)
 
     def _inline_target(self, kind: str, target_id: str, location: Location) -> Target | None:
         known = self.directory.cubes if kind == "llm_cube" else self.directory.themes

@@ -47,9 +47,9 @@ async def desired_and_snapshot(
     snapshot: Snapshot | None = None,
     on_user: Progress | None = None,
 ) -> tuple[Desired, Snapshot]:
-    desired = await resolve(policy, session.client, today)
+    desired = await resolve(policy, session.client, today, session.cube_readback)
     if snapshot is None:
-        snapshot = await refresh(session.client, desired.directory, on_user)
+        snapshot = await refresh(session.client, desired.directory, on_user, session.cube_readback)
     return desired, snapshot
 
 
@@ -109,7 +109,7 @@ async def check_fresh(session: Session, plan: Plan) -> None:
     if plan.target != session.name:
         raise ReconcilerError(f"the plan was made for target '{plan.target}', not '{session.name}'")
     users = plan.touched_users()
-    current = await refresh(session.client, users)
+    current = await refresh(session.client, users, cube_kind=session.cube_readback)
     granted, revoked = plan.intended()
     stale: dict[str, dict[str, list[str]]] = {}
     for user in users:
@@ -159,7 +159,7 @@ async def execute(
 async def verify(session: Session, plan: Plan) -> dict[tuple[str, str], str]:
     """Cells of the plan that are not as it intends, each with what is wrong."""
     granted, revoked = plan.intended()
-    after = await refresh(session.client, plan.touched_users())
+    after = await refresh(session.client, plan.touched_users(), cube_kind=session.cube_readback)
     live: set[Cell] = set(after.cells())
     wrong = {(u, str(t)): "granted by the plan but not live" for u, t in granted - live}
     wrong.update({(u, str(t)): "revoked by the plan but still live" for u, t in revoked & live})

@@ -9,12 +9,14 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from reconciler.cells import Cell, Target
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.quickbi import QuickBIClient
 
 SNAPSHOT_FORMAT = 1
+CubeKind = Literal["llm_cube", "dataset"]
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,19 @@ class Snapshot:
 
 
 async def refresh(
-    client: QuickBIClient, user_ids: Iterable[str], on_user: Callable[[], None] | None = None
+    client: QuickBIClient,
+    user_ids: Iterable[str],
+    on_user: Callable[[], None] | None = None,
+    cube_kind: CubeKind = "llm_cube",
 ) -> Snapshot:
-    """One QueryLlmCubeWithThemeListByUserId per user, concurrently under the client's limits."""
+    """One QueryLlmCubeWithThemeListByUserId per user, concurrently under the client's limits.
+
+    `cube_kind` says what the answer's CubeIds keys are: LlmCube IDs or dataset IDs.
+    """
 
     async def read(user: str) -> tuple[str, frozenset[Target]]:
         answer = await client.user_grants(user)
-        targets = [Target("llm_cube", c) for c in answer.cube_ids] + [Target("theme", t) for t in answer.theme_ids]
+        targets = [Target(cube_kind, c) for c in answer.cube_ids] + [Target("theme", t) for t in answer.theme_ids]
         if on_user:
             on_user()
         return user, frozenset(targets)

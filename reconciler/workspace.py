@@ -11,14 +11,15 @@ from reconciler.config import Config, TargetConfig
 from reconciler.emulator import Emulator
 from reconciler.journal import AuditLog
 from reconciler.quickbi import ClientSettings, QuickBIClient, default_chain
+from reconciler.snapshot import CubeKind
 
 
 @dataclass
 class Session:
     name: str
-    config: TargetConfig
     client: QuickBIClient
     state_dir: Path
+    cube_readback: CubeKind = "llm_cube"
     emulator: Emulator | None = None
 
 
@@ -44,14 +45,14 @@ async def open_target(config: Config, name: str | None, audit: bool = False) -> 
     if target.emulator is not None:
         state = config.resolve(target.emulator.state)
         source = state if state.exists() else config.resolve(target.emulator.org)
-        emulator = Emulator.from_file(source, cube_readback=target.emulator.cube_readback)
+        emulator = Emulator.from_file(source, cube_readback=target.cube_readback)
         client = emulator.client(settings, observer=observer)
         try:
             async with client:
-                yield Session(chosen, target, client, state_dir, emulator)
+                yield Session(chosen, client, state_dir, target.cube_readback, emulator)
         finally:
             emulator.save(state)
         return
     assert target.quickbi is not None
     async with QuickBIClient(target.quickbi.url, default_chain(), settings, observer=observer) as client:
-        yield Session(chosen, target, client, state_dir)
+        yield Session(chosen, client, state_dir, target.cube_readback)

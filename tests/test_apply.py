@@ -37,7 +37,7 @@ def _policy(tmp_path: Path, policy: dict) -> object:
 
 async def _converge(emulator: Emulator, endpoint: str | None, policy: object, folder: Path) -> runner.ApplyResult:  # type: ignore[name-defined]
     async with emulator.client(FAULTY, endpoint=endpoint) as client:
-        session = Session("t", None, client, folder)  # type: ignore[arg-type]
+        session = Session("t", client, folder)
         desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
         ledger = runner.ledger_for(session)
         plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
@@ -76,7 +76,7 @@ def test_failures_are_reported_per_cell(tmp_path: Path) -> None:
 
     async def go() -> runner.ApplyResult:  # type: ignore[name-defined]
         async with emulator.client(FAULTY) as client:
-            session = Session("t", None, client, tmp_path)  # type: ignore[arg-type]
+            session = Session("t", client, tmp_path)
             desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
             ledger = runner.ledger_for(session)
             plan, changes = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
@@ -98,7 +98,7 @@ def test_journal_skips_finished_batches(tmp_path: Path) -> None:
 
     async def go() -> None:
         async with emulator.client() as client:
-            session = Session("t", None, client, tmp_path)  # type: ignore[arg-type]
+            session = Session("t", client, tmp_path)
             desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
             ledger = runner.ledger_for(session)
             plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())

@@ -73,7 +73,7 @@ def test_one_apply_converges_and_leaves_the_rest_alone(scenario: tuple[dict, dic
 
         async def go() -> tuple[Desired, set[tuple[str, str, str]]]:
             async with emulator.client() as client:
-                session = Session("prop", None, client, Path(folder))  # type: ignore[arg-type]
+                session = Session("prop", client, Path(folder))
                 desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)
                 ledger = runner.ledger_for(session)
                 plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())

@@ -92,3 +92,54 @@ def test_an_empty_quickbi_group_stops_the_run(demo: Emulator, tmp_path: Path) ->
             tmp_path,
             "version: 1\ngroups:\n  p: {quickbi_group: People}\ngrants: [{to: [p], themes: [id:t-q4]}]\n",
         )
+
+
+def test_dataset_readback_identifies_cubes_by_dataset(tmp_path: Path) -> None:
+    from reconciler import runner
+    from reconciler.workspace import Session
+
+    emulator = Emulator.from_file(ROOT / "examples" / "demo-org.yaml", cube_readback="dataset")
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nresources:\n  llm_cubes:\n    hr: {dataset: ds-hr}\n"
+        "grants:\n  - {to: [account:bob], llm_cubes: [hr]}\n"
+    )
+    policy = load_policy([path], TODAY)
+
+    async def go() -> None:
+        async with emulator.client() as client:
+            session = Session("t", client, tmp_path, "dataset")
+            desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)
+            assert set(desired.cells) == {("u-bob", Target("dataset", "ds-hr"))}
+            ledger = runner.ledger_for(session)
+            plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
+            assert [b.cube_ids for b in plan.batches] == [["ds-hr"]]
+            result, mismatches = await runner.execute(session, plan, ledger)
+            assert result.ok and not mismatches
+            _, after = await runner.desired_and_snapshot(session, policy, TODAY)
+            assert runner.plan_from(session, desired, after, ledger, TODAY, runner.PlanOptions())[0].empty
+
+    asyncio.run(go())
+    assert ("u-bob", "llm_cube", "c-hr") in emulator.backend.live_grants()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("resources:\n  llm_cubes:\n    x: {id: c-hr}\n", "must be named by dataset"),
+        ("resources:\n  llm_cubes:\n    x: {dataset: ds-nothing}\n", r"has no Smart Q \(Q&A\) resource"),
+        ("grants:\n  - {to: [account:bob], llm_cubes: [id:c-hr]}\n", "is an LlmCube ID"),
+    ],
+)
+def test_dataset_readback_errors(tmp_path: Path, body: str, message: str) -> None:
+    emulator = Emulator.from_file(ROOT / "examples" / "demo-org.yaml", cube_readback="dataset")
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\n" + body)
+    policy = load_policy([path], TODAY)
+
+    async def go() -> None:
+        async with emulator.client() as client:
+            await resolve(policy, client, TODAY, "dataset")
+
+    with pytest.raises(ReconcilerError, match=message):
+        asyncio.run(go())
