@@ -61,22 +61,19 @@ class Executor:
         expiry = plan.expiry_by_cell()
         granted, revoked = plan.intended()
         for round_number in range(self.retry_rounds + 1):
-            failures = await self._round(pending, result, expiry, granted, revoked)
-            if not failures:
-                return result
-            if round_number == self.retry_rounds:
-                result.failures = sorted(failures.values(), key=lambda f: (f.user, f.target, f.operation))
-                return result
+            failures = await self._round(pending, result, granted, revoked)
+            if not failures or round_number == self.retry_rounds:
+                break
             pending = _rebatch(failures, expiry)
             # per-cell failures are often transient server trouble: give it a moment before the next round
             await asyncio.sleep(min(self.round_delay * 2**round_number, 5.0))
+        result.failures = sorted(failures.values(), key=lambda f: (f.user, f.target, f.operation))
         return result
 
     async def _round(
         self,
         batches: list[Batch],
         result: ApplyResult,
-        expiry: dict[Cell, dt.date],
         granted: set[Cell],
         revoked: set[Cell],
     ) -> dict[tuple[str, str, str], CellFailure]:
@@ -119,6 +116,8 @@ class Executor:
             ]
         if self.journal is not None:
             self.journal.finished(batch.key())
+        # Result names the LlmCube even for a cube granted by dataset ID; such a failure matches no planned
+        # cell here, and the verification read afterwards reports the cell instead
         return [
             CellFailure(
                 f.user_id,
@@ -145,16 +144,16 @@ class Executor:
 def _rebatch(failures: dict[tuple[str, str, str], CellFailure], expiry: dict[Cell, dt.date]) -> list[Batch]:
     """Plan the failed cells again, exactly (no don't-cares), for another round."""
     grants: dict[dt.date, set[Cell]] = defaultdict(set)
-    revokes: set[Cell] = set()
+    revokes: dict[str, set[Target]] = defaultdict(set)
     for operation, user, target in failures:
         cell = (user, Target.parse(target))
         if operation == "grant":
             grants[expiry[cell]].add(cell)
         else:
-            revokes.add(cell)
+            revokes[user].add(cell[1])
     changes = Changes(
         grants={day: frozenset(cells) for day, cells in grants.items()},
-        revokes=frozenset(revokes),
-        revocable={u: frozenset(t for uu, t in revokes if uu == u) for u, _ in revokes},
+        revokes=frozenset((u, t) for u, targets in revokes.items() for t in targets),
+        revocable={u: frozenset(targets) for u, targets in revokes.items()},
     )
     return make_batches(changes)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -121,8 +123,26 @@ class Plan(BaseModel):
             ) from None
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Planning allocates millions of small acyclic objects; the cyclic collector's repeated passes over them
+    cost about a third of the planning time at 3 M cells, and there is nothing for it to find."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def make_batches(changes: Changes, allow_regrant: bool = False) -> list[Batch]:
     """Turn the changes into the fewest SmartqAuthorize batches the planner finds. Deterministic."""
+    with _collector_paused():
+        return _make_batches(changes, allow_regrant)
+
+
+def _make_batches(changes: Changes, allow_regrant: bool) -> list[Batch]:
     batches: list[Batch] = []
     for day in sorted(changes.grants):
         cells = changes.grants[day]
@@ -131,8 +151,42 @@ def make_batches(changes: Changes, allow_regrant: bool = False) -> list[Batch]:
             allowed = _rows(cells | changes.regrantable[day])
         batches.extend(_to_batches("grant", cells, allowed, day.isoformat()))
     if changes.revokes:
-        allowed = {u: targets for u, targets in changes.revocable.items()}
-        batches.extend(_to_batches("revoke", changes.revokes, allowed, None))
+        batches.extend(_to_batches("revoke", changes.revokes, changes.revocable, None))
+    return batches
+
+
+def _to_batches(
+    operation: Literal["grant", "revoke"],
+    cells: Collection[Cell],
+    allowed: Mapping[str, frozenset[Target]] | None,
+    expire_day: str | None,
+) -> list[Batch]:
+    # the planner works on integers; indices follow sorted names so that the plan is deterministic
+    targets = sorted({t for _, t in cells}.union(*(allowed or {}).values()))
+    target_index = {t: i for i, t in enumerate(targets)}
+    by_user: dict[str, list[int]] = defaultdict(list)
+    for user, target in cells:
+        by_user[user].append(target_index[target])
+    users = sorted(set(by_user).union(allowed or {}))
+    user_index = {u: i for i, u in enumerate(users)}
+    int_rows = {user_index[u]: frozenset(row) for u, row in by_user.items()}
+    int_allowed = None
+    if allowed is not None:
+        int_allowed = {user_index[u]: frozenset(target_index[t] for t in r) for u, r in allowed.items()}
+    batches = []
+    for rect_users, rect_targets in planner.cover(int_rows, int_allowed):
+        chosen = [targets[i] for i in rect_targets]
+        # model_construct: these values are built here from validated data, and plans can hold 10^5 batches
+        batches.append(
+            Batch.model_construct(
+                operation=operation,
+                user_ids=[users[i] for i in rect_users],
+                llm_cubes=[t.id for t in chosen if t.kind == "llm_cube"],
+                llm_cube_themes=[t.id for t in chosen if t.kind == "theme"],
+                expire_day=expire_day,
+                cube_ids=[t.id for t in chosen if t.kind == "dataset"],
+            )
+        )
     return batches
 
 
@@ -141,37 +195,6 @@ def _rows(cells: Iterable[Cell]) -> dict[str, frozenset[Target]]:
     for user, target in cells:
         rows[user].add(target)
     return {u: frozenset(t) for u, t in rows.items()}
-
-
-def _to_batches(
-    operation: Literal["grant", "revoke"],
-    cells: Iterable[Cell],
-    allowed: Mapping[str, frozenset[Target]] | None,
-    expire_day: str | None,
-) -> list[Batch]:
-    rows = _rows(cells)
-    users = sorted(set(rows) | set(allowed or {}))
-    targets = sorted({t for r in rows.values() for t in r} | {t for r in (allowed or {}).values() for t in r})
-    user_index = {u: i for i, u in enumerate(users)}
-    target_index = {t: i for i, t in enumerate(targets)}
-    int_rows = {user_index[u]: frozenset(target_index[t] for t in r) for u, r in rows.items()}
-    int_allowed = None
-    if allowed is not None:
-        int_allowed = {user_index[u]: frozenset(target_index[t] for t in r) for u, r in allowed.items()}
-    batches = []
-    for rect_users, rect_targets in planner.cover(int_rows, int_allowed):
-        chosen = [targets[i] for i in rect_targets]
-        batches.append(
-            Batch(
-                operation=operation,
-                user_ids=[users[i] for i in rect_users],
-                llm_cubes=sorted(t.id for t in chosen if t.kind == "llm_cube"),
-                llm_cube_themes=sorted(t.id for t in chosen if t.kind == "theme"),
-                expire_day=expire_day,
-                cube_ids=sorted(t.id for t in chosen if t.kind == "dataset"),
-            )
-        )
-    return batches
 
 
 def user_changes(changes: Changes) -> dict[str, UserChanges]:
