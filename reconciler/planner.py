@@ -35,7 +35,8 @@ CAP = 100
 GREEDY_PATTERN_LIMIT = 3000
 GREEDY_CANDIDATES = 400
 DONT_CARE_CELL_LIMIT = 1_000_000
-MERGE_LIMIT = 5000
+MERGE_LIMIT = 20000
+MERGE_WINDOW = 64
 BLOCK_SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 25, 33, 50, 100)
 
 Rect = tuple[tuple[int, ...], tuple[int, ...]]
@@ -136,18 +137,32 @@ def merge_small(rects: list[Rect], allowed: Rows) -> list[Rect]:
         return rects
     kept = [r for r in rects if len(r[0]) * len(r[1]) > CAP // 2]
     merged: list[tuple[set[int], set[int]]] = []
+    by_user: dict[int, set[int]] = defaultdict(set)
+    by_target: dict[int, set[int]] = defaultdict(set)
     for users, targets in small:
-        for group_users, group_targets in merged:
-            all_users = group_users | set(users)
-            all_targets = group_targets | set(targets)
-            if len(all_users) * len(all_targets) > CAP:
+        # candidates: groups sharing a user or a target, and the most recent few (bounded work per rectangle)
+        nearby = set().union(*(by_user[u] for u in users), *(by_target[t] for t in targets))
+        nearby.update(range(max(0, len(merged) - MERGE_WINDOW), len(merged)))
+        for index in sorted(nearby):
+            group_users, group_targets = merged[index]
+            width = len(group_targets) + sum(t not in group_targets for t in targets)
+            height = len(group_users) + sum(u not in group_users for u in users)
+            if width * height > CAP:
                 continue
-            if all(allowed.get(u, frozenset()).issuperset(all_targets) for u in all_users):
+            # each side already fits its own cells, so only the cross cells need checking
+            if all(allowed.get(u, frozenset()).issuperset(group_targets) for u in users) and all(
+                allowed.get(u, frozenset()).issuperset(targets) for u in group_users
+            ):
                 group_users.update(users)
                 group_targets.update(targets)
                 break
         else:
+            index = len(merged)
             merged.append((set(users), set(targets)))
+        for u in users:
+            by_user[u].add(index)
+        for t in targets:
+            by_target[t].add(index)
     return kept + [(tuple(sorted(u)), tuple(sorted(t))) for u, t in merged]
 
 
