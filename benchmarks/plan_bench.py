@@ -175,6 +175,9 @@ def families(quick: bool, scale_only: bool) -> list[Family]:
         found.append(
             ("revoke", "2000 users x 200 targets, 3 revokes each", lambda: scattered_revokes(2000, 200, 3, 0.1, 7))
         )
+        found.append(
+            ("revoke", "1000 users x 500 targets, 10 revokes each", lambda: scattered_revokes(1000, 500, 10, 0.05, 9))
+        )
         for name in ("hc.txt", "domino.txt", "emea.txt", "fire1.txt"):
             found.append(("rbac", name.removesuffix(".txt"), lambda n=name: rbac(n)))
     sizes = (375_000, 750_000, 1_500_000, 3_000_000) if not quick else (375_000, 750_000)
