@@ -218,13 +218,13 @@ async def _apply(
 ) -> int:
     today = _today()
     policy = load_policy(obj.config.policy_paths(), today)
+    if saved is not None and saved.inputs.policy_digest != policy.digest:
+        raise ReconcilerError("the plan is stale: the policy changed since it was made (make a new plan)")
     async with open_target(obj.config, obj.target, audit=True) as session:
         with TargetLock(session.state_dir / "apply.lock", session.name, break_lock):
             ledger = runner.ledger_for(session)
             desired, snapshot = await runner.desired_and_snapshot(session, policy, today)
             if saved is not None:
-                if saved.inputs.policy_digest != policy.digest:
-                    raise ReconcilerError("the plan is stale: the policy changed since it was made (make a new plan)")
                 await runner.check_fresh(session, saved)
                 chosen = saved
             else:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,3 +134,22 @@ def test_unknown_target_and_missing_config(workspace: Path, run_cli: Run) -> Non
     assert "unknown target 'nope'" in run_cli("--target", "nope", "plan").err
     missing = run_cli("--config", "absent.yaml", "plan")
     assert missing.code == 1 and "config file not found" in missing.err
+
+
+def test_missing_cloud_credentials_is_one_line(workspace: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(workspace),
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "--target", "prod", "plan"],
+        env=env,
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no Alibaba Cloud credentials")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

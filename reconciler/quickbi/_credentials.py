@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reconciler.errors import Problem, ReconcilerError
 from reconciler.quickbi._signing import Credential, CredentialSource
 
 
@@ -27,7 +28,16 @@ def default_chain() -> CredentialSource:
     client = Client()
 
     async def source() -> Credential:
-        model = await client.get_credential_async()
+        try:
+            model = await client.get_credential_async()
+        except Exception as exc:  # the package raises its own and plain exceptions alike
+            raise ReconcilerError(
+                Problem(
+                    f"no Alibaba Cloud credentials: {str(exc).splitlines()[0][:300]}",
+                    hint="set ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET, a CLI profile, the OIDC role variables "
+                    "or an ECS RAM role",
+                )
+            ) from None
         return Credential(model.access_key_id, model.access_key_secret, model.security_token or None)
 
     return source
