@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reconciler import planner
@@ -91,10 +91,17 @@ target_ids = st.sampled_from(
     [Target("llm_cube", f"c{i}") for i in range(12)] + [Target("theme", f"t{i}") for i in range(6)]
 )
 cells = st.sets(st.tuples(st.sampled_from([f"u{i}" for i in range(30)]), target_ids), max_size=200)
-days = st.sampled_from([dt.date(2027, 1, 1), dt.date(2027, 6, 30), dt.date(2099, 12, 31)])
+days = st.sampled_from([dt.date(2027, 1, 1) + dt.timedelta(days=30 * i) for i in range(12)] + [dt.date(2099, 12, 31)])
 
 
-@given(st.dictionaries(days, cells, max_size=3), cells)
+WIDE = [Target("llm_cube", f"w{i:03d}") for i in range(101)]
+
+
+@given(st.dictionaries(days, cells, max_size=8), cells)
+@example({}, set())  # empty diff
+@example({dt.date(2099, 12, 31): {("u0", t) for t in WIDE[:100]}}, set())  # one user, exactly 100 targets
+@example({dt.date(2099, 12, 31): {("u0", t) for t in WIDE}}, {("u1", WIDE[0])})  # 101 targets
+@example({dt.date(2099, 12, 31): {(f"u{i}", WIDE[0]) for i in range(101)}}, set())  # one target, 101 users
 @settings(max_examples=100, deadline=None)
 def test_batches_keep_every_rule(grants: dict[dt.date, set[Cell]], revoke_candidates: set[Cell]) -> None:
     desired = {c for cs in grants.values() for c in cs}

@@ -87,6 +87,11 @@ def test_every_operation_matches_the_emulator_state(served: Any, algorithm: str 
     page = client.query_user_list(m.QueryUserListRequest(page_num=2, page_size=5)).body.result
     assert page.total_num == len(backend.users) and page.page_num == 2 and len(page.data) == 5
 
+    roots = client.query_user_group_list_by_parent_id(
+        m.QueryUserGroupListByParentIdRequest(parent_user_group_id="-1")
+    ).body.result
+    assert {g.user_group_name for g in roots} == {"Finance", "People"}
+
     members = client.query_user_group_member(m.QueryUserGroupMemberRequest(user_group_id="g-fin")).body.result
     assert {(x.id, x.is_user_group) for x in members} == {("g-fpa", True), ("u-carol", False)}
 
@@ -133,3 +138,17 @@ def test_business_errors_reach_the_sdk_with_code_and_request_id(served: Any) -> 
     with pytest.raises(Exception) as missing:
         client.query_user_info_by_user_id(m.QueryUserInfoByUserIdRequest())
     assert missing.value.code == "System.Param.Empty"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=["v3", "v1"])
+def test_a_replayed_sdk_nonce_is_refused(served: Any, algorithm: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from alibabacloud_tea_openapi import utils
+
+    _, server = served
+    client = sdk(server, algorithm)
+    nonce = f"replayed-nonce-{algorithm}"
+    monkeypatch.setattr(utils.Utils, "get_nonce", staticmethod(lambda: nonce))
+    client.query_user_list(m.QueryUserListRequest())
+    with pytest.raises(Exception) as info:
+        client.query_user_list(m.QueryUserListRequest())
+    assert info.value.code == "SignatureNonceUsed"
