@@ -242,8 +242,10 @@ async def _apply(
                 result, mismatches = await runner.execute(session, chosen, ledger, tick)
     for failure in result.failures:
         click.echo(f"failed: {failure}", err=True)
-    for mismatch in mismatches:
-        click.echo(f"verify: {mismatch}", err=True)
+    reported = {(f.user, f.target) for f in result.failures}
+    for (user, target), problem in sorted(mismatches.items()):
+        if (user, target) not in reported:
+            click.echo(f"verify: {user} {target}: {problem}", err=True)
     resumed = f", {result.resumed} already done in an earlier run" if result.resumed else ""
     click.echo(
         f"Apply {'complete' if result.ok and not mismatches else 'incomplete'}: {result.calls} calls for "

@@ -138,7 +138,7 @@ def journal_for(session: Session, plan: Plan) -> Journal:
 
 async def execute(
     session: Session, plan: Plan, ledger: Ledger, on_batch: Progress | None = None
-) -> tuple[ApplyResult, list[str]]:
+) -> tuple[ApplyResult, dict[tuple[str, str], str]]:
     """Run the plan, then re-read the touched users and report any cell that is not as planned.
 
     A cell reported failed whose live state is nevertheless right (an earlier attempt whose answer was lost
@@ -150,10 +150,9 @@ async def execute(
     wrong = await verify(session, plan)
     result.failures = [f for f in result.failures if (f.user, f.target) in wrong]
     ledger.compact()
-    mismatches = [f"{u} {t}: {problem}" for (u, t), problem in sorted(wrong.items())]
-    if result.ok and not mismatches:
+    if result.ok and not wrong:
         journal.close()
-    return result, mismatches
+    return result, wrong
 
 
 async def verify(session: Session, plan: Plan) -> dict[tuple[str, str], str]:

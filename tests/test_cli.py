@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -153,3 +154,36 @@ def test_missing_cloud_credentials_is_one_line(workspace: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: no Alibaba Cloud credentials")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "code"), [("n\n", 1), ("y\n", 0)])
+def test_apply_asks_on_a_terminal(
+    workspace: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch, answer: str, code: int
+) -> None:
+    monkeypatch.setattr(sys, "stdin", _Terminal(answer))
+    result = run_cli("apply")
+    assert result.code == code
+    assert "Apply this plan?" in result.out
+    assert ("Apply cancelled." in result.out) == (code == 1)
+    assert run_cli("plan", "--detailed-exitcode").code == (2 if code == 1 else 0)
+
+
+def test_cells_that_keep_failing_are_reported_and_exit_1(workspace: Path, run_cli: Run) -> None:
+    config = workspace / "reconciler.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "emulator: {org: examples/demo-org.yaml, state: .reconciler/demo-state.json}",
+            "emulator: {org: examples/demo-org.yaml, state: .reconciler/demo-state.json, faults: {partial_rate: 1.0}}",
+        )
+    )
+    result = run_cli("apply", "--auto-approve")
+    assert result.code == 1
+    failures = [line for line in result.err.splitlines() if line.startswith("failed: ")]
+    assert "failed: revoke u-mallory llm_cube:c-sales: CellFailed: INTERNAL_ERROR" in failures
+    assert len(failures) == 34  # every planned cell: 32 grants and 2 revokes
+    assert "Apply incomplete" in result.out
