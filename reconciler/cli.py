@@ -333,7 +333,15 @@ def serve(
     from reconciler.emulator import Emulator, FaultSettings
     from reconciler.emulator.serve import serve_forever
 
-    faults = FaultSettings(qps, latency_ms, error_rate, drop_rate, slow_rate, partial_rate=partial_rate, seed=seed)
+    faults = FaultSettings(
+        qps=qps,
+        latency_ms=latency_ms,
+        error_rate=error_rate,
+        drop_rate=drop_rate,
+        slow_rate=slow_rate,
+        partial_rate=partial_rate,
+        seed=seed,
+    )
     emu = Emulator.from_file(org_file, faults=faults, cube_readback=cube_readback)
     emu.app.throttle_status = int(throttle_status)
     click.echo(f"Quick BI emulator for {org_file} on http://{host}:{port}", err=True)

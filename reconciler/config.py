@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from reconciler.emulator.faults import FaultSettings
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.policy._yaml import read_yaml
 
@@ -15,23 +16,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class EmulatorFaults(_Strict):
-    """Faults for the embedded emulator, to rehearse apply against a flaky Quick BI (see FaultSettings)."""
-
-    qps: float | None = Field(default=None, gt=0)
-    latency_ms: float = Field(default=0.0, ge=0)
-    error_rate: float = Field(default=0.0, ge=0, le=1)
-    drop_rate: float = Field(default=0.0, ge=0, le=1)
-    slow_rate: float = Field(default=0.0, ge=0, le=1)
-    slow_seconds: float = Field(default=15.0, gt=0)
-    partial_rate: float = Field(default=0.0, ge=0, le=1)
-    seed: int = 0
-
-
 class EmulatorTarget(_Strict):
     org: Path
     state: Path
-    faults: EmulatorFaults = Field(default_factory=EmulatorFaults)
+    # to rehearse apply against a flaky Quick BI
+    faults: FaultSettings = Field(default_factory=FaultSettings)
 
 
 class QuickBITarget(_Strict):

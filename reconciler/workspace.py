@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconciler.config import Config, TargetConfig
-from reconciler.emulator import Emulator, FaultSettings
+from reconciler.emulator import Emulator
 from reconciler.journal import AuditLog
 from reconciler.quickbi import ClientSettings, QuickBIClient, default_chain
 from reconciler.snapshot import CubeKind
@@ -45,8 +45,7 @@ async def open_target(config: Config, name: str | None, audit: bool = False) -> 
     if target.emulator is not None:
         state = config.resolve(target.emulator.state)
         source = state if state.exists() else config.resolve(target.emulator.org)
-        faults = FaultSettings(**target.emulator.faults.model_dump())
-        emulator = Emulator.from_file(source, cube_readback=target.cube_readback, faults=faults)
+        emulator = Emulator.from_file(source, cube_readback=target.cube_readback, faults=target.emulator.faults)
         client = emulator.client(settings, observer=observer)
         try:
             async with client:

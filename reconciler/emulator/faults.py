@@ -8,18 +8,21 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, ConfigDict, Field
 
-@dataclass
-class FaultSettings:
-    """All knobs default to a well-behaved server. Rates are probabilities per request."""
 
-    qps: float | None = None
-    latency_ms: float = 0.0
-    error_rate: float = 0.0
-    drop_rate: float = 0.0
-    slow_rate: float = 0.0
-    slow_seconds: float = 15.0
-    partial_rate: float = 0.0
+class FaultSettings(BaseModel):
+    """All knobs default to a well-behaved server. Rates are probabilities per request (per cell for
+    `partial_rate`). Validated, since they also come from config files."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    qps: float | None = Field(default=None, gt=0)
+    latency_ms: float = Field(default=0.0, ge=0)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    drop_rate: float = Field(default=0.0, ge=0, le=1)
+    slow_rate: float = Field(default=0.0, ge=0, le=1)
+    slow_seconds: float = Field(default=15.0, gt=0)
+    partial_rate: float = Field(default=0.0, ge=0, le=1)
     seed: int = 0
 
 
@@ -41,10 +44,6 @@ class FaultInjector:
             return False
         with self._lock:
             return self._random.random() < rate
-
-    def choose(self, population: int, rate: float) -> list[int]:
-        with self._lock:
-            return [i for i in range(population) if self._random.random() < rate]
 
     def admit(self, action: str) -> float | None:
         """Count one request against `action`'s QPS window; the wait in seconds if it is refused."""
