@@ -225,7 +225,7 @@ async def _apply(
             ledger = runner.ledger_for(session)
             desired, snapshot = await runner.desired_and_snapshot(session, policy, today)
             if saved is not None:
-                await runner.check_fresh(session, saved)
+                runner.check_fresh(session.name, saved, snapshot)
                 chosen = saved
             else:
                 chosen, _ = runner.plan_from(session, desired, snapshot, ledger, today, options)

@@ -101,15 +101,14 @@ def check_breakers(plan: Plan, snapshot: Snapshot, desired: Desired, breakers: B
             )
 
 
-async def check_fresh(session: Session, plan: Plan) -> None:
+def check_fresh(target: str, plan: Plan, current: Snapshot) -> None:
     """Refuse a plan whose touched users changed since it was made, unless the plan itself explains it.
 
     A change the plan itself would make (from an interrupted earlier apply of the same plan) is expected.
     """
-    if plan.target != session.name:
-        raise ReconcilerError(f"the plan was made for target '{plan.target}', not '{session.name}'")
+    if plan.target != target:
+        raise ReconcilerError(f"the plan was made for target '{plan.target}', not '{target}'")
     users = plan.touched_users()
-    current = await refresh(session.client, users, cube_kind=session.cube_readback)
     granted, revoked = plan.intended()
     stale: dict[str, dict[str, list[str]]] = {}
     for user in users:

@@ -187,3 +187,16 @@ def test_cells_that_keep_failing_are_reported_and_exit_1(workspace: Path, run_cl
     assert "failed: revoke u-mallory llm_cube:c-sales: CellFailed: INTERNAL_ERROR" in failures
     assert len(failures) == 34  # every planned cell: 32 grants and 2 revokes
     assert "Apply incomplete" in result.out
+
+
+def test_saved_plan_is_refused_when_a_touched_user_changed(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("plan", "--out", "plan.json").code == 0
+    state = workspace / ".reconciler" / "demo-state.json"
+    data = json.loads(state.read_text())
+    data["grants"].append({"user": "u-bob", "llm_cube": "c-ops", "expire_day": "2099-12-31"})
+    state.write_text(json.dumps(data))
+    stale = run_cli("apply", "plan.json")
+    assert stale.code == 1
+    assert "the plan is stale: 1 touched users changed" in stale.err
+    assert "llm_cube:c-ops" in stale.err and "make a new plan" in stale.err
+    assert len(stale.err.strip().splitlines()) == 1
