@@ -6,9 +6,8 @@ import asyncio
 import datetime as dt
 import logging
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import click
 
@@ -25,16 +24,11 @@ from reconciler.quickbi import QuickBIError, TransportFailure
 from reconciler.snapshot import Snapshot, refresh
 from reconciler.workspace import open_target
 
-T = TypeVar("T")
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 
 def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
 
 
 class _Context:
@@ -91,7 +85,7 @@ def refresh_command(obj: _Context, out: Path) -> None:
                 user_ids = [u.user_id for u in users]
                 return await refresh(session.client, user_ids, tick, session.cube_readback)
 
-    snapshot = _run(go())
+    snapshot = asyncio.run(go())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(snapshot.to_json(), encoding="utf-8")
     click.echo(f"Wrote {out}: {len(snapshot.grants)} users, {sum(1 for _ in snapshot.cells())} live grants.")
@@ -149,7 +143,7 @@ def plan(
 ) -> None:
     """Diff policy against live grants and show the batched plan."""
     options = _plan_options(additive, allow_regrant, unrecorded)
-    result = _run(_make_plan(obj, options, snapshot_path))
+    result = asyncio.run(_make_plan(obj, options, snapshot_path))
     if out is not None:
         result.write(out)
     click.echo(_format_plan(result, fmt), nl=False)
@@ -204,7 +198,7 @@ def apply(
     breakers = runner.Breakers(max_revokes, max_revoke_ratio)
     options = _plan_options(additive, allow_regrant, unrecorded)
     saved = Plan.read(plan_file) if plan_file else None
-    code = _run(_apply(obj, saved, options, breakers, auto_approve, break_lock))
+    code = asyncio.run(_apply(obj, saved, options, breakers, auto_approve, break_lock))
     sys.exit(code)
 
 
@@ -274,7 +268,7 @@ def drift(obj: _Context, fmt: str, out: Path | None) -> None:
             desired, snapshot = await runner.desired_and_snapshot(session, policy, today)
             return drift_report(session.name, desired, snapshot)
 
-    report = _run(go())
+    report = asyncio.run(go())
     renderers = {
         "text": render.drift_text,
         "markdown": lambda r: render.drift_text(r, markdown=True),
