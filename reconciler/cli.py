@@ -156,7 +156,7 @@ async def _make_plan(obj: _Context, options: runner.PlanOptions, snapshot_path: 
     policy = load_policy(obj.config.policy_paths(), today)
     snapshot = Snapshot.read(snapshot_path) if snapshot_path else None
     async with open_target(obj.config, obj.target) as session:
-        desired, live = await runner.desired_and_snapshot(session, policy, today, snapshot)
+        desired, live = await runner.desired_and_snapshot(session, policy, today, snapshot, progress)
         made, _ = runner.plan_from(session, desired, live, runner.ledger_for(session), today, options)
         return made
 
@@ -217,7 +217,7 @@ async def _apply(
     async with open_target(obj.config, obj.target, audit=True) as session:
         with TargetLock(session.state_dir / "apply.lock", session.name, break_lock):
             ledger = runner.ledger_for(session)
-            desired, snapshot = await runner.desired_and_snapshot(session, policy, today)
+            desired, snapshot = await runner.desired_and_snapshot(session, policy, today, track=progress)
             if saved is not None:
                 runner.check_fresh(session.name, saved, snapshot)
                 chosen = saved
@@ -265,7 +265,7 @@ def drift(obj: _Context, fmt: str, out: Path | None) -> None:
         today = _today()
         policy = load_policy(obj.config.policy_paths(), today)
         async with open_target(obj.config, obj.target) as session:
-            desired, snapshot = await runner.desired_and_snapshot(session, policy, today)
+            desired, snapshot = await runner.desired_and_snapshot(session, policy, today, track=progress)
             return drift_report(session.name, desired, snapshot)
 
     report = asyncio.run(go())

@@ -45,15 +45,18 @@ def progress(total: int, label: str, enabled: bool = True) -> Iterator[Callable[
             task = bar.add_task(label, total=total)
             yield lambda: bar.advance(task)
         return
-    state = {"done": 0, "last": time.monotonic(), "start": time.monotonic()}
+    state = {"done": 0, "last": time.monotonic(), "start": time.monotonic(), "printed": 0}
 
     def tick() -> None:
         state["done"] += 1
         now = time.monotonic()
-        if now - state["last"] >= PLAIN_INTERVAL_SECONDS or state["done"] == total:
+        # quick work stays quiet; long work reports every interval and then its end
+        finished_long_work = state["done"] == total and state["printed"]
+        if now - state["last"] >= PLAIN_INTERVAL_SECONDS or finished_long_work:
             rate = state["done"] / max(now - state["start"], 1e-9)
             eta = (total - state["done"]) / rate if rate else 0.0
             print(f"{label}: {int(state['done'])}/{total} ({rate:.1f}/s, eta {eta:.0f}s)", file=sys.stderr)
             state["last"] = now
+            state["printed"] += 1
 
     yield tick

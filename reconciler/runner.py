@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from deepdiff import DeepDiff
@@ -22,6 +24,7 @@ from reconciler.snapshot import Snapshot, refresh
 from reconciler.workspace import Session
 
 Progress = Callable[[], None]
+Tracker = Callable[[int, str], AbstractContextManager[Progress]]
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,23 @@ async def desired_and_snapshot(
     policy: Policy,
     today: dt.date,
     snapshot: Snapshot | None = None,
-    on_user: Progress | None = None,
+    track: Tracker | None = None,
 ) -> tuple[Desired, Snapshot]:
+    """Resolve the policy, then read every user's live grants (unless a snapshot is given).
+
+    `track(total, label)` may supply a per-user tick, e.g. a progress bar: one read per user takes a while
+    for a large organisation (100,000 users at 50 QPS is over half an hour).
+    """
     desired = await resolve(policy, session.client, today, session.cube_readback)
     if snapshot is None:
-        snapshot = await refresh(session.client, desired.directory, on_user, session.cube_readback)
+        with (track or _untracked)(len(desired.directory), "refresh") as tick:
+            snapshot = await refresh(session.client, desired.directory, tick, session.cube_readback)
     return desired, snapshot
+
+
+@contextlib.contextmanager
+def _untracked(total: int, label: str) -> Iterator[Progress]:
+    yield lambda: None
 
 
 def plan_from(
