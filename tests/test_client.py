@@ -9,10 +9,18 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from reconciler.emulator import Emulator, FaultSettings
-from reconciler.quickbi import ClientSettings, QuickBIError, ThrottledError, TransportFailure
+from reconciler.quickbi import (
+    ClientSettings,
+    QuickBIClient,
+    QuickBIError,
+    ThrottledError,
+    TransportFailure,
+    static_credentials,
+)
 from reconciler.quickbi import models as m
 from tests.conftest import DEMO_ORG, ROOT
 
@@ -162,3 +170,33 @@ def test_default_credential_chain_reads_the_environment(tmp_path: Path) -> None:
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == ["bob", "sts-token-value", "False"]
+
+
+def test_a_non_json_answer_is_never_taken_for_success(demo: Emulator) -> None:
+    inner = demo.transport()
+
+    class Proxy(httpx.AsyncBaseTransport):
+        """A misbehaving proxy in front of the emulator: it answers 200 with an HTML page once."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            self.calls += 1
+            if self.calls == 1:
+                return httpx.Response(200, text="<html>gateway</html>", headers={"content-type": "text/html"})
+            return await inner.handle_async_request(request)
+
+    proxy = Proxy()
+
+    async def go() -> None:
+        key = demo.backend.org.access_keys[0]
+        client = QuickBIClient("http://emulator", static_credentials(key.id, key.secret), FAST_RETRY, transport=proxy)
+        async with client:
+            failures = await client.smartq_authorize(
+                m.SmartqAuthorize(operation_type=0, user_ids=["u-bob"], llm_cubes=["c-hr"], expire_day="2099-12-31")
+            )
+            assert failures == [] and client.attempts == 2
+
+    asyncio.run(go())
+    assert ("u-bob", "llm_cube", "c-hr") in demo.backend.live_grants()

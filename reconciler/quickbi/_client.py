@@ -149,10 +149,15 @@ class QuickBIClient:
     def _decode(self, request: m.ApiRequest, params: dict[str, str], response: httpx.Response) -> Any:
         try:
             payload = response.json()
-        except json.JSONDecodeError:
-            payload = {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            payload = None
+        if not isinstance(payload, dict):
+            # e.g. a proxy's HTML page: never mistake it for success, since a write would be taken as done
+            self._observe(request, params, "", "InvalidResponse")
+            message = f"not a Quick BI JSON envelope (content-type {response.headers.get('content-type', '-')})"
+            raise QuickBIError(request.action, response.status_code, "InvalidResponse", message, "")
         request_id = str(payload.get("RequestId", ""))
-        if response.status_code == 200 and payload.get("Success", True):
+        if response.status_code == 200 and payload.get("Success") is True:
             self._observe(request, params, request_id, "ok")
             return payload.get("Result")
         code = str(payload.get("Code") or f"HTTP{response.status_code}")

@@ -16,7 +16,8 @@ class QuickBIError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.status >= 500 or self.code.startswith("Throttling") or self.code == "ServiceUnavailable"
+        transient = ("ServiceUnavailable", "InvalidResponse")
+        return self.status >= 500 or self.code.startswith("Throttling") or self.code in transient
 
 
 class ThrottledError(QuickBIError):
