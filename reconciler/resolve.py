@@ -255,7 +255,8 @@ class _Resolver:
                             "refusing to revoke a whole group's access on an empty directory answer",
                         )
                     )
-                members |= from_quickbi or set()
+                # a deactivated member of a Quick BI group cannot be granted; its live grants still get revoked
+                members |= {u for u in from_quickbi or set() if not self.directory.users[u].is_deleted}
             result = frozenset(members)
         self._principals[name] = result
         return result
@@ -263,6 +264,12 @@ class _Resolver:
     def _user_id(self, user_id: str, location: Location) -> frozenset[str]:
         if user_id not in self.directory.users:
             self.problems.append(Problem(f"user id '{user_id}' is not in the Quick BI organisation", location))
+            return frozenset()
+        if self.directory.users[user_id].is_deleted:
+            # Quick BI refuses grants to a deactivated user cell by cell; say so once, here
+            self.problems.append(
+                Problem(f"user '{user_id}' is deactivated in Quick BI", location, "remove them from the policy")
+            )
             return frozenset()
         return frozenset({user_id})
 
@@ -274,4 +281,4 @@ class _Resolver:
                 Problem(f"{what} with account '{account}'", location, "check the account name or use id:<UserId>")
             )
             return frozenset()
-        return frozenset(matches)
+        return self._user_id(matches[0], location)

@@ -143,3 +143,15 @@ def test_dataset_readback_errors(tmp_path: Path, body: str, message: str) -> Non
 
     with pytest.raises(ReconcilerError, match=message):
         asyncio.run(go())
+
+
+def test_deactivated_users(demo: Emulator, tmp_path: Path) -> None:
+    demo.backend.users["u-bob"].deleted = True
+    with pytest.raises(ReconcilerError, match=r"p.yaml:3: user 'u-bob' is deactivated"):
+        resolved(demo, tmp_path, "version: 1\ngrants:\n  - to: [account:bob]\n    themes: [id:t-q4]\n")
+    demo.backend.users["u-dave"].deleted = True
+    desired = resolved(
+        demo, tmp_path, "version: 1\ngroups:\n  f: {quickbi_group: Finance}\ngrants: [{to: [f], themes: [id:t-q4]}]\n"
+    )
+    assert {u for u, _ in desired.cells} == {"u-carol", "u-erin"}
+    assert "u-dave" in desired.directory  # still read, so its live grants can be revoked
