@@ -122,13 +122,11 @@ def check_fresh(target: str, plan: Plan, current: Snapshot) -> None:
     """
     if plan.target != target:
         raise ReconcilerError(f"the plan was made for target '{plan.target}', not '{target}'")
-    users = plan.touched_users()
-    granted, revoked = plan.intended()
     stale: dict[str, dict[str, list[str]]] = {}
-    for user in users:
+    for user, change in sorted(plan.changes.items()):
         before = set(plan.touched_state.get(user, []))
         now = {str(t) for t in current.grants.get(user, frozenset())}
-        explained = {str(t) for u, t in granted if u == user} | {str(t) for u, t in revoked if u == user}
+        explained = {t for targets in change.grant.values() for t in targets} | set(change.revoke)
         if (before ^ now) - explained:
             stale[user] = {"recorded": sorted(before), "current": sorted(now)}
     if stale:

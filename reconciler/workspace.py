@@ -20,7 +20,6 @@ class Session:
     client: QuickBIClient
     state_dir: Path
     cube_readback: CubeKind = "llm_cube"
-    emulator: Emulator | None = None
 
 
 def client_settings(target: TargetConfig) -> ClientSettings:
@@ -49,7 +48,7 @@ async def open_target(config: Config, name: str | None, audit: bool = False) -> 
         client = emulator.client(settings, observer=observer)
         try:
             async with client:
-                yield Session(chosen, client, state_dir, target.cube_readback, emulator)
+                yield Session(chosen, client, state_dir, target.cube_readback)
         finally:
             emulator.save(state)
         return
