@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from reconciler.cells import Cell, Target
 from reconciler.diff import Changes
-from reconciler.journal import Journal
 from reconciler.ledger import Ledger
 from reconciler.plan import Batch, Plan, make_batches
 from reconciler.quickbi import QuickBIClient, QuickBIError, TransportFailure
 from reconciler.quickbi import models as m
+from reconciler.snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -41,41 +41,80 @@ class ApplyResult:
         return not self.failures
 
 
+@dataclass(frozen=True)
+class Work:
+    """What an apply still has to send, given live state; and what it must leave true when done."""
+
+    batches: list[Batch]
+    already_done: int
+    expiry: dict[Cell, dt.date]  # every cell the plan grants, with its day
+    granted: frozenset[Cell]  # cells the outstanding grant batches set
+    revoked: frozenset[Cell]  # cells the plan revokes that are live now (not its no-op deletes)
+
+
+def outstanding(plan: Plan, live: Snapshot, ledger: Mapping[Cell, dt.date]) -> Work:
+    """The plan's batches that still have work, judged from live state and the ledger alone.
+
+    A grant batch is done when each of its cells is live and recorded with the batch's expiry; a revoke batch
+    when none of its cells is live. A grant batch partly done (cells that failed in an earlier run) is planned
+    again for just its remaining cells, unless the plan allows re-grants. Nothing here depends on a record of
+    what an earlier run believed it did, so no such record can make a run skip work that is still undone.
+    """
+    expiry = plan.grant_cells()
+    revoked = frozenset(cell for cell in plan.revoke_cells() if cell[1] in live.grants.get(cell[0], frozenset()))
+    batches: list[Batch] = []
+    remaining: dict[dt.date, set[Cell]] = defaultdict(set)
+    done = 0
+    for batch in plan.batches:
+        if batch.operation == "revoke":
+            if any(cell in revoked for cell in batch.cells()):
+                batches.append(batch)
+            else:
+                done += 1
+            continue
+        day = batch.day()
+        undone = [cell for cell in batch.cells() if not (_is_live(cell, live) and ledger.get(cell) == day)]
+        if not undone:
+            done += 1
+        elif len(undone) == batch.size or plan.allow_regrant:
+            batches.append(batch)
+        else:
+            remaining[day].update(undone)
+    if remaining:
+        changes = Changes(grants={d: frozenset(c) for d, c in remaining.items()}, revokes=frozenset(), revocable={})
+        batches.extend(make_batches(changes))
+    granted = frozenset(cell for batch in batches if batch.operation == "grant" for cell in batch.cells())
+    return Work(batches, done, expiry, granted, revoked)
+
+
+def _is_live(cell: Cell, live: Snapshot) -> bool:
+    return cell[1] in live.grants.get(cell[0], frozenset())
+
+
 @dataclass
 class Executor:
     client: QuickBIClient
-    journal: Journal | None = None
     ledger: Ledger | None = None
     retry_rounds: int = 4
     round_delay: float = 0.25
     on_batch: Callable[[], None] | None = None
 
-    async def run(self, plan: Plan) -> ApplyResult:
-        result = ApplyResult(planned_calls=len(plan.batches))
-        pending = []
-        for batch in plan.batches:
-            if self.journal is not None and batch.key() in self.journal.done:
-                result.resumed += 1
-            else:
-                pending.append(batch)
-        expiry = plan.expiry_by_cell()
-        granted, revoked = plan.intended()
+    async def run(self, work: Work) -> ApplyResult:
+        result = ApplyResult(planned_calls=len(work.batches) + work.already_done, resumed=work.already_done)
+        pending = work.batches
+        failures: dict[tuple[str, str, str], CellFailure] = {}
         for round_number in range(self.retry_rounds + 1):
-            failures = await self._round(pending, result, granted, revoked)
+            failures = await self._round(pending, result, work)
             if not failures or round_number == self.retry_rounds:
                 break
-            pending = _rebatch(failures, expiry)
+            pending = _rebatch(failures, work.expiry)
             # per-cell failures are often transient server trouble: give it a moment before the next round
             await asyncio.sleep(min(self.round_delay * 2**round_number, 5.0))
         result.failures = sorted(failures.values(), key=lambda f: (f.user, f.target, f.operation))
         return result
 
     async def _round(
-        self,
-        batches: list[Batch],
-        result: ApplyResult,
-        granted: set[Cell],
-        revoked: set[Cell],
+        self, batches: list[Batch], result: ApplyResult, work: Work
     ) -> dict[tuple[str, str, str], CellFailure]:
         failures: dict[tuple[str, str, str], CellFailure] = {}
 
@@ -84,10 +123,10 @@ class Executor:
             for failure in await self._send(batch, result):
                 failed.add((failure.user, failure.target))
                 cell = (failure.user, Target.parse(failure.target))
-                # a don't-care cell (re-grant or no-op delete) that failed needs nothing done
-                if cell in (granted if batch.operation == "grant" else revoked):
+                # a no-op delete that failed needs nothing done
+                if batch.operation == "grant" or cell in work.revoked:
                     failures[(failure.operation, failure.user, failure.target)] = failure
-            self._record(batch, failed, revoked)
+            self._record(batch, failed, work.revoked)
             if self.on_batch:
                 self.on_batch()
 
@@ -109,13 +148,7 @@ class Executor:
         except (QuickBIError, TransportFailure) as exc:
             code = exc.code if isinstance(exc, QuickBIError) else "TransportFailure"
             message = exc.message if isinstance(exc, QuickBIError) else str(exc)
-            return [
-                CellFailure(user, str(target), batch.operation, code, message)
-                for user in batch.user_ids
-                for target in batch.targets()
-            ]
-        if self.journal is not None:
-            self.journal.finished(batch.key())
+            return [CellFailure(user, str(target), batch.operation, code, message) for user, target in batch.cells()]
         # Result names the LlmCube even for a cube granted by dataset ID; such a failure matches no planned
         # cell here, and the verification read afterwards reports the cell instead
         return [
@@ -129,12 +162,12 @@ class Executor:
             for f in answer
         ]
 
-    def _record(self, batch: Batch, failed: set[tuple[str, str]], revoked: set[Cell]) -> None:
+    def _record(self, batch: Batch, failed: set[tuple[str, str]], revoked: frozenset[Cell]) -> None:
         if self.ledger is None:
             return
-        cells = [(u, t) for u in batch.user_ids for t in batch.targets() if (u, str(t)) not in failed]
+        cells = [(u, t) for u, t in batch.cells() if (u, str(t)) not in failed]
         if batch.operation == "grant":
-            day = dt.date.fromisoformat(batch.expire_day or "")
+            day = batch.day()
             self.ledger.record([(c, day) for c in cells], [])
         else:
             # don't-care cells a revoke batch touched were not granted, so the ledger has nothing on them

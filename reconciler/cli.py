@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -14,13 +13,14 @@ import click
 from reconciler import render, runner
 from reconciler.config import Config, load_config
 from reconciler.diff import DiffOptions
-from reconciler.drift import drift as drift_report
+from reconciler.drift import DriftReport
 from reconciler.errors import ReconcilerError
-from reconciler.lock import TargetLock
+from reconciler.files import write_text_file
 from reconciler.plan import Plan
-from reconciler.policy import load_policy
+from reconciler.policy import Policy, load_policy
 from reconciler.progress import progress
 from reconciler.quickbi import QuickBIError, TransportFailure
+from reconciler.redaction import configure_logging
 from reconciler.snapshot import Snapshot, refresh
 from reconciler.workspace import open_target
 
@@ -58,7 +58,7 @@ class _Context:
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path, target: str | None, verbose: bool) -> None:
     """Access-as-code for Quick BI Smart Q: plan and apply SmartqAuthorize grants from YAML policy."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    configure_logging(verbose)
     ctx.obj = _Context(config_path, target)
 
 
@@ -68,7 +68,7 @@ def cli(ctx: click.Context, config_path: Path, target: str | None, verbose: bool
 def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
     """Load and check policies offline."""
     chosen = list(paths) or obj.config.policy_paths()
-    policy = load_policy(chosen, _today())
+    policy = _load_policy(chosen)
     click.echo(f"{len(policy.files)} policy files OK: {len(policy.rules)} grants, {len(policy.groups)} groups.")
 
 
@@ -86,9 +86,16 @@ def refresh_command(obj: _Context, out: Path) -> None:
                 return await refresh(session.client, user_ids, tick, session.cube_readback)
 
     snapshot = asyncio.run(go())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(snapshot.to_json(), encoding="utf-8")
+    write_text_file(out, snapshot.to_json())
     click.echo(f"Wrote {out}: {len(snapshot.grants)} users, {sum(1 for _ in snapshot.cells())} live grants.")
+
+
+def _load_policy(paths: list[Path]) -> Policy:
+    """Load the policies and say each warning (e.g. a grant whose date has passed) on stderr, with its line."""
+    policy = load_policy(paths, _today())
+    for warning in policy.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return policy
 
 
 def _plan_options(additive: bool, allow_regrant: bool, unrecorded: str) -> runner.PlanOptions:
@@ -152,13 +159,10 @@ def plan(
 
 
 async def _make_plan(obj: _Context, options: runner.PlanOptions, snapshot_path: Path | None) -> Plan:
-    today = _today()
-    policy = load_policy(obj.config.policy_paths(), today)
+    policy = _load_policy(obj.config.policy_paths())
     snapshot = Snapshot.read(snapshot_path) if snapshot_path else None
     async with open_target(obj.config, obj.target) as session:
-        desired, live = await runner.desired_and_snapshot(session, policy, today, snapshot, progress)
-        made, _ = runner.plan_from(session, desired, live, runner.ledger_for(session), today, options)
-        return made
+        return await runner.make_plan(session, policy, _today(), options, snapshot, progress)
 
 
 @cli.command()
@@ -210,42 +214,40 @@ async def _apply(
     auto_approve: bool,
     break_lock: bool,
 ) -> int:
-    today = _today()
-    policy = load_policy(obj.config.policy_paths(), today)
-    if saved is not None and saved.inputs.policy_digest != policy.digest:
-        raise ReconcilerError("the plan is stale: the policy changed since it was made (make a new plan)")
+    policy = _load_policy(obj.config.policy_paths())
+
+    def confirm(plan: Plan) -> bool:
+        if saved is not None:
+            return True  # reviewed when it was saved, and admitted against today's policy and live state
+        click.echo(render.plan_text(plan), nl=False)
+        return auto_approve or click.confirm("Apply this plan?", default=False)
+
     async with open_target(obj.config, obj.target, audit=True) as session:
-        with TargetLock(session.state_dir / "apply.lock", session.name, break_lock):
-            ledger = runner.ledger_for(session)
-            desired, snapshot = await runner.desired_and_snapshot(session, policy, today, track=progress)
-            if saved is not None:
-                runner.check_fresh(session.name, saved, snapshot)
-                chosen = saved
-            else:
-                chosen, _ = runner.plan_from(session, desired, snapshot, ledger, today, options)
-                click.echo(render.plan_text(chosen), nl=False)
-            if chosen.empty:
-                if saved is not None:
-                    click.echo("No changes. Live Smart Q grants match the policy.")
-                return EXIT_OK
-            runner.check_breakers(chosen, snapshot, desired, breakers)
-            if saved is None and not auto_approve and not click.confirm("Apply this plan?", default=False):
-                click.echo("Apply cancelled.")
-                return EXIT_ERROR
-            with progress(len(chosen.batches), "apply") as tick:
-                result, mismatches = await runner.execute(session, chosen, ledger, tick)
+        outcome = await runner.apply(session, policy, _today(), confirm, saved, options, breakers, break_lock, progress)
+    if outcome.nothing_to_do:
+        done = outcome.result.resumed
+        click.echo(
+            f"Nothing to do: all {done} batches of the plan are already in place."
+            if done
+            else "No changes. Live Smart Q grants match the policy."
+        )
+        return EXIT_OK
+    if outcome.cancelled:
+        click.echo("Apply cancelled.")
+        return EXIT_ERROR
+    result = outcome.result
     for failure in result.failures:
         click.echo(f"failed: {failure}", err=True)
     reported = {(f.user, f.target) for f in result.failures}
-    for (user, target), problem in sorted(mismatches.items()):
+    for (user, target), problem in sorted(outcome.mismatches.items()):
         if (user, target) not in reported:
             click.echo(f"verify: {user} {target}: {problem}", err=True)
-    resumed = f", {result.resumed} already done in an earlier run" if result.resumed else ""
+    resumed = f", {result.resumed} already in place" if result.resumed else ""
     click.echo(
-        f"Apply {'complete' if result.ok and not mismatches else 'incomplete'}: {result.calls} calls for "
+        f"Apply {'complete' if outcome.ok else 'incomplete'}: {result.calls} calls for "
         f"{result.planned_calls} planned batches{resumed}; {len(result.failures)} cells failed."
     )
-    return EXIT_OK if result.ok and not mismatches else EXIT_ERROR
+    return EXIT_OK if outcome.ok else EXIT_ERROR
 
 
 @cli.command()
@@ -261,12 +263,10 @@ async def _apply(
 def drift(obj: _Context, fmt: str, out: Path | None) -> None:
     """Report how live grants differ from policy (exit 2 on drift)."""
 
-    async def go() -> Any:
-        today = _today()
-        policy = load_policy(obj.config.policy_paths(), today)
+    async def go() -> DriftReport:
+        policy = _load_policy(obj.config.policy_paths())
         async with open_target(obj.config, obj.target) as session:
-            desired, snapshot = await runner.desired_and_snapshot(session, policy, today, track=progress)
-            return drift_report(session.name, desired, snapshot)
+            return await runner.make_drift(session, policy, _today(), progress)
 
     report = asyncio.run(go())
     renderers = {
@@ -277,8 +277,7 @@ def drift(obj: _Context, fmt: str, out: Path | None) -> None:
     }
     text = renderers[fmt](report)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        write_text_file(out, text)
     else:
         click.echo(text, nl=False)
     sys.exit(EXIT_OK if report.clean else EXIT_CHANGES)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-SECRET_PARAMETERS = frozenset({"AccessKeySecret", "SecurityToken", "Signature", "AccessKeyId"})
+from reconciler.redaction import SECRET_PARAMETERS
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:

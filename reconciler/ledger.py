@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, MutableMapping
 from pathlib import Path
 
 from reconciler.cells import Cell, Target
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.files import read_regular_file, write_text_file
 
 
 class Ledger(MutableMapping[Cell, dt.date]):
@@ -71,17 +71,12 @@ class Ledger(MutableMapping[Cell, dt.date]):
         text = "".join(
             f"{user}\t{day}\t{' '.join(sorted(targets))}\n" for (user, day), targets in sorted(grouped.items())
         )
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, self.path)
+        write_text_file(self.path, text)
         self.log_path.unlink(missing_ok=True)
 
     def _load(self) -> None:
         if self.path.exists():
-            for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            for number, line in enumerate(read_regular_file(self.path, "expiry ledger").splitlines(), 1):
                 try:
                     user, day, targets = line.split("\t")
                     expiry = dt.date.fromisoformat(day)
@@ -95,7 +90,7 @@ class Ledger(MutableMapping[Cell, dt.date]):
                         )
                     ) from None
         if self.log_path.exists():
-            for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            for line in read_regular_file(self.log_path, "expiry ledger log").splitlines():
                 parts = line.split("\t")
                 if len(parts) != 4:
                     continue  # a torn last line from a crash mid-write: its batch is not journaled either

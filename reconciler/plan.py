@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
-import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from reconciler import planner
 from reconciler.cells import Cell, Target
 from reconciler.diff import Changes
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.files import read_regular_file, write_text_file
 
 
 class Batch(BaseModel):
@@ -29,7 +29,7 @@ class Batch(BaseModel):
     cube_ids: list[str] = Field(default_factory=list)  # LlmCubes named by dataset ID (SmartqAuthorize CubeIds)
 
     @property
-    def cells(self) -> int:
+    def size(self) -> int:
         return len(self.user_ids) * (len(self.llm_cubes) + len(self.llm_cube_themes) + len(self.cube_ids))
 
     def targets(self) -> list[Target]:
@@ -39,15 +39,37 @@ class Batch(BaseModel):
             + [Target("dataset", d) for d in self.cube_ids]
         )
 
-    def key(self) -> str:
-        """A stable identity for the journal: the batch's content, independent of its position."""
-        return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+    def cells(self) -> Iterator[Cell]:
+        targets = self.targets()
+        for user in self.user_ids:
+            for target in targets:
+                yield user, target
+
+    def day(self) -> dt.date:
+        """The expiry day of a grant batch (validated when a plan file is read)."""
+        return dt.date.fromisoformat(self.expire_day or "")
+
+    def problem(self) -> str | None:
+        """What makes this batch unsendable, if anything."""
+        if not self.user_ids or not self.targets():
+            return "has no users or no targets"
+        if self.size > planner.CAP:
+            return f"has {self.size} cells, more than the {planner.CAP} one call may carry"
+        if len(set(self.user_ids)) != len(self.user_ids) or len(set(self.targets())) != len(self.targets()):
+            return "lists a user or target twice"
+        if self.operation == "revoke":
+            return None if self.expire_day is None else "is a revoke with an expire_day"
+        try:
+            self.day()
+        except ValueError:
+            return f"is a grant without a valid expire_day ({self.expire_day!r})"
+        return None
 
 
 class PlanInputs(BaseModel):
     policy_digest: str
     snapshot_digest: str
-    # digest of the live state of exactly the users the plan touches, to refuse a stale plan
+    # digest of the live state of exactly the users the plan touches
     touched_users_digest: str = ""
 
 
@@ -61,57 +83,47 @@ class PlanSummary(BaseModel):
     unmanaged_cells: int = 0
 
 
-class UserChanges(BaseModel):
-    grant: dict[str, list[str]] = Field(default_factory=dict)  # expire day -> targets
-    revoke: list[str] = Field(default_factory=list)
-
-
 class Plan(BaseModel):
+    """What to send, and what the reviewer needs to judge it; everything shown is derived from the batches.
+
+    `touched_state` is the live state of each user the batches touch, as read when planning: it tells a new
+    grant from a re-grant and a real revoke from a no-op delete, and lets apply refuse a plan whose users changed.
+    """
+
     format_version: Literal[1] = 1
     target: str
     created_at: str
     inputs: PlanInputs
     summary: PlanSummary
     batches: list[Batch]
-    changes: dict[str, UserChanges] = Field(default_factory=dict)
     touched_state: dict[str, list[str]] = Field(default_factory=dict)
     names: dict[str, str] = Field(default_factory=dict)
+    removed_targets: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    allow_regrant: bool = False
 
     @property
     def empty(self) -> bool:
         return not self.batches
 
     def touched_users(self) -> list[str]:
-        return sorted(self.changes)
+        return sorted({user for batch in self.batches for user in batch.user_ids})
 
-    def intended(self) -> tuple[set[Cell], set[Cell]]:
-        """The cells the plan sets and removes (not the don't-care cells its revoke batches may touch)."""
-        granted: set[Cell] = set()
-        revoked: set[Cell] = set()
-        for user, change in self.changes.items():
-            for targets in change.grant.values():
-                granted.update((user, Target.parse(t)) for t in targets)
-            revoked.update((user, Target.parse(t)) for t in change.revoke)
-        return granted, revoked
+    def grant_cells(self) -> dict[Cell, dt.date]:
+        """Every cell the grant batches set, with its expiry day."""
+        return {cell: batch.day() for batch in self.batches if batch.operation == "grant" for cell in batch.cells()}
 
-    def expiry_by_cell(self) -> dict[Cell, dt.date]:
-        return {
-            (user, Target.parse(t)): dt.date.fromisoformat(day)
-            for user, change in self.changes.items()
-            for day, targets in change.grant.items()
-            for t in targets
-        }
+    def revoke_cells(self) -> set[Cell]:
+        """Every cell the revoke batches delete, including the don't-care cells that were not live."""
+        return {cell for batch in self.batches if batch.operation == "revoke" for cell in batch.cells()}
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        write_text_file(path, self.model_dump_json(indent=1) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> Plan:
         try:
-            return cls.model_validate_json(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ReconcilerError(Problem(f"{path}: cannot read plan: {exc.strerror}")) from None
+            plan = cls.model_validate_json(read_regular_file(path, "plan"))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -121,6 +133,13 @@ class Plan(BaseModel):
                     hint="make one with 'plan --out'",
                 )
             ) from None
+        for number, batch in enumerate(plan.batches, 1):
+            problem = batch.problem()
+            if problem is not None:
+                raise ReconcilerError(
+                    Problem(f"{path}: batch {number} {problem}", hint="make a new plan with 'plan --out'")
+                )
+        return plan
 
 
 @contextlib.contextmanager
@@ -197,16 +216,6 @@ def _rows(cells: Iterable[Cell]) -> dict[str, frozenset[Target]]:
     return {u: frozenset(t) for u, t in rows.items()}
 
 
-def user_changes(changes: Changes) -> dict[str, UserChanges]:
-    by_user: dict[str, UserChanges] = defaultdict(UserChanges)
-    for day in sorted(changes.grants):
-        for user, target in sorted(changes.grants[day]):
-            by_user[user].grant.setdefault(day.isoformat(), []).append(str(target))
-    for user, target in sorted(changes.revokes):
-        by_user[user].revoke.append(str(target))
-    return dict(sorted(by_user.items()))
-
-
 def lower_bound(changes: Changes) -> int:
     bound = sum(planner.lower_bound(len(cells)) for cells in changes.grants.values())
     return bound + planner.lower_bound(len(changes.revokes))
@@ -215,15 +224,14 @@ def lower_bound(changes: Changes) -> int:
 def build_plan(
     target: str,
     changes: Changes,
-    policy_digest: str,
-    snapshot_digest: str,
+    inputs: PlanInputs,
     touched_state: dict[str, list[str]],
-    touched_digest: str,
     names: dict[str, str],
     allow_regrant: bool = False,
+    removed_targets: Collection[Target] = (),
+    notes: Collection[str] = (),
 ) -> Plan:
     batches = make_batches(changes, allow_regrant)
-    per_user = user_changes(changes)
     summary = PlanSummary(
         grant_cells=changes.grant_cells,
         revoke_cells=len(changes.revokes),
@@ -233,23 +241,17 @@ def build_plan(
         protected_cells=len(changes.protected),
         unmanaged_cells=len(changes.unmanaged),
     )
+    named = set(touched_state) | {str(t) for batch in batches for t in batch.targets()}
+    named.update(str(t) for t in removed_targets)
     return Plan(
         target=target,
         created_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        inputs=PlanInputs(
-            policy_digest=policy_digest, snapshot_digest=snapshot_digest, touched_users_digest=touched_digest
-        ),
+        inputs=inputs,
         summary=summary,
         batches=batches,
-        changes=per_user,
         touched_state=touched_state,
-        names={k: v for k, v in sorted(names.items()) if k in _named(per_user)},
+        names={key: name for key, name in sorted(names.items()) if key in named},
+        removed_targets=sorted(map(str, removed_targets)),
+        notes=list(notes),
+        allow_regrant=allow_regrant,
     )
-
-
-def _named(per_user: dict[str, UserChanges]) -> set[str]:
-    named = set(per_user)
-    for change in per_user.values():
-        named.update(t for targets in change.grant.values() for t in targets)
-        named.update(change.revoke)
-    return named

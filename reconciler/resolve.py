@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reconciler.cells import Cell, Target
 from reconciler.errors import Location, Problem, ReconcilerError
-from reconciler.policy import Policy, ResourceDef, Rolling
+from reconciler.policy import Policy, ResourceDef, Rolling, TargetName
 from reconciler.policy._model import CubeRef
 from reconciler.quickbi import QuickBIClient
 from reconciler.quickbi import models as m
@@ -27,9 +27,19 @@ class Desired:
     directory: dict[str, str]  # every user of the organisation: UserId -> account name
     target_names: dict[Target, str]
     policy_digest: str
+    # managed at the last apply but no longer declared nor released: every grant on them is revoked
+    removed: frozenset[Target] = frozenset()
+    released: frozenset[Target] = frozenset()
 
     def is_managed(self, target: Target) -> bool:
-        return self.managed is None or target in self.managed
+        return self.managed is None or target in self.managed or target in self.removed
+
+    def managed_record(self) -> frozenset[Target]:
+        """What to remember as managed after an apply: declared targets, or with manage_all_targets the ones
+        the policy grants (so that turning manage_all_targets off later revokes only what it had granted)."""
+        if self.managed is not None:
+            return self.managed
+        return frozenset(target for _, target in self.cells)
 
 
 def effective_day(expiry: Expiry, today: dt.date) -> dt.date:
@@ -49,12 +59,18 @@ class _Directory:
 
 
 async def resolve(
-    policy: Policy, client: QuickBIClient, today: dt.date, cube_readback: CubeKind = "llm_cube"
+    policy: Policy,
+    client: QuickBIClient,
+    today: dt.date,
+    cube_readback: CubeKind = "llm_cube",
+    previously_managed: frozenset[Target] = frozenset(),
 ) -> Desired:
     """Look every name up once, then expand groups and grants. Raises ReconcilerError with policy locations.
 
     `cube_readback` is how the target reports cube grants; cubes are identified the same way here, so that
     policy and live state compare: by LlmCube ID, or by dataset ID (granted through CubeIds).
+    `previously_managed` is the state's record of the targets managed at the last apply: those the policy no
+    longer declares or releases are *removed*, and their grants revoked.
     """
     needs_groups = any(g.quickbi_group for g in policy.groups.values())
     users, groups, cubes, themes = await asyncio.gather(
@@ -67,7 +83,12 @@ async def resolve(
     resolver = _Resolver(policy, directory, client, cube_readback)
     await resolver.load_groups()
     await resolver.check_datasets()
-    return resolver.desired(today)
+    desired = resolver.desired(today)
+    if desired.managed is None:
+        return desired
+    released = frozenset(resolver.released_target(name) for name in policy.released)
+    removed = previously_managed - desired.managed - released
+    return replace(desired, removed=removed, released=released)
 
 
 async def _no_groups() -> list[m.UserGroup]:
@@ -118,6 +139,8 @@ class _Resolver:
         targets = {key: self._target(resource) for key, resource in sorted(self.policy.resources.items())}
         cells: dict[Cell, Expiry] = {}
         for rule in self.policy.rules:
+            if rule.lapsed(today):
+                continue
             users: set[str] = set()
             for name, location in rule.principals:
                 users |= self._principal(name, location)
@@ -157,6 +180,11 @@ class _Resolver:
         names.update({Target("theme", k): v for k, v in self.directory.themes.items()})
         accounts = {uid: u.account_name for uid, u in self.directory.users.items()}
         return Desired(cells, managed, frozenset(protected), accounts, names, self.policy.digest)
+
+    def released_target(self, name: TargetName) -> Target:
+        """A released target need not exist any more in Quick BI: it is only compared with the state's record."""
+        kind = "dataset" if name.kind == "llm_cube" and self.cube_readback == "dataset" else name.kind
+        return Target(kind, name.name[3:])
 
     def _target(self, resource: ResourceDef) -> Target | None:
         ref = resource.ref

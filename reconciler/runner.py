@@ -1,30 +1,31 @@
-"""The use cases behind the commands: refresh, plan, apply and drift over an open target."""
+"""The use cases behind the commands: plan, apply and drift over an open target, each one call."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from deepdiff import DeepDiff
-
-from reconciler.apply import ApplyResult, Executor
+from reconciler.admission import admit
+from reconciler.apply import ApplyResult, Executor, Work, outstanding
 from reconciler.cells import Cell
 from reconciler.diff import Changes, DiffOptions, diff
+from reconciler.drift import DriftReport, drift
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.journal import Journal
 from reconciler.ledger import Ledger
-from reconciler.plan import Plan, build_plan
+from reconciler.lock import TargetLock
+from reconciler.plan import Plan, PlanInputs, build_plan
 from reconciler.policy import Policy
 from reconciler.resolve import Desired, resolve
 from reconciler.snapshot import Snapshot, refresh
+from reconciler.state import LEDGER, ManagedRecord, read_managed, write_managed
 from reconciler.workspace import Session
 
 Progress = Callable[[], None]
 Tracker = Callable[[int, str], AbstractContextManager[Progress]]
+Confirm = Callable[[Plan], bool]
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,28 @@ class Breakers:
     max_revoke_ratio: float | None = None
 
 
+@dataclass
+class ApplyOutcome:
+    """What an apply did: the plan it ran, and if it sent anything, the result and what verification found."""
+
+    plan: Plan
+    result: ApplyResult = field(default_factory=ApplyResult)
+    mismatches: dict[tuple[str, str], str] = field(default_factory=dict)
+    cancelled: bool = False
+    nothing_to_do: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.cancelled and self.result.ok and not self.mismatches
+
+
 def ledger_for(session: Session) -> Ledger:
-    return Ledger(session.state_dir / "expiry-ledger.tsv")
+    return Ledger(session.state_dir / LEDGER)
+
+
+@contextlib.contextmanager
+def _untracked(total: int, label: str) -> Iterator[Progress]:
+    yield lambda: None
 
 
 async def desired_and_snapshot(
@@ -49,22 +70,19 @@ async def desired_and_snapshot(
     today: dt.date,
     snapshot: Snapshot | None = None,
     track: Tracker | None = None,
+    record: ManagedRecord | None = None,
 ) -> tuple[Desired, Snapshot]:
     """Resolve the policy, then read every user's live grants (unless a snapshot is given).
 
     `track(total, label)` may supply a per-user tick, e.g. a progress bar: one read per user takes a while
     for a large organisation (100,000 users at 50 QPS is over half an hour).
     """
-    desired = await resolve(policy, session.client, today, session.cube_readback)
+    record = record or read_managed(session.state_dir)
+    desired = await resolve(policy, session.client, today, session.cube_readback, record.targets)
     if snapshot is None:
         with (track or _untracked)(len(desired.directory), "refresh") as tick:
             snapshot = await refresh(session.client, desired.directory, tick, session.cube_readback)
     return desired, snapshot
-
-
-@contextlib.contextmanager
-def _untracked(total: int, label: str) -> Iterator[Progress]:
-    yield lambda: None
 
 
 def plan_from(
@@ -74,27 +92,113 @@ def plan_from(
     ledger: Ledger,
     today: dt.date,
     options: PlanOptions,
+    notes: list[str] | None = None,
 ) -> tuple[Plan, Changes]:
     changes = diff(desired, snapshot, ledger, today, options.diff)
     touched = sorted({u for cells in changes.grants.values() for u, _ in cells} | {u for u, _ in changes.revokes})
     touched_state = {u: sorted(map(str, snapshot.grants.get(u, frozenset()))) for u in touched}
     names = dict(desired.directory)
     names.update({str(t): n for t, n in desired.target_names.items()})
+    inputs = PlanInputs(
+        policy_digest=desired.policy_digest,
+        snapshot_digest=snapshot.digest(),
+        touched_users_digest=snapshot.digest(touched),
+    )
     plan = build_plan(
         session.name,
         changes,
-        desired.policy_digest,
-        snapshot.digest(),
+        inputs,
         touched_state,
-        snapshot.digest(touched),
         names,
         options.allow_regrant,
+        removed_targets=desired.removed,
+        notes=notes or [],
     )
     return plan, changes
 
 
-def check_breakers(plan: Plan, snapshot: Snapshot, desired: Desired, breakers: Breakers) -> None:
-    revokes = plan.summary.revoke_cells
+async def make_plan(
+    session: Session,
+    policy: Policy,
+    today: dt.date,
+    options: PlanOptions,
+    snapshot: Snapshot | None = None,
+    track: Tracker | None = None,
+) -> Plan:
+    record = read_managed(session.state_dir)
+    desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
+    plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, _state_notes(record))
+    return plan
+
+
+def _state_notes(record: ManagedRecord) -> list[str]:
+    note = record.note()
+    return [note] if note else []
+
+
+async def make_drift(session: Session, policy: Policy, today: dt.date, track: Tracker | None = None) -> DriftReport:
+    record = read_managed(session.state_dir)
+    desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
+    return drift(session.name, desired, live, ledger_for(session), today, _state_notes(record))
+
+
+async def apply(
+    session: Session,
+    policy: Policy,
+    today: dt.date,
+    confirm: Confirm,
+    saved: Plan | None = None,
+    options: PlanOptions | None = None,
+    breakers: Breakers | None = None,
+    break_lock: bool = False,
+    track: Tracker | None = None,
+) -> ApplyOutcome:
+    """Plan (or admit a saved plan against today's policy and live state), confirm, execute, verify, record.
+
+    Under the target's lock throughout, so that no other apply moves live state between the checks and the
+    calls. A saved plan is never trusted: see `admission.admit`.
+    """
+    track = track or _untracked
+    with TargetLock(session.state_dir / "apply.lock", session.name, break_lock):
+        record = read_managed(session.state_dir)
+        ledger = ledger_for(session)
+        desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
+        if saved is not None:
+            admit(saved, session.name, policy.digest, desired, live, today)
+            chosen = saved
+        else:
+            chosen, _ = plan_from(session, desired, live, ledger, today, options or PlanOptions(), _state_notes(record))
+        work = outstanding(chosen, live, ledger)
+        if not work.batches:
+            _remember_managed(session, desired, live, chosen, {})
+            return ApplyOutcome(chosen, ApplyResult(resumed=work.already_done), nothing_to_do=True)
+        check_breakers(work, live, desired, breakers or Breakers())
+        if not confirm(chosen):
+            return ApplyOutcome(chosen, cancelled=True)
+        with track(len(work.batches), "apply") as tick:
+            result, mismatches = await execute(session, work, ledger, tick)
+        _remember_managed(session, desired, live, chosen, mismatches)
+        return ApplyOutcome(chosen, result, mismatches)
+
+
+def _remember_managed(
+    session: Session, desired: Desired, live: Snapshot, plan: Plan, wrong: dict[tuple[str, str], str]
+) -> None:
+    """Record what is managed now; a removed target stays recorded until none of its revocable grants is left."""
+    revoked = plan.revoke_cells()
+    leftover = {
+        target
+        for user, target in live.cells()
+        if target in desired.removed
+        and user not in desired.protected
+        and ((user, target) not in revoked or (user, str(target)) in wrong)
+    }
+    write_managed(session.state_dir, desired.managed_record() | leftover)
+
+
+def check_breakers(work: Work, live: Snapshot, desired: Desired, breakers: Breakers) -> None:
+    """Stop large revokes, counted from what the batches would delete of live grants (not a summary's claim)."""
+    revokes = len(work.revoked)
     if breakers.max_revokes is not None and revokes > breakers.max_revokes:
         raise ReconcilerError(
             Problem(
@@ -103,7 +207,7 @@ def check_breakers(plan: Plan, snapshot: Snapshot, desired: Desired, breakers: B
             )
         )
     if breakers.max_revoke_ratio is not None and revokes:
-        granted = sum(1 for _, target in snapshot.cells() if desired.is_managed(target))
+        granted = sum(1 for _, target in live.cells() if desired.is_managed(target))
         ratio = revokes / granted if granted else 1.0
         if ratio > breakers.max_revoke_ratio:
             raise ReconcilerError(
@@ -115,62 +219,27 @@ def check_breakers(plan: Plan, snapshot: Snapshot, desired: Desired, breakers: B
             )
 
 
-def check_fresh(target: str, plan: Plan, current: Snapshot) -> None:
-    """Refuse a plan whose touched users changed since it was made, unless the plan itself explains it.
-
-    A change the plan itself would make (from an interrupted earlier apply of the same plan) is expected.
-    """
-    if plan.target != target:
-        raise ReconcilerError(f"the plan was made for target '{plan.target}', not '{target}'")
-    stale: dict[str, dict[str, list[str]]] = {}
-    for user, change in sorted(plan.changes.items()):
-        before = set(plan.touched_state.get(user, []))
-        now = {str(t) for t in current.grants.get(user, frozenset())}
-        explained = {t for targets in change.grant.values() for t in targets} | set(change.revoke)
-        if (before ^ now) - explained:
-            stale[user] = {"recorded": sorted(before), "current": sorted(now)}
-    if stale:
-        recorded = {u: v["recorded"] for u, v in stale.items()}
-        now_state = {u: v["current"] for u, v in stale.items()}
-        difference = DeepDiff(recorded, now_state, ignore_order=True, verbose_level=2).pretty()
-        detail = "; ".join(line.strip() for line in difference.splitlines()[:5])
-        raise ReconcilerError(
-            Problem(
-                f"the plan is stale: {len(stale)} touched users changed since it was made ({detail})",
-                hint="make a new plan",
-            )
-        )
-
-
-def journal_for(session: Session, plan: Plan) -> Journal:
-    key = hashlib.sha256(b"".join(b.key().encode() for b in plan.batches)).hexdigest()[:16]
-    return Journal(session.state_dir / f"journal-{key}.jsonl")
-
-
 async def execute(
-    session: Session, plan: Plan, ledger: Ledger, on_batch: Progress | None = None
+    session: Session, work: Work, ledger: Ledger, on_batch: Progress | None = None
 ) -> tuple[ApplyResult, dict[tuple[str, str], str]]:
-    """Run the plan, then re-read the touched users and report any cell that is not as planned.
+    """Run the outstanding work, then re-read the touched users and report any cell that is not as planned.
 
     A cell reported failed whose live state is nevertheless right (an earlier attempt whose answer was lost
     had done it) is not a failure; the re-read decides.
     """
-    journal = journal_for(session, plan)
-    executor = Executor(session.client, journal=journal, ledger=ledger, on_batch=on_batch)
-    result = await executor.run(plan)
-    wrong = await verify(session, plan)
+    executor = Executor(session.client, ledger=ledger, on_batch=on_batch)
+    result = await executor.run(work)
+    wrong = await verify(session, work)
     result.failures = [f for f in result.failures if (f.user, f.target) in wrong]
     ledger.compact()
-    if result.ok and not wrong:
-        journal.close()
     return result, wrong
 
 
-async def verify(session: Session, plan: Plan) -> dict[tuple[str, str], str]:
+async def verify(session: Session, work: Work) -> dict[tuple[str, str], str]:
     """Cells of the plan that are not as it intends, each with what is wrong."""
-    granted, revoked = plan.intended()
-    after = await refresh(session.client, plan.touched_users(), cube_kind=session.cube_readback)
+    users = {u for u, _ in work.granted} | {u for u, _ in work.revoked}
+    after = await refresh(session.client, users, cube_kind=session.cube_readback)
     live: set[Cell] = set(after.cells())
-    wrong = {(u, str(t)): "granted by the plan but not live" for u, t in granted - live}
-    wrong.update({(u, str(t)): "revoked by the plan but still live" for u, t in revoked & live})
+    wrong = {(u, str(t)): "granted by the plan but not live" for u, t in work.granted - live}
+    wrong.update({(u, str(t)): "revoked by the plan but still live" for u, t in work.revoked & live})
     return wrong

@@ -53,5 +53,7 @@ async def open_target(config: Config, name: str | None, audit: bool = False) -> 
             emulator.save(state)
         return
     assert target.quickbi is not None
-    async with QuickBIClient(target.quickbi.url, default_chain(), settings, observer=observer) as client:
+    credentials = default_chain()
+    await credentials()  # fail once, before any work starts, when there are none
+    async with QuickBIClient(target.quickbi.url, credentials, settings, observer=observer) as client:
         yield Session(chosen, client, state_dir, target.cube_readback)

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,6 +67,10 @@ class Rule:
     expires: Expiry
     location: Location
 
+    def lapsed(self, today: dt.date) -> bool:
+        """A fixed expiry already past: the grant no longer gives anything (validate warns about it)."""
+        return isinstance(self.expires, dt.date) and self.expires < today
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -78,6 +82,8 @@ class Policy:
     manage_all_targets: bool = False
     digest: str = ""
     files: tuple[str, ...] = ()
+    released: tuple[TargetName, ...] = ()
+    warnings: tuple[Problem, ...] = ()
 
 
 def policy_files(paths: Iterable[Path]) -> list[Path]:
@@ -110,10 +116,15 @@ def load_policy(paths: Iterable[Path], today: dt.date | None = None) -> Policy:
             parsed.append((document, model))
     if problems:
         raise ReconcilerError(problems)
-    policy = _merge(parsed, today, problems)
+    warnings: list[Problem] = []
+    policy = _merge(parsed, today, problems, warnings)
     if problems:
         raise ReconcilerError(problems)
-    return policy
+    return replace(policy, warnings=tuple(sorted(warnings, key=_problem_order)))
+
+
+def _problem_order(problem: Problem) -> tuple[Location, str]:
+    return (problem.location or Location("", 0), problem.message)
 
 
 def _validate_file(document: LocatedDocument, problems: list[Problem]) -> PolicyFile | None:
@@ -162,7 +173,12 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     return tuple(path)
 
 
-def _merge(parsed: list[tuple[LocatedDocument, PolicyFile]], today: dt.date, problems: list[Problem]) -> Policy:
+def _merge(
+    parsed: list[tuple[LocatedDocument, PolicyFile]],
+    today: dt.date,
+    problems: list[Problem],
+    warnings: list[Problem],
+) -> Policy:
     users: dict[str, UserDef] = {}
     groups: dict[str, GroupDef] = {}
     resources: dict[tuple[TargetKind, str], ResourceDef] = {}
@@ -196,13 +212,15 @@ def _merge(parsed: list[tuple[LocatedDocument, PolicyFile]], today: dt.date, pro
             )
     rules: list[Rule] = []
     protected: list[tuple[str, Location]] = []
+    released: list[TargetName] = []
     for document, model in parsed:
-        _check_expiry(model.defaults.expires, document.locate(("defaults", "expires")), today, problems)
+        _check_expiry(model.defaults.expires, document.locate(("defaults", "expires")), today, warnings)
         for index, grant in enumerate(model.grants):
-            rule = _rule(document, index, grant, model.defaults.expires, today, problems)
+            rule = _rule(document, index, grant, model.defaults.expires, today, problems, warnings)
             rules.append(rule)
         for index, name in enumerate(model.protected_users):
             protected.append((name, document.locate(("protected_users", index))))
+        released.extend(_released(document, model, resources, problems))
     policy = Policy(users, groups, resources, tuple(rules), tuple(protected), manage_all)
     _check_names(policy, problems)
     _check_groups(policy, problems)
@@ -219,7 +237,52 @@ def _merge(parsed: list[tuple[LocatedDocument, PolicyFile]], today: dt.date, pro
                 )
     digest = _digest(parsed)
     files = tuple(document.file for document, _ in parsed)
-    return Policy(users, groups, resources, policy.rules, policy.protected, manage_all, digest, files)
+    return Policy(users, groups, resources, policy.rules, policy.protected, manage_all, digest, files, tuple(released))
+
+
+def _released(
+    document: LocatedDocument,
+    model: PolicyFile,
+    resources: dict[tuple[TargetKind, str], ResourceDef],
+    problems: list[Problem],
+) -> list[TargetName]:
+    found = []
+    tables: list[tuple[TargetKind, str, list[str]]] = [
+        ("llm_cube", "llm_cubes", model.released.llm_cubes),
+        ("theme", "themes", model.released.themes),
+    ]
+    for kind, section, names in tables:
+        for index, name in enumerate(names):
+            location = document.locate(("released", section, index))
+            if not _is_inline_target(name):
+                problems.append(
+                    Problem(
+                        f"released {section[:-1]} '{name}' must be written id:<ID>",
+                        location,
+                        "a released target is no longer declared under resources, so name it by its Quick BI ID",
+                    )
+                )
+                continue
+            declared = [
+                alias
+                for (k, alias), resource in resources.items()
+                if k == kind and getattr(resource.ref, "id", None) == name[3:]
+            ]
+            if declared:
+                problems.append(
+                    Problem(
+                        f"{section[:-1]} '{name}' is both released and declared under resources as '{declared[0]}'",
+                        location,
+                        "remove it from resources to stop managing it, or from released to keep managing it",
+                    )
+                )
+                continue
+            found.append(TargetName(kind, name, location))
+    return found
+
+
+def _is_inline_target(name: str) -> bool:
+    return name.startswith("id:") and len(name) > 3
 
 
 def _define(table: dict[Any, Any], key: Any, definition: Any, problems: list[Problem], what: str) -> None:
@@ -252,6 +315,7 @@ def _rule(
     default: Expiry,
     today: dt.date,
     problems: list[Problem],
+    warnings: list[Problem],
 ) -> Rule:
     base = ("grants", index)
     location = document.locate(base)
@@ -281,14 +345,19 @@ def _rule(
         problems.append(Problem("grant has no targets", location, "add llm_cubes or themes to it"))
     expires = grant.expires if grant.expires is not None else default
     if grant.expires is not None:
-        _check_expiry(grant.expires, document.locate((*base, "expires")), today, problems)
+        _check_expiry(grant.expires, document.locate((*base, "expires")), today, warnings)
     return Rule(tuple(principals), tuple(targets), expires, location)
 
 
-def _check_expiry(expires: Expiry, location: Location, today: dt.date, problems: list[Problem]) -> None:
+def _check_expiry(expires: Expiry, location: Location, today: dt.date, warnings: list[Problem]) -> None:
+    """A past date is no error: the policy says the access has ended, so its cells are revoked if live."""
     if isinstance(expires, dt.date) and expires < today:
-        problems.append(
-            Problem(f"expiry date {expires.isoformat()} is in the past", location, "use a future date or 'never'")
+        warnings.append(
+            Problem(
+                f"expiry date {expires.isoformat()} has passed: this grant no longer gives access",
+                location,
+                "its live grants are revoked; delete the grant or give it a new date",
+            )
         )
 
 

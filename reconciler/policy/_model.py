@@ -112,6 +112,13 @@ class GrantRule(_Strict):
     expires: Expiry | None = None
 
 
+class Released(_Strict):
+    """Targets once managed that the policy now leaves alone, grants kept (Terraform's `removed`, no destroy)."""
+
+    llm_cubes: list[str] = Field(default_factory=list)
+    themes: list[str] = Field(default_factory=list)
+
+
 class PolicyFile(_Strict):
     version: Literal[1]
     defaults: Defaults = Field(default_factory=Defaults)
@@ -121,3 +128,4 @@ class PolicyFile(_Strict):
     grants: list[GrantRule] = Field(default_factory=list)
     protected_users: list[str] = Field(default_factory=list)
     manage_all_targets: bool = False
+    released: Released = Field(default_factory=Released)

@@ -1,0 +1,67 @@
+"""What a target's state remembers between applies besides the expiry ledger: the targets it managed.
+
+Like Terraform's state, this is how a target deleted from `resources` is told apart from one never managed:
+the record lists what the policy managed at the last apply, and a target that leaves it without being
+`released:` has its grants revoked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.cells import Target
+from reconciler.errors import Problem, ReconcilerError
+from reconciler.files import read_regular_file, write_text_file
+
+RECORD_FORMAT = 1
+MANAGED_RECORD = "managed-targets.json"
+LEDGER = "expiry-ledger.tsv"
+
+
+@dataclass(frozen=True)
+class ManagedRecord:
+    """The targets managed at the last apply; `found` is False when no apply has written one yet."""
+
+    targets: frozenset[Target]
+    found: bool
+
+    def note(self) -> str | None:
+        """What a plan must say when the record is missing, since removed targets then cannot be detected."""
+        if self.found:
+            return None
+        return (
+            "no record of the targets managed at the last apply yet (the next apply writes it): a target "
+            "deleted from resources before then keeps its grants"
+        )
+
+
+def read_managed(state_dir: Path) -> ManagedRecord:
+    path = state_dir / MANAGED_RECORD
+    if not path.exists():
+        return ManagedRecord(frozenset(), found=False)
+    text = read_regular_file(path, "managed-target record")
+    try:
+        data = json.loads(text)
+        if data.get("format_version") != RECORD_FORMAT:
+            raise ValueError(f"unsupported format_version {data.get('format_version')!r}")
+        targets = frozenset(Target.parse(item) for item in data["targets"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ReconcilerError(
+            Problem(
+                f"{path}: unreadable managed-target record: {exc}",
+                hint="restore it from its backup or version control; without it removed targets cannot be found",
+            )
+        ) from None
+    return ManagedRecord(targets, found=True)
+
+
+def write_managed(state_dir: Path, targets: frozenset[Target]) -> None:
+    record = {
+        "format_version": RECORD_FORMAT,
+        "updated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "targets": sorted(map(str, targets)),
+    }
+    write_text_file(state_dir / MANAGED_RECORD, json.dumps(record, indent=1) + "\n")
