@@ -20,15 +20,15 @@ from alibabacloud_quickbi_public20220101.client import Client
 from alibabacloud_tea_openapi.models import Config
 from alibabacloud_tea_util.models import RuntimeOptions
 
-from reconciler.apply import Executor
+from reconciler.apply import Executor, outstanding
 from reconciler.cells import Target
 from reconciler.diff import Changes
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
-from reconciler.journal import Journal
 from reconciler.ledger import Ledger
 from reconciler.plan import build_plan
 from reconciler.quickbi import ClientSettings
+from reconciler.snapshot import Snapshot
 
 DAY = dt.date(2099, 12, 31)
 FAULTS = {"error_rate": 0.02, "drop_rate": 0.01, "partial_rate": 0.002, "latency_ms": 5.0}
@@ -52,9 +52,11 @@ async def reconciler_run(emulator: Emulator, endpoint: str, plan: object, qps: f
     settings = ClientSettings(write_qps=qps, max_concurrency=32, max_backoff=1.0, timeout=5.0)
     with tempfile.TemporaryDirectory() as folder:
         async with emulator.client(settings, endpoint=endpoint) as client:
-            executor = Executor(client, Journal(Path(folder) / "j.jsonl"), Ledger(Path(folder) / "l.tsv"))
+            ledger = Ledger(Path(folder) / "l.tsv")
+            executor = Executor(client, ledger)
+            work = outstanding(plan, Snapshot({}), ledger)  # type: ignore[arg-type]
             start = time.perf_counter()
-            result = await executor.run(plan)  # type: ignore[arg-type]
+            result = await executor.run(work)
             return time.perf_counter() - start, result.calls, client.attempts
 
 

@@ -89,8 +89,10 @@ def plan_text(plan: Plan, markdown: bool = False) -> str:
 
 
 def _name(names: dict[str, str], key: str) -> str:
+    """`key (name)`, with control characters in either shown escaped: a name must not forge a plan line."""
     name = names.get(key)
-    return f"{key} ({name})" if name and name != key else key
+    text = f"{key} ({name})" if name and name != key else key
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _code(text: str) -> str:

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from reconciler.audit import AuditLog
 from reconciler.config import Config, TargetConfig
 from reconciler.emulator import Emulator
-from reconciler.journal import AuditLog
 from reconciler.quickbi import ClientSettings, QuickBIClient, default_chain
 from reconciler.snapshot import CubeKind
 

@@ -1,4 +1,4 @@
-"""Apply under faults, resumption from the journal, precise failure reports, and a real kill mid-run."""
+"""Apply under faults, resumption from live state, precise failure reports, and a real kill mid-run."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from reconciler import runner
+from reconciler.apply import Executor, outstanding
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
-from reconciler.journal import Journal
 from reconciler.policy import load_policy
 from reconciler.quickbi import ClientSettings
+from reconciler.snapshot import Snapshot
 from reconciler.workspace import Session
 from tests.orgs import org_and_policy, write_target
 
@@ -42,7 +44,7 @@ async def _converge(emulator: Emulator, endpoint: str | None, policy: object, fo
         ledger = runner.ledger_for(session)
         plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
         assert not plan.empty
-        result, mismatches = await runner.execute(session, plan, ledger)
+        result, mismatches = await runner.execute(session, outstanding(plan, snapshot, ledger), ledger)
         assert not mismatches
         _, after = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
         replan, _ = runner.plan_from(session, desired, after, ledger, TODAY, runner.PlanOptions())
@@ -80,7 +82,7 @@ def test_failures_are_reported_per_cell(tmp_path: Path) -> None:
             desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
             ledger = runner.ledger_for(session)
             plan, changes = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
-            result, mismatches = await runner.execute(session, plan, ledger)
+            result, mismatches = await runner.execute(session, outstanding(plan, snapshot, ledger), ledger)
             assert len(result.failures) == changes.grant_cells + len(changes.revokes)
             assert len(mismatches) == len(result.failures)
             assert not ledger  # nothing succeeded, so nothing is recorded
@@ -91,7 +93,7 @@ def test_failures_are_reported_per_cell(tmp_path: Path) -> None:
     assert failure.code == "CellFailed" and failure.message == "INTERNAL_ERROR" and failure.user.startswith("u")
 
 
-def test_journal_skips_finished_batches(tmp_path: Path) -> None:
+def test_resume_is_judged_from_live_state(tmp_path: Path) -> None:
     org, policy_data = org_and_policy(users=60, cubes=8, themes=3, seed=2)
     emulator = Emulator(OrgFile.model_validate(org))
     policy = _policy(tmp_path, policy_data)
@@ -102,21 +104,30 @@ def test_journal_skips_finished_batches(tmp_path: Path) -> None:
             desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
             ledger = runner.ledger_for(session)
             plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
-            journal = runner.journal_for(session, plan)
-            half = plan.batches[: len(plan.batches) // 2]
-            for batch in half:  # as if an earlier run finished these, then died
-                journal.finished(batch.key())
+            work = outstanding(plan, snapshot, ledger)
+            assert work.already_done == 0 and work.batches == plan.batches
+            half = [b for b in plan.batches if b.operation == "grant"][:3] + [
+                b for b in plan.batches if b.operation == "revoke"
+            ][:1]
+            # as if an earlier run sent these, then died: live state alone shows them done
+            await Executor(client, ledger=ledger).run(replace(work, batches=half))
+            _, now = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
+            resumed = outstanding(plan, now, ledger)
+            assert resumed.already_done == len(half)
+            assert resumed.batches == [b for b in plan.batches if b not in half]
+            # a grant that is live but unrecorded (killed between the call and the ledger) is not done
+            user, target = next(iter(half[0].cells()))
+            del ledger[(user, target)]
+            assert outstanding(plan, now, ledger).already_done == len(half) - 1
+            # a revoke undone behind our back (granted again) is work again
+            revoked_user, revoked_target = next(c for c in half[-1].cells() if c in work.revoked)
+            regranted = dict(now.grants)
+            regranted[revoked_user] = regranted[revoked_user] | {revoked_target}
+            assert outstanding(plan, Snapshot(regranted), ledger).already_done == len(half) - 2
             calls_before = emulator.backend.authorize_calls
-            result, mismatches = await runner.execute(session, plan, ledger)
-            assert result.resumed == len(half)
-            assert emulator.backend.authorize_calls - calls_before == len(plan.batches) - len(half)
-            # the journal lied (those batches never ran): verification notices, and the journal stays
-            assert mismatches and Journal(journal.path).done
-            fresh = runner.journal_for(session, plan)
-            fresh.close()
-            result, mismatches = await runner.execute(session, plan, ledger)
+            result, mismatches = await runner.execute(session, outstanding(plan, now, ledger), ledger)
             assert result.ok and not mismatches
-            assert not journal.path.exists()  # a converged run removes its journal
+            assert emulator.backend.authorize_calls - calls_before == len(plan.batches) - len(half) + 1
 
     asyncio.run(go())
 
@@ -205,6 +216,51 @@ def test_killed_apply_resumes_and_converges(tmp_path: Path) -> None:
         )
         assert final.returncode == 0, final.stdout + final.stderr
         assert "No changes" in final.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_killed_revoke_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    """A kill -9 in the middle of revoking: nothing recorded can make the next run skip an undone revoke."""
+    org, policy_data = org_and_policy(users=300, cubes=20, themes=6, seed=5)
+    policy_data["grants"] = []  # everyone's managed access ends: a revoke-only apply
+    port = _free_port()
+    config = write_target(tmp_path, org, policy_data, {"quickbi": {"endpoint": f"http://127.0.0.1:{port}"}, "qps": 40})
+    env = {
+        **os.environ,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "test-ak",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "test-secret",
+        "HOME": str(tmp_path),
+    }
+    reconciler = [sys.executable, "-m", "reconciler", "--config", str(config)]
+    serve = [*reconciler, "emulator", "serve", "--org", str(tmp_path / "org.yaml"), "--port", str(port)]
+    serve += ["--latency-ms", "30"]
+    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_port(port, server)
+        audit = tmp_path / ".reconciler" / "t" / "audit.jsonl"
+        victim = subprocess.Popen(
+            [*reconciler, "apply", "--auto-approve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and victim.poll() is None:
+            if audit.exists() and audit.read_text().count('"SmartqAuthorize"') >= 3:
+                break
+            time.sleep(0.01)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        assert victim.returncode == -signal.SIGKILL, "the apply finished before it could be killed"
+        planned = subprocess.run([*reconciler, "plan"], env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert "to revoke" in planned.stdout and " 0 to revoke" not in planned.stdout
+        rerun = subprocess.run(
+            [*reconciler, "apply", "--auto-approve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        final = subprocess.run(
+            [*reconciler, "plan", "--detailed-exitcode"], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert final.returncode == 0 and "No changes" in final.stdout, final.stdout + final.stderr
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -111,7 +111,7 @@ def test_batches_keep_every_rule(grants: dict[dt.date, set[Cell]], revoke_candid
     changes = _changes({d: c for d, c in grants.items() if c}, revokes, revocable)
     batches = make_batches(changes)
     for batch in batches:
-        assert batch.user_ids and batch.targets() and batch.cells <= 100
+        assert batch.user_ids and batch.targets() and batch.size <= 100
         batch_cells = {(u, t) for u in batch.user_ids for t in batch.targets()}
         if batch.operation == "grant":
             assert batch.expire_day is not None

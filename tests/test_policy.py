@@ -93,10 +93,16 @@ CASES = [
         "invalid value '2027-02-30'",
     ),
     (
-        "past date",
-        "version: 1\nusers: {a: {id: u}}\ngrants:\n  - to: [a]\n    themes: [id:t]\n    expires: 2020-01-01\n",
-        "policy.yaml:6:",
-        "expiry date 2020-01-01 is in the past",
+        "released by alias",
+        "version: 1\nreleased: {llm_cubes: [old]}\n",
+        "policy.yaml:2:",
+        "released llm_cube 'old' must be written id:<ID>",
+    ),
+    (
+        "released and declared",
+        "version: 1\nresources: {llm_cubes: {sales: {id: c-s}}}\nreleased:\n  llm_cubes: [id:c-s]\n",
+        "policy.yaml:4:",
+        "llm_cube 'id:c-s' is both released and declared under resources as 'sales'",
     ),
     ("no targets", "version: 1\nusers: {a: {id: u}}\ngrants:\n  - to: [a]\n", "policy.yaml:4:", "grant has no targets"),
     (

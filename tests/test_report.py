@@ -8,43 +8,103 @@ import json
 from reconciler.cells import Target
 from reconciler.diff import diff
 from reconciler.drift import drift
-from reconciler.plan import build_plan
+from reconciler.plan import PlanInputs, build_plan
+from reconciler.policy import Rolling
 from reconciler.render import drift_html, drift_json, drift_text, plan_text
 from reconciler.resolve import Desired
 from reconciler.snapshot import Snapshot
 
+TODAY = dt.date(2026, 11, 23)
+NEVER = dt.date(2099, 12, 31)
 A, B, X = Target("llm_cube", "a"), Target("theme", "b"), Target("llm_cube", "x")
+C, R, GONE = Target("llm_cube", "c"), Target("theme", "r"), Target("llm_cube", "gone")
 DESIRED = Desired(
-    {("u1", A): dt.date(2099, 12, 31), ("u2", B): dt.date(2099, 12, 31)},
-    frozenset({A, B}),
+    {
+        ("u1", A): NEVER,
+        ("u2", B): NEVER,
+        ("u4", C): dt.date(2027, 1, 1),
+        ("u5", R): Rolling(ttl=30, renew_within=7),
+        ("u6", A): NEVER,
+    },
+    frozenset({A, B, C, R}),
     frozenset({"root"}),
     {"u1": "alice", "u2": "bob<script>"},
-    {A: "Sales", B: "Q4", X: "Ops"},
+    {A: "Sales", B: "Q4", X: "Ops", GONE: "Old `fence`"},
     "sha256:p",
+    removed=frozenset({GONE}),
 )
-LIVE = Snapshot({"u1": frozenset({A, X}), "u3": frozenset({B}), "root": frozenset({A})})
+LIVE = Snapshot(
+    {
+        "u1": frozenset({A, X}),
+        "u3": frozenset({B, GONE}),
+        "root": frozenset({A}),
+        "u4": frozenset({C}),
+        "u5": frozenset({R}),
+        "u6": frozenset({A}),
+    }
+)
+LEDGER = {("u1", A): NEVER, ("u4", C): dt.date(2026, 12, 1), ("u5", R): TODAY + dt.timedelta(days=3)}
 
 
-def test_drift_classifies_every_live_and_desired_cell() -> None:
-    report = drift("demo", DESIRED, LIVE)
-    assert report.missing == [("u2", "theme:b")]
-    assert report.unexpected == [("u3", "theme:b")]
-    assert report.protected == [("root", "llm_cube:a")]
-    assert report.unmanaged == [("u1", "llm_cube:x")]
-    assert not report.clean and report.drift_count == 2
-    assert json.loads(drift_json(report))["missing"] == [{"user": "u2", "target": "theme:b"}]
-    assert "Missing (policy grants, not live): 1" in drift_text(report)
+def test_drift_reports_every_kind_a_plan_acts_on() -> None:
+    report = drift("demo", DESIRED, LIVE, LEDGER, TODAY)
+    found = report.findings
+    assert found["missing"] == [("u2", "theme:b", "expires 2099-12-31")]
+    assert found["unexpected"] == [("u3", "theme:b", "")]
+    assert found["removed_target"] == [("u3", "llm_cube:gone", "")]
+    assert found["expiry_differs"] == [("u4", "llm_cube:c", "2026-12-01 → 2027-01-01")]
+    assert found["renewal_due"] == [("u5", "theme:r", "2026-11-26 → 2026-12-23")]
+    assert found["unrecorded_expiry"] == [("u6", "llm_cube:a", "")]
+    assert found["protected"] == [("root", "llm_cube:a", "")]
+    assert found["unmanaged"] == [("u1", "llm_cube:x", "")]
+    # exactly what the plan would change, no more, no less
+    changes = diff(DESIRED, LIVE, LEDGER, TODAY)
+    assert report.drift_count == changes.grant_cells + len(changes.revokes) == 5
+    data = json.loads(drift_json(report))
+    assert data["missing"] == [{"user": "u2", "target": "theme:b", "detail": "expires 2099-12-31"}]
+    assert "Expiry differs from policy (ledger → policy): 1" in drift_text(report)
     assert drift_text(report, markdown=True).startswith("### Drift report")
     page = drift_html(report)
     assert "bob&lt;script&gt;" in page and "<script>" not in page
 
 
-def test_plan_text_lists_changes_and_the_call_count() -> None:
-    changes = diff(DESIRED, LIVE, {}, dt.date(2026, 11, 23))
+def test_clean_drift_when_only_informational_kinds_remain() -> None:
+    live = Snapshot({"u6": frozenset({A}), "root": frozenset({A})})
+    desired = Desired({("u6", A): NEVER}, frozenset({A}), frozenset({"root"}), {}, {}, "sha256:p")
+    report = drift("demo", desired, live, {}, TODAY, ["a note"])
+    assert report.clean and report.findings["unrecorded_expiry"] and "Note: a note" in drift_text(report)
+
+
+def test_plan_text_is_rendered_from_the_batches() -> None:
+    changes = diff(DESIRED, LIVE, LEDGER, TODAY)
     names = {**DESIRED.directory, **{str(t): n for t, n in DESIRED.target_names.items()}}
-    plan = build_plan("demo", changes, "sha256:p", LIVE.digest(), {}, "", names)
+    touched = {u: sorted(map(str, LIVE.grants.get(u, frozenset()))) for u in ("u2", "u3", "u4", "u5")}
+    plan = build_plan(
+        "demo", changes, PlanInputs(policy_digest="p", snapshot_digest="s"), touched, names, removed_targets=[GONE]
+    )
     text = plan_text(plan)
     assert "+ u2 (bob<script>)  theme:b (Q4)  (expires 2099-12-31)" in text
+    assert "~ u4  llm_cube:c  (expiry set to 2027-01-01)" in text
     assert "- u3  theme:b (Q4)" in text
-    assert "Plan: 1 to grant, 1 to revoke, in 2 SmartqAuthorize calls (lower bound 2)." in text
+    assert "Removed from policy since the last apply, all their grants revoked: llm_cube:gone" in text
     assert "1 undesired grants kept for protected users" in text
+    # a batch added by hand shows up, since nothing but the batches is rendered
+    forged = plan.model_copy(
+        update={"batches": [*plan.batches, plan.batches[0].model_copy(update={"user_ids": ["u9"]})]}
+    )
+    assert "u9" in plan_text(forged)
+
+
+def test_markdown_cannot_be_broken_out_of() -> None:
+    changes = diff(DESIRED, LIVE, LEDGER, TODAY)
+    names = {"llm_cube:gone": "x\n```\n# injected", "u3": "eve`"}
+    plan = build_plan(
+        "demo",
+        changes,
+        PlanInputs(policy_digest="p", snapshot_digest="s"),
+        {"u3": ["llm_cube:gone"]},
+        names,
+        removed_targets=[GONE],
+    )
+    text = plan_text(plan, markdown=True)
+    assert text.count("```") == 2

@@ -96,6 +96,7 @@ def test_an_empty_quickbi_group_stops_the_run(demo: Emulator, tmp_path: Path) ->
 
 def test_dataset_readback_identifies_cubes_by_dataset(tmp_path: Path) -> None:
     from reconciler import runner
+    from reconciler.apply import outstanding
     from reconciler.workspace import Session
 
     emulator = Emulator.from_file(ROOT / "examples" / "demo-org.yaml", cube_readback="dataset")
@@ -114,7 +115,7 @@ def test_dataset_readback_identifies_cubes_by_dataset(tmp_path: Path) -> None:
             ledger = runner.ledger_for(session)
             plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
             assert [b.cube_ids for b in plan.batches] == [["ds-hr"]]
-            result, mismatches = await runner.execute(session, plan, ledger)
+            result, mismatches = await runner.execute(session, outstanding(plan, snapshot, ledger), ledger)
             assert result.ok and not mismatches
             _, after = await runner.desired_and_snapshot(session, policy, TODAY)
             assert runner.plan_from(session, desired, after, ledger, TODAY, runner.PlanOptions())[0].empty

@@ -1,4 +1,4 @@
-"""Append-only records written while applying: the batch journal (resume) and the audit log (one line per call)."""
+"""The audit log: one durable JSON line per API call, never a secret."""
 
 from __future__ import annotations
 
@@ -17,28 +17,6 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         stream.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
         stream.flush()
         os.fsync(stream.fileno())
-
-
-class Journal:
-    """Which batches of one plan have finished, so an interrupted apply resumes without repeating them."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done: set[str] = set()
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    self.done.add(json.loads(line)["batch"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn last line: that batch simply runs again, which is idempotent
-
-    def finished(self, batch_key: str) -> None:
-        self.done.add(batch_key)
-        _append(self.path, {"batch": batch_key, "at": _now()})
-
-    def close(self) -> None:
-        """The plan converged: the journal has served its purpose."""
-        self.path.unlink(missing_ok=True)
 
 
 class AuditLog:

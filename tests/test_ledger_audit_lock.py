@@ -1,4 +1,4 @@
-"""The expiry ledger, the batch journal, the audit log and the target lock: durable, crash-tolerant files."""
+"""The expiry ledger, the audit log and the target lock: durable, crash-tolerant files."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.audit import AuditLog
 from reconciler.cells import Target
 from reconciler.errors import ReconcilerError
-from reconciler.journal import AuditLog, Journal
 from reconciler.ledger import Ledger
 from reconciler.lock import TargetLock
 
@@ -43,16 +43,6 @@ def test_malformed_ledger_names_its_line(tmp_path: Path) -> None:
     (tmp_path / "ledger.tsv").write_text("u1\t2099-12-31\tllm_cube:a\nbroken line\n")
     with pytest.raises(ReconcilerError, match=r"ledger.tsv:2: malformed ledger line"):
         Ledger(tmp_path / "ledger.tsv")
-
-
-def test_journal_resumes_and_tolerates_a_torn_line(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "journal.jsonl")
-    journal.finished("batch-1")
-    with (tmp_path / "journal.jsonl").open("a") as stream:
-        stream.write('{"batch": "batch-')
-    assert Journal(tmp_path / "journal.jsonl").done == {"batch-1"}
-    journal.close()
-    assert not (tmp_path / "journal.jsonl").exists()
 
 
 def test_audit_log_drops_secret_parameters(tmp_path: Path) -> None:
