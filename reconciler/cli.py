@@ -1,10 +1,12 @@
-"""The `reconciler` command line (contract: DESIGN.md, "Command line")."""
+"""The `reconciler` command line (reference: README and docs/reference.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,7 +22,7 @@ from reconciler.plan import Plan
 from reconciler.policy import Policy, load_policy
 from reconciler.progress import progress
 from reconciler.quickbi import QuickBIError, TransportFailure
-from reconciler.redaction import configure_logging
+from reconciler.redaction import configure_logging, redact
 from reconciler.snapshot import Snapshot, refresh
 from reconciler.workspace import open_target
 
@@ -363,4 +365,9 @@ def main() -> NoReturn:
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug: still one line by default, and never a secret in it
+        if logging.getLogger("reconciler").isEnabledFor(logging.DEBUG):
+            click.echo(redact("".join(traceback.format_exception(exc))), err=True, nl=False)
+        click.echo(f"error: internal error: {type(exc).__name__}: {redact(str(exc))} (-v shows where)", err=True)
+        sys.exit(EXIT_ERROR)
     sys.exit(EXIT_OK)

@@ -1,4 +1,4 @@
-"""The plan: a serialisable artefact (DESIGN.md, "Plan file") made from the changes by the planner."""
+"""The plan: a serialisable artefact (docs/reference.md, "Plan files") made from the changes by the planner."""
 
 from __future__ import annotations
 

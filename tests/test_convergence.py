@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler import runner
+from reconciler.apply import outstanding
 from reconciler.cells import Target
 from reconciler.emulator import Emulator
 from reconciler.emulator.orgfile import OrgFile
@@ -77,7 +78,7 @@ def test_one_apply_converges_and_leaves_the_rest_alone(scenario: tuple[dict, dic
                 desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)
                 ledger = runner.ledger_for(session)
                 plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
-                result, mismatches = await runner.execute(session, plan, ledger)
+                result, mismatches = await runner.execute(session, outstanding(plan, snapshot, ledger), ledger)
                 assert result.ok and not mismatches
                 replan, _ = runner.plan_from(
                     session,

@@ -7,13 +7,14 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from reconciler.emulator import Emulator, FaultSettings
-from tests.conftest import DEMO_ORG, ROOT
+from tests.conftest import DEMO_ORG, ROOT, CliResult
 
 SECRET = "demo-secret"
 TOKEN = "sts-token-CAIS9g-never-print-me"
@@ -79,3 +80,17 @@ def test_missing_credentials_fail_fast_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: no Alibaba Cloud credentials")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert elapsed < 10, elapsed  # the chain alone spends 11-17 s probing a metadata service that is not there
+
+
+def test_an_unexpected_error_is_one_redacted_line(
+    workspace: Path, run_cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom at /?AccessKeyId=demo-ak&Signature=c2VjcmV0&SecurityToken=tok")
+
+    monkeypatch.setattr("reconciler.runner.make_plan", broken)
+    quiet = run_cli("plan")
+    assert quiet.code == 1 and len(quiet.err.strip().splitlines()) == 1
+    assert "internal error: RuntimeError" in quiet.err and "c2VjcmV0" not in quiet.err and "tok" not in quiet.err
+    loud = run_cli("-v", "plan")
+    assert "Traceback" in loud.err and "c2VjcmV0" not in loud.err and "SecurityToken=tok" not in loud.err
