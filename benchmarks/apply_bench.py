@@ -20,14 +20,15 @@ from alibabacloud_quickbi_public20220101.client import Client
 from alibabacloud_tea_openapi.models import Config
 from alibabacloud_tea_util.models import RuntimeOptions
 
-from reconciler.apply import Executor, outstanding
 from reconciler.cells import Target
 from reconciler.diff import Changes
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
+from reconciler.executor import Executor, outstanding
 from reconciler.ledger import Ledger
-from reconciler.plan import build_plan
+from reconciler.plan import PlanInputs, build_plan
 from reconciler.quickbi import ClientSettings
+from reconciler.service import QuickBIAccess
 from reconciler.snapshot import Snapshot
 
 DAY = dt.date(2099, 12, 31)
@@ -53,7 +54,7 @@ async def reconciler_run(emulator: Emulator, endpoint: str, plan: object, qps: f
     with tempfile.TemporaryDirectory() as folder:
         async with emulator.client(settings, endpoint=endpoint) as client:
             ledger = Ledger(Path(folder) / "l.tsv")
-            executor = Executor(client, ledger)
+            executor = Executor(QuickBIAccess(client), ledger)
             work = outstanding(plan, Snapshot({}), ledger)  # type: ignore[arg-type]
             start = time.perf_counter()
             result = await executor.run(work)
@@ -92,7 +93,7 @@ def main() -> None:
     cubes = 100
     cells = frozenset((f"u{u:05d}", Target("llm_cube", f"c{c:03d}")) for u in range(args.users) for c in range(cubes))
     changes = Changes(grants={DAY: cells}, revokes=frozenset(), revocable={})
-    plan = build_plan("bench", changes, "sha256:-", "sha256:-", {}, "", {})
+    plan = build_plan("bench", changes, PlanInputs(policy_digest="-", snapshot_digest="-"), {}, {})
     wanted = {(u, t.kind, t.id) for u, t in cells}
     faults = FaultSettings(qps=args.qps, seed=1, **FAULTS)
 

@@ -20,13 +20,22 @@ from reconciler.snapshot import Snapshot
 _HINT = "make a new plan"
 
 
-def admit(plan: Plan, target: str, policy_digest: str, desired: Desired, live: Snapshot, today: dt.date) -> None:
+def admit(
+    plan: Plan, target: str, policy_digest: str, desired: Desired, live: Snapshot, today: dt.date, cap: int
+) -> None:
     """Raise ReconcilerError naming the first reason `plan` must not be applied here and now."""
     if plan.target != target:
         raise ReconcilerError(f"the plan was made for target '{plan.target}', not '{target}'")
     if plan.inputs.policy_digest != policy_digest:
         raise ReconcilerError(Problem("the plan is stale: the policy changed since it was made", hint=_HINT))
     for number, batch in enumerate(plan.batches, 1):
+        if batch.size > cap:
+            raise ReconcilerError(
+                Problem(
+                    f"refusing the plan: batch {number} has {batch.size} cells, more than the {cap} one call may carry",
+                    hint=_HINT,
+                )
+            )
         for cell in batch.cells():
             reason = _grant_refusal(cell, batch, desired, today) if batch.operation == "grant" else None
             reason = reason or (_revoke_refusal(cell, desired) if batch.operation == "revoke" else None)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from reconciler.base import utc_timestamp
 from reconciler.redaction import SECRET_PARAMETERS
 
 
@@ -29,9 +29,11 @@ class AuditLog:
         safe = {k: v for k, v in params.items() if k not in SECRET_PARAMETERS}
         _append(
             self.path,
-            {"time": _now(), "action": action, "params": safe, "request_id": request_id, "outcome": outcome},
+            {
+                "time": utc_timestamp(precise=True),
+                "action": action,
+                "params": safe,
+                "request_id": request_id,
+                "outcome": outcome,
+            },
         )
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

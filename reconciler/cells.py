@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
+# what a policy declares and the API lists: LlmCubes (Q&A resources) and analysis themes
+ResourceKind = Literal["llm_cube", "theme"]
+# how a target reports cube grants (QueryLlmCubeWithThemeListByUserId's CubeIds; UNCONFIRMED upstream)
+CubeReadback = Literal["llm_cube", "dataset"]
 # "dataset": an LlmCube named by its dataset (cube) ID, granted through CubeIds; used when the target reports
 # grants by dataset ID (config `cube_readback: dataset`)
 TargetKind = Literal["llm_cube", "theme", "dataset"]

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import click
 
-from reconciler import render, runner
+from reconciler import render, usecases
 from reconciler.config import Config, load_config
 from reconciler.diff import DiffOptions
 from reconciler.drift import DriftReport
@@ -23,7 +23,7 @@ from reconciler.policy import Policy, load_policy
 from reconciler.progress import progress
 from reconciler.quickbi import QuickBIError, TransportFailure
 from reconciler.redaction import configure_logging, redact
-from reconciler.snapshot import Snapshot, refresh
+from reconciler.snapshot import Snapshot
 from reconciler.workspace import open_target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -82,10 +82,7 @@ def refresh_command(obj: _Context, out: Path) -> None:
 
     async def go() -> Snapshot:
         async with open_target(obj.config, obj.target) as session:
-            users = await session.client.all_users()
-            with progress(len(users), "refresh") as tick:
-                user_ids = [u.user_id for u in users]
-                return await refresh(session.client, user_ids, tick, session.cube_readback)
+            return await usecases.take_snapshot(session, progress)
 
     snapshot = asyncio.run(go())
     write_text_file(out, snapshot.to_json())
@@ -100,8 +97,8 @@ def _load_policy(paths: list[Path]) -> Policy:
     return policy
 
 
-def _plan_options(additive: bool, allow_regrant: bool, unrecorded: str) -> runner.PlanOptions:
-    return runner.PlanOptions(DiffOptions(additive, unrecorded), allow_regrant)  # type: ignore[arg-type]
+def _plan_options(additive: bool, allow_regrant: bool, unrecorded: str) -> usecases.PlanOptions:
+    return usecases.PlanOptions(DiffOptions(additive, unrecorded), allow_regrant)  # type: ignore[arg-type]
 
 
 def _format_plan(plan: Plan, fmt: str) -> str:
@@ -160,11 +157,11 @@ def plan(
         sys.exit(EXIT_CHANGES)
 
 
-async def _make_plan(obj: _Context, options: runner.PlanOptions, snapshot_path: Path | None) -> Plan:
+async def _make_plan(obj: _Context, options: usecases.PlanOptions, snapshot_path: Path | None) -> Plan:
     policy = _load_policy(obj.config.policy_paths())
     snapshot = Snapshot.read(snapshot_path) if snapshot_path else None
     async with open_target(obj.config, obj.target) as session:
-        return await runner.make_plan(session, policy, _today(), options, snapshot, progress)
+        return await usecases.make_plan(session, policy, _today(), options, snapshot, progress)
 
 
 @cli.command()
@@ -201,7 +198,7 @@ def apply(
     """Apply a saved plan (refused if stale), or plan, confirm and apply."""
     if plan_file is None and not auto_approve and not sys.stdin.isatty():
         raise ReconcilerError("no terminal to confirm on: pass --auto-approve, or apply a saved plan file")
-    breakers = runner.Breakers(max_revokes, max_revoke_ratio)
+    breakers = usecases.Breakers(max_revokes, max_revoke_ratio)
     options = _plan_options(additive, allow_regrant, unrecorded)
     saved = Plan.read(plan_file) if plan_file else None
     code = asyncio.run(_apply(obj, saved, options, breakers, auto_approve, break_lock))
@@ -211,8 +208,8 @@ def apply(
 async def _apply(
     obj: _Context,
     saved: Plan | None,
-    options: runner.PlanOptions,
-    breakers: runner.Breakers,
+    options: usecases.PlanOptions,
+    breakers: usecases.Breakers,
     auto_approve: bool,
     break_lock: bool,
 ) -> int:
@@ -225,7 +222,9 @@ async def _apply(
         return auto_approve or click.confirm("Apply this plan?", default=False)
 
     async with open_target(obj.config, obj.target, audit=True) as session:
-        outcome = await runner.apply(session, policy, _today(), confirm, saved, options, breakers, break_lock, progress)
+        outcome = await usecases.apply(
+            session, policy, _today(), confirm, saved, options, breakers, break_lock, progress
+        )
     if outcome.nothing_to_do:
         done = outcome.result.resumed
         click.echo(
@@ -268,7 +267,7 @@ def drift(obj: _Context, fmt: str, out: Path | None) -> None:
     async def go() -> DriftReport:
         policy = _load_policy(obj.config.policy_paths())
         async with open_target(obj.config, obj.target) as session:
-            return await runner.make_drift(session, policy, _today(), progress)
+            return await usecases.make_drift(session, policy, _today(), progress)
 
     report = asyncio.run(go())
     renderers = {

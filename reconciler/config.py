@@ -5,25 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from reconciler.emulator.faults import FaultSettings
+from reconciler.base import StrictModel
+from reconciler.cells import CubeReadback
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.policy._yaml import read_yaml
+from reconciler.yamlfile import read_yaml
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FaultSettings(StrictModel):
+    """Faults the emulator injects. All default to a well-behaved server; rates are probabilities per request
+    (per cell for `partial_rate`). Part of the configuration, since emulator targets rehearse a flaky API."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    qps: float | None = Field(default=None, gt=0)
+    latency_ms: float = Field(default=0.0, ge=0)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    drop_rate: float = Field(default=0.0, ge=0, le=1)
+    slow_rate: float = Field(default=0.0, ge=0, le=1)
+    slow_seconds: float = Field(default=15.0, gt=0)
+    partial_rate: float = Field(default=0.0, ge=0, le=1)
+    seed: int = 0
 
 
-class EmulatorTarget(_Strict):
+class EmulatorTarget(StrictModel):
     org: Path
     state: Path
     # to rehearse apply against a flaky Quick BI
     faults: FaultSettings = Field(default_factory=FaultSettings)
 
 
-class QuickBITarget(_Strict):
+class QuickBITarget(StrictModel):
     region: str | None = None
     endpoint: str | None = None
     signature: Literal["v3", "v1"] = "v3"
@@ -39,14 +51,14 @@ class QuickBITarget(_Strict):
         return self.endpoint or f"https://quickbi-public.{self.region}.aliyuncs.com"
 
 
-class TargetConfig(_Strict):
+class TargetConfig(StrictModel):
     emulator: EmulatorTarget | None = None
     quickbi: QuickBITarget | None = None
     qps: float | None = Field(default=None, gt=0)
     directory_qps: float | None = Field(default=None, gt=0)
     max_concurrency: int = Field(default=16, ge=1, le=256)
     # what QueryLlmCubeWithThemeListByUserId's CubeIds keys are (UNCONFIRMED upstream): LlmCube or dataset IDs
-    cube_readback: Literal["llm_cube", "dataset"] = "llm_cube"
+    cube_readback: CubeReadback = "llm_cube"
     state_dir: Path | None = None
 
     @model_validator(mode="after")
@@ -56,7 +68,7 @@ class TargetConfig(_Strict):
         return self
 
 
-class Config(_Strict):
+class Config(StrictModel):
     policies: list[Path] | Path = Path("policies")
     default_target: str | None = None
     targets: dict[str, TargetConfig] = Field(default_factory=dict)

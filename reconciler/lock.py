@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import json
 import os
@@ -10,6 +9,7 @@ import socket
 from pathlib import Path
 from types import TracebackType
 
+from reconciler.base import utc_timestamp
 from reconciler.errors import Problem, ReconcilerError
 
 
@@ -28,7 +28,7 @@ class TargetLock:
         owner = {
             "owner": f"{getpass.getuser()}@{socket.gethostname()}",
             "pid": os.getpid(),
-            "since": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "since": utc_timestamp(),
         }
         try:
             descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

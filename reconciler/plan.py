@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler import planner
+from reconciler.base import utc_timestamp
 from reconciler.cells import Cell, Target
 from reconciler.diff import Changes
 from reconciler.errors import Problem, ReconcilerError
@@ -53,8 +54,6 @@ class Batch(BaseModel):
         """What makes this batch unsendable, if anything."""
         if not self.user_ids or not self.targets():
             return "has no users or no targets"
-        if self.size > planner.CAP:
-            return f"has {self.size} cells, more than the {planner.CAP} one call may carry"
         if len(set(self.user_ids)) != len(self.user_ids) or len(set(self.targets())) != len(self.targets()):
             return "lists a user or target twice"
         if self.operation == "revoke":
@@ -155,22 +154,22 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def make_batches(changes: Changes, allow_regrant: bool = False) -> list[Batch]:
+def make_batches(changes: Changes, allow_regrant: bool = False, cap: int = planner.CAP) -> list[Batch]:
     """Turn the changes into the fewest SmartqAuthorize batches the planner finds. Deterministic."""
     with _collector_paused():
-        return _make_batches(changes, allow_regrant)
+        return _make_batches(changes, allow_regrant, cap)
 
 
-def _make_batches(changes: Changes, allow_regrant: bool) -> list[Batch]:
+def _make_batches(changes: Changes, allow_regrant: bool, cap: int) -> list[Batch]:
     batches: list[Batch] = []
     for day in sorted(changes.grants):
         cells = changes.grants[day]
         allowed = None
         if allow_regrant and changes.regrantable.get(day):
             allowed = _rows(cells | changes.regrantable[day])
-        batches.extend(_to_batches("grant", cells, allowed, day.isoformat()))
+        batches.extend(_to_batches("grant", cells, allowed, day.isoformat(), cap))
     if changes.revokes:
-        batches.extend(_to_batches("revoke", changes.revokes, changes.revocable, None))
+        batches.extend(_to_batches("revoke", changes.revokes, changes.revocable, None, cap))
     return batches
 
 
@@ -179,6 +178,7 @@ def _to_batches(
     cells: Collection[Cell],
     allowed: Mapping[str, frozenset[Target]] | None,
     expire_day: str | None,
+    cap: int,
 ) -> list[Batch]:
     # the planner works on integers; indices follow sorted names so that the plan is deterministic
     targets = sorted({t for _, t in cells}.union(*(allowed or {}).values()))
@@ -193,7 +193,7 @@ def _to_batches(
     if allowed is not None:
         int_allowed = {user_index[u]: frozenset(target_index[t] for t in r) for u, r in allowed.items()}
     batches = []
-    for rect_users, rect_targets in planner.cover(int_rows, int_allowed):
+    for rect_users, rect_targets in planner.cover(int_rows, int_allowed, cap):
         chosen = [targets[i] for i in rect_targets]
         # model_construct: these values are built here from validated data, and plans can hold 10^5 batches
         batches.append(
@@ -209,6 +209,19 @@ def _to_batches(
     return batches
 
 
+def exact_batches(
+    grants: Mapping[dt.date, Iterable[Cell]], revokes: Iterable[Cell] = (), cap: int = planner.CAP
+) -> list[Batch]:
+    """Batches for exactly these cells, no don't-cares: to re-plan what is left of a plan or what failed."""
+    revoked = frozenset(revokes)
+    changes = Changes(
+        grants={day: frozenset(cells) for day, cells in grants.items()},
+        revokes=revoked,
+        revocable=_rows(revoked),
+    )
+    return make_batches(changes, cap=cap)
+
+
 def _rows(cells: Iterable[Cell]) -> dict[str, frozenset[Target]]:
     rows: dict[str, set[Target]] = defaultdict(set)
     for user, target in cells:
@@ -216,9 +229,9 @@ def _rows(cells: Iterable[Cell]) -> dict[str, frozenset[Target]]:
     return {u: frozenset(t) for u, t in rows.items()}
 
 
-def lower_bound(changes: Changes) -> int:
-    bound = sum(planner.lower_bound(len(cells)) for cells in changes.grants.values())
-    return bound + planner.lower_bound(len(changes.revokes))
+def lower_bound(changes: Changes, cap: int = planner.CAP) -> int:
+    bound = sum(planner.lower_bound(len(cells), cap) for cells in changes.grants.values())
+    return bound + planner.lower_bound(len(changes.revokes), cap)
 
 
 def build_plan(
@@ -230,13 +243,14 @@ def build_plan(
     allow_regrant: bool = False,
     removed_targets: Collection[Target] = (),
     notes: Collection[str] = (),
+    cap: int = planner.CAP,
 ) -> Plan:
-    batches = make_batches(changes, allow_regrant)
+    batches = make_batches(changes, allow_regrant, cap)
     summary = PlanSummary(
         grant_cells=changes.grant_cells,
         revoke_cells=len(changes.revokes),
         calls=len(batches),
-        lower_bound=lower_bound(changes),
+        lower_bound=lower_bound(changes, cap),
         unchanged_cells=changes.unchanged,
         protected_cells=len(changes.protected),
         unmanaged_cells=len(changes.unmanaged),
@@ -245,7 +259,7 @@ def build_plan(
     named.update(str(t) for t in removed_targets)
     return Plan(
         target=target,
-        created_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_at=utc_timestamp(),
         inputs=inputs,
         summary=summary,
         batches=batches,

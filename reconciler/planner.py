@@ -43,35 +43,35 @@ Rect = tuple[tuple[int, ...], tuple[int, ...]]
 Rows = Mapping[int, frozenset[int]]
 
 
-def lower_bound(cells: int) -> int:
-    return math.ceil(cells / CAP)
+def lower_bound(cells: int, cap: int = CAP) -> int:
+    return math.ceil(cells / cap)
 
 
 # ---- tiling one full rectangle -------------------------------------------------------------------------
 
 
-def _strip_widths(total: int) -> list[int]:
+def _strip_widths(total: int, cap: int) -> list[int]:
     """Strip widths worth trying: the widest for each users-per-call count, plus an exact remainder."""
-    widths = sorted({CAP // k for k in range(1, CAP + 1)})
+    widths = sorted({cap // k for k in range(1, cap + 1)})
     return [w for w in widths if w <= total]
 
 
 @lru_cache(maxsize=4096)
-def _strips(across: int, length: int) -> tuple[int, tuple[int, ...]]:
+def _strips(across: int, length: int, cap: int) -> tuple[int, tuple[int, ...]]:
     """Cut `length` into strips; a strip of width d packs floor(100/d) of the `across` items per call.
 
     Returns the fewest calls and the strip widths achieving it (dynamic programming over the length).
     """
     best = [0] * (length + 1)
     choice = [0] * (length + 1)
-    candidates = _strip_widths(min(length, CAP))
+    candidates = _strip_widths(min(length, cap), cap)
     for x in range(1, length + 1):
         options = [d for d in candidates if d <= x]
-        if x <= CAP and x not in options:
+        if x <= cap and x not in options:
             options.append(x)
         best_cost, best_d = math.inf, 0
         for d in options:
-            cost = -(-across // (CAP // d)) + best[x - d]
+            cost = -(-across // (cap // d)) + best[x - d]
             if cost < best_cost:
                 best_cost, best_d = cost, d
         best[x], choice[x] = int(best_cost), best_d
@@ -83,24 +83,24 @@ def _strips(across: int, length: int) -> tuple[int, tuple[int, ...]]:
     return best[length], tuple(sorted(widths, reverse=True))
 
 
-def tile(users: Sequence[int], targets: Sequence[int]) -> list[Rect]:
+def tile(users: Sequence[int], targets: Sequence[int], cap: int = CAP) -> list[Rect]:
     """Cover the full rectangle users x targets with few capped rectangles."""
     if not users or not targets:
         return []
-    by_targets, target_widths = _strips(len(users), len(targets))
-    by_users, user_heights = _strips(len(targets), len(users))
+    by_targets, target_widths = _strips(len(users), len(targets), cap)
+    by_users, user_heights = _strips(len(targets), len(users), cap)
     if by_users < by_targets:
-        return [(u, t) for t, u in _cut(targets, users, user_heights)]
-    return _cut(users, targets, target_widths)
+        return [(u, t) for t, u in _cut(targets, users, user_heights, cap)]
+    return _cut(users, targets, target_widths, cap)
 
 
-def _cut(users: Sequence[int], targets: Sequence[int], widths: Iterable[int]) -> list[Rect]:
+def _cut(users: Sequence[int], targets: Sequence[int], widths: Iterable[int], cap: int) -> list[Rect]:
     rects: list[Rect] = []
     start = 0
     for width in widths:
         strip = tuple(targets[start : start + width])
         start += width
-        per_call = CAP // width
+        per_call = cap // width
         for i in range(0, len(users), per_call):
             rects.append((tuple(users[i : i + per_call]), strip))
     return rects
@@ -109,7 +109,7 @@ def _cut(users: Sequence[int], targets: Sequence[int], widths: Iterable[int]) ->
 # ---- exact cover (no cell outside the input) ----------------------------------------------------------
 
 
-def cover(rows: Rows, allowed: Rows | None = None) -> list[Rect]:
+def cover(rows: Rows, allowed: Rows | None = None, cap: int = CAP) -> list[Rect]:
     """Rectangles covering every cell of `rows`, touching only cells of `rows` or of `allowed`.
 
     `allowed[u]` (a superset of `rows[u]`) names the don't-care cells a rectangle may also touch.
@@ -117,25 +117,25 @@ def cover(rows: Rows, allowed: Rows | None = None) -> list[Rect]:
     rows = {u: r for u, r in rows.items() if r}
     if not rows:
         return []
-    best = cover_exact(rows)
+    best = cover_exact(rows, cap)
     if allowed is not None and sum(len(r) for r in rows.values()) <= DONT_CARE_CELL_LIMIT:
-        widened = _cover_blocks(rows, allowed)
+        widened = _cover_blocks(rows, allowed, cap)
         if len(widened) < len(best):
             best = widened
-    return merge_small(best, allowed or rows)
+    return merge_small(best, allowed or rows, cap)
 
 
-def merge_small(rects: list[Rect], allowed: Rows) -> list[Rect]:
+def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
     """Fold under-filled rectangles into each other where their union is still a permitted rectangle.
 
     Two rectangles (U1, T1) and (U2, T2) can become (U1+U2, T1+T2) when every cell of the union may be touched
     and it fits the cap. Each strategy above leaves partial calls at the edges of its rectangles; this pass
     packs them, first-fit over a stable order, and never increases the count.
     """
-    small = sorted(r for r in rects if len(r[0]) * len(r[1]) <= CAP // 2)
+    small = sorted(r for r in rects if len(r[0]) * len(r[1]) <= cap // 2)
     if len(small) < 2 or len(small) > MERGE_LIMIT:
         return rects
-    kept = [r for r in rects if len(r[0]) * len(r[1]) > CAP // 2]
+    kept = [r for r in rects if len(r[0]) * len(r[1]) > cap // 2]
     merged: list[tuple[set[int], set[int]]] = []
     by_user: dict[int, set[int]] = defaultdict(set)
     by_target: dict[int, set[int]] = defaultdict(set)
@@ -147,7 +147,7 @@ def merge_small(rects: list[Rect], allowed: Rows) -> list[Rect]:
             group_users, group_targets = merged[index]
             width = len(group_targets) + sum(t not in group_targets for t in targets)
             height = len(group_users) + sum(u not in group_users for u in users)
-            if width * height > CAP:
+            if width * height > cap:
                 continue
             # each side already fits its own cells, so only the cross cells need checking
             if all(allowed.get(u, frozenset()).issuperset(group_targets) for u in users) and all(
@@ -166,19 +166,19 @@ def merge_small(rects: list[Rect], allowed: Rows) -> list[Rect]:
     return kept + [(tuple(sorted(u)), tuple(sorted(t))) for u, t in merged]
 
 
-def cover_exact(rows: Rows) -> list[Rect]:
+def cover_exact(rows: Rows, cap: int = CAP) -> list[Rect]:
     rows = {u: r for u, r in rows.items() if r}
     if not rows:
         return []
-    floor = lower_bound(sum(len(r) for r in rows.values()))
+    floor = lower_bound(sum(len(r) for r in rows.values()), cap)
     patterns = _patterns(rows)
-    best = _by_rows(patterns)
+    best = _by_rows(patterns, cap)
     if len(best) > floor:
-        columns = _by_rows(_patterns(_transpose(rows)))
+        columns = _by_rows(_patterns(_transpose(rows)), cap)
         if len(columns) < len(best):
             best = [(u, t) for t, u in columns]
     if len(best) > floor and 1 < len(patterns) <= GREEDY_PATTERN_LIMIT:
-        greedy = _greedy(patterns)
+        greedy = _greedy(patterns, cap)
         if len(greedy) < len(best):
             best = greedy
     return best
@@ -200,14 +200,14 @@ def _transpose(rows: Rows) -> dict[int, frozenset[int]]:
     return {target: frozenset(users) for target, users in columns.items()}
 
 
-def _by_rows(patterns: Iterable[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[Rect]:
+def _by_rows(patterns: Iterable[tuple[tuple[int, ...], tuple[int, ...]]], cap: int) -> list[Rect]:
     rects: list[Rect] = []
     for users, targets in patterns:
-        rects.extend(tile(users, targets))
+        rects.extend(tile(users, targets, cap))
     return rects
 
 
-def _greedy(patterns: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[Rect]:
+def _greedy(patterns: list[tuple[tuple[int, ...], tuple[int, ...]]], cap: int) -> list[Rect]:
     groups: dict[frozenset[int], list[int]] = {frozenset(row): list(users) for users, row in patterns}
     rects: list[Rect] = []
     while len(groups) > 1:
@@ -218,7 +218,7 @@ def _greedy(patterns: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[Rec
             value = sum(len(groups[row]) for row in supporting) * len(candidate)
             if value > best_value:
                 best_value, best_targets, best_rows = value, candidate, supporting
-        if best_value < 2 * CAP:
+        if best_value < 2 * cap:
             break
         users: list[int] = []
         for row in best_rows:
@@ -226,12 +226,12 @@ def _greedy(patterns: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[Rec
             users.extend(moved)
             if row != best_targets:
                 groups.setdefault(row - best_targets, []).extend(moved)
-        rects.extend(tile(sorted(users), sorted(best_targets)))
+        rects.extend(tile(sorted(users), sorted(best_targets), cap))
     residue = [(tuple(sorted(users)), tuple(sorted(row))) for row, users in groups.items()]
     if residue:
-        by_rows = _by_rows(sorted(residue))
+        by_rows = _by_rows(sorted(residue), cap)
         columns = _transpose({u: frozenset(row) for users, row in residue for u in users})
-        by_columns = [(u, t) for t, u in _by_rows(_patterns(columns))]
+        by_columns = [(u, t) for t, u in _by_rows(_patterns(columns), cap)]
         rects.extend(by_rows if len(by_rows) <= len(by_columns) else by_columns)
     return rects
 
@@ -239,7 +239,7 @@ def _greedy(patterns: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[Rec
 # ---- cover with don't-cares ---------------------------------------------------------------------------
 
 
-def _cover_blocks(rows: Rows, allowed: Rows) -> list[Rect]:
+def _cover_blocks(rows: Rows, allowed: Rows, cap: int) -> list[Rect]:
     frequency: dict[int, int] = defaultdict(int)
     for row in rows.values():
         for target in row:
@@ -247,15 +247,15 @@ def _cover_blocks(rows: Rows, allowed: Rows) -> list[Rect]:
     active = sorted(frequency, key=lambda t: (-frequency[t], t))
     best: list[Rect] | None = None
     for size in BLOCK_SIZES:
-        if size > len(active):
+        if size > len(active) or size > cap:
             break
-        rects = _blocks_of(rows, allowed, active, size)
+        rects = _blocks_of(rows, allowed, active, size, cap)
         if best is None or len(rects) < len(best):
             best = rects
     return best or []
 
 
-def _blocks_of(rows: Rows, allowed: Rows, active: list[int], size: int) -> list[Rect]:
+def _blocks_of(rows: Rows, allowed: Rows, active: list[int], size: int, cap: int) -> list[Rect]:
     """Cut the active targets into blocks of `size`; per block, widen whoever may be, if that is cheaper."""
     block_of = {target: index // size for index, target in enumerate(active)}
     blocks = [tuple(sorted(active[i : i + size])) for i in range(0, len(active), size)]
@@ -263,7 +263,7 @@ def _blocks_of(rows: Rows, allowed: Rows, active: list[int], size: int) -> list[
     for user in sorted(rows):
         for target in rows[user]:
             in_block[block_of[target]][user].add(target)
-    per_call = CAP // size
+    per_call = cap // size
     rects: list[Rect] = []
     for index in sorted(in_block):
         cells = in_block[index]
@@ -272,7 +272,7 @@ def _blocks_of(rows: Rows, allowed: Rows, active: list[int], size: int) -> list[
         widened_users = set(wide)
         narrow = {u: frozenset(c) for u, c in cells.items() if u not in widened_users}
         widened = [(tuple(wide[i : i + per_call]), block) for i in range(0, len(wide), per_call)]
-        widened += cover_exact(narrow)
-        exact = cover_exact({u: frozenset(c) for u, c in cells.items()})
+        widened += cover_exact(narrow, cap)
+        exact = cover_exact({u: frozenset(c) for u, c in cells.items()}, cap)
         rects.extend(widened if len(widened) < len(exact) else exact)
     return rects

@@ -8,13 +8,8 @@ from dataclasses import dataclass, replace
 
 from reconciler.cells import Cell, Target
 from reconciler.errors import Location, Problem, ReconcilerError
-from reconciler.policy import Policy, ResourceDef, Rolling, TargetName
-from reconciler.policy._model import CubeRef
-from reconciler.quickbi import QuickBIClient
-from reconciler.quickbi import models as m
-from reconciler.snapshot import CubeKind
-
-Expiry = dt.date | Rolling
+from reconciler.policy import CubeRef, Expiry, Policy, ResourceDef, TargetName
+from reconciler.service import AccessService, DirectoryGroup, DirectoryUser
 
 
 @dataclass(frozen=True)
@@ -47,40 +42,36 @@ def effective_day(expiry: Expiry, today: dt.date) -> dt.date:
 
 
 class _Directory:
-    def __init__(self, users: list[m.UserInfo], groups: list[m.UserGroup], data: tuple[m.DataRange, m.DataRange]):
+    def __init__(self, users: list[DirectoryUser], groups: list[DirectoryGroup], catalogue: dict[Target, str]):
         self.users = {u.user_id: u for u in users}
         self.by_account: dict[str, list[str]] = {}
         for user in users:
-            self.by_account.setdefault(user.account_name, []).append(user.user_id)
+            self.by_account.setdefault(user.account, []).append(user.user_id)
         self.groups = groups
-        cubes, themes = data
-        self.cubes = {c.llm_cube_id: c.alias for c in cubes.llm_cubes}
-        self.themes = {t.theme_id: t.theme_name for t in themes.themes}
+        self.catalogue = catalogue
+        self.cubes = {t.id: name for t, name in catalogue.items() if t.kind == "llm_cube"}
+        self.themes = {t.id: name for t, name in catalogue.items() if t.kind == "theme"}
 
 
 async def resolve(
     policy: Policy,
-    client: QuickBIClient,
+    service: AccessService,
     today: dt.date,
-    cube_readback: CubeKind = "llm_cube",
     previously_managed: frozenset[Target] = frozenset(),
 ) -> Desired:
     """Look every name up once, then expand groups and grants. Raises ReconcilerError with policy locations.
 
-    `cube_readback` is how the target reports cube grants; cubes are identified the same way here, so that
-    policy and live state compare: by LlmCube ID, or by dataset ID (granted through CubeIds).
+    Cubes are identified the way the service reads grants back (`service.cube_readback`), so that policy and
+    live state compare: by LlmCube ID, or by dataset ID (granted through CubeIds).
     `previously_managed` is the state's record of the targets managed at the last apply: those the policy no
     longer declares or releases are *removed*, and their grants revoked.
     """
     needs_groups = any(g.quickbi_group for g in policy.groups.values())
-    users, groups, cubes, themes = await asyncio.gather(
-        client.all_users(),
-        client.all_groups() if needs_groups else _no_groups(),
-        client.data_range("llmCube"),
-        client.data_range("llmCubeTheme"),
+    users, groups, catalogue = await asyncio.gather(
+        service.users(), service.groups() if needs_groups else _no_groups(), service.catalogue()
     )
-    directory = _Directory(users, groups, (cubes, themes))
-    resolver = _Resolver(policy, directory, client, cube_readback)
+    directory = _Directory(users, groups, catalogue)
+    resolver = _Resolver(policy, directory, service)
     await resolver.load_groups()
     await resolver.check_datasets()
     desired = resolver.desired(today)
@@ -91,17 +82,17 @@ async def resolve(
     return replace(desired, removed=removed, released=released)
 
 
-async def _no_groups() -> list[m.UserGroup]:
+async def _no_groups() -> list[DirectoryGroup]:
     return []
 
 
 class _Resolver:
-    def __init__(self, policy: Policy, directory: _Directory, client: QuickBIClient, cube_readback: CubeKind) -> None:
+    def __init__(self, policy: Policy, directory: _Directory, service: AccessService) -> None:
         self.policy = policy
-        self.cube_readback = cube_readback
+        self.cube_readback = service.cube_readback
         self.datasets_with_smartq: set[str] = set()
         self.directory = directory
-        self.client = client
+        self.service = service
         self.problems: list[Problem] = []
         self.quickbi_members: dict[str, set[str]] = {}
         self._principals: dict[str, frozenset[str]] = {}
@@ -110,7 +101,7 @@ class _Resolver:
         wanted = {g.quickbi_group: g for g in self.policy.groups.values() if g.quickbi_group}
         ids: dict[str, str] = {}
         for name, group in sorted(wanted.items()):
-            matches = [g.user_group_id for g in self.directory.groups if name in (g.user_group_id, g.user_group_name)]
+            matches = [g.group_id for g in self.directory.groups if name in (g.group_id, g.name)]
             if len(set(matches)) != 1:
                 what = "no Quick BI user group" if not matches else "several Quick BI user groups"
                 self.problems.append(
@@ -118,7 +109,7 @@ class _Resolver:
                 )
                 continue
             ids[name] = matches[0]
-        members = await asyncio.gather(*(self.client.group_users(gid) for gid in ids.values()))
+        members = await asyncio.gather(*(self.service.group_users(gid) for gid in ids.values()))
         self.quickbi_members = dict(zip(ids, members, strict=True))
 
     async def check_datasets(self) -> None:
@@ -132,7 +123,7 @@ class _Resolver:
         )
         if self.cube_readback != "dataset" or not datasets:
             return
-        enabled = await asyncio.gather(*(self.client.dataset_smartq_enabled(d) for d in datasets))
+        enabled = await asyncio.gather(*(self.service.dataset_has_smart_q(d) for d in datasets))
         self.datasets_with_smartq = {d for d, on in zip(datasets, enabled, strict=True) if on}
 
     def desired(self, today: dt.date) -> Desired:
@@ -176,10 +167,10 @@ class _Resolver:
         if self.problems:
             raise ReconcilerError(self.problems)
         managed = None if self.policy.manage_all_targets else frozenset(t for t in targets.values() if t)
-        names = {Target("llm_cube", k): v for k, v in self.directory.cubes.items()}
-        names.update({Target("theme", k): v for k, v in self.directory.themes.items()})
-        accounts = {uid: u.account_name for uid, u in self.directory.users.items()}
-        return Desired(cells, managed, frozenset(protected), accounts, names, self.policy.digest)
+        accounts = {uid: u.account for uid, u in self.directory.users.items()}
+        return Desired(
+            cells, managed, frozenset(protected), accounts, dict(self.directory.catalogue), self.policy.digest
+        )
 
     def released_target(self, name: TargetName) -> Target:
         """A released target need not exist any more in Quick BI: it is only compared with the state's record."""
@@ -284,7 +275,7 @@ class _Resolver:
                         )
                     )
                 # a deactivated member of a Quick BI group cannot be granted; its live grants still get revoked
-                members |= {u for u in from_quickbi or set() if not self.directory.users[u].is_deleted}
+                members |= {u for u in from_quickbi or set() if not self.directory.users[u].deactivated}
             result = frozenset(members)
         self._principals[name] = result
         return result
@@ -293,7 +284,7 @@ class _Resolver:
         if user_id not in self.directory.users:
             self.problems.append(Problem(f"user id '{user_id}' is not in the Quick BI organisation", location))
             return frozenset()
-        if self.directory.users[user_id].is_deleted:
+        if self.directory.users[user_id].deactivated:
             # Quick BI refuses grants to a deactivated user cell by cell; say so once, here
             self.problems.append(
                 Problem(f"user '{user_id}' is deactivated in Quick BI", location, "remove them from the policy")

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from reconciler.base import utc_timestamp
 from reconciler.cells import Cell, Target
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.quickbi import QuickBIClient
+from reconciler.service import AccessService
 
 SNAPSHOT_FORMAT = 1
-CubeKind = Literal["llm_cube", "dataset"]
 
 
 @dataclass(frozen=True)
@@ -63,23 +61,16 @@ class Snapshot:
 
 
 async def refresh(
-    client: QuickBIClient,
-    user_ids: Iterable[str],
-    on_user: Callable[[], None] | None = None,
-    cube_kind: CubeKind = "llm_cube",
+    service: AccessService, user_ids: Iterable[str], on_user: Callable[[], None] | None = None
 ) -> Snapshot:
-    """One QueryLlmCubeWithThemeListByUserId per user, concurrently under the client's limits.
-
-    `cube_kind` says what the answer's CubeIds keys are: LlmCube IDs or dataset IDs.
-    """
+    """One read per user, concurrently under the service's limits."""
 
     async def read(user: str) -> tuple[str, frozenset[Target]]:
-        answer = await client.user_grants(user)
-        targets = [Target(cube_kind, c) for c in answer.cube_ids] + [Target("theme", t) for t in answer.theme_ids]
+        targets = await service.user_targets(user)
         if on_user:
             on_user()
-        return user, frozenset(targets)
+        return user, targets
 
     pairs = await asyncio.gather(*(read(u) for u in sorted(set(user_ids))))
-    taken_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    taken_at = utc_timestamp()
     return Snapshot(dict(pairs), taken_at)

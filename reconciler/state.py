@@ -7,11 +7,11 @@ the record lists what the policy managed at the last apply, and a target that le
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.base import utc_timestamp
 from reconciler.cells import Target
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.files import read_regular_file, write_text_file
@@ -61,7 +61,7 @@ def read_managed(state_dir: Path) -> ManagedRecord:
 def write_managed(state_dir: Path, targets: frozenset[Target]) -> None:
     record = {
         "format_version": RECORD_FORMAT,
-        "updated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "updated_at": utc_timestamp(),
         "targets": sorted(map(str, targets)),
     }
     write_text_file(state_dir / MANAGED_RECORD, json.dumps(record, indent=1) + "\n")

@@ -1,4 +1,8 @@
-"""Opening a configured target: a client for it, and for the embedded emulator the state it persists."""
+"""Opening a configured target: the access service for it, and for the embedded emulator the state it persists.
+
+The emulator (and the web server it can run under) is imported only when an emulator target is opened: a run
+against Quick BI never loads the test double.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconciler.audit import AuditLog
+from reconciler.cells import CubeReadback
 from reconciler.config import Config, TargetConfig
-from reconciler.emulator import Emulator
 from reconciler.quickbi import ClientSettings, QuickBIClient, default_chain
-from reconciler.snapshot import CubeKind
+from reconciler.service import AccessService, QuickBIAccess
 
 
 @dataclass
 class Session:
+    """An open target: its name, the service to talk to, and where its state lives."""
+
     name: str
-    client: QuickBIClient
+    service: AccessService
     state_dir: Path
-    cube_readback: CubeKind = "llm_cube"
+
+    @property
+    def cube_readback(self) -> CubeReadback:
+        return self.service.cube_readback
 
 
 def client_settings(target: TargetConfig) -> ClientSettings:
@@ -42,13 +51,15 @@ async def open_target(config: Config, name: str | None, audit: bool = False) -> 
     observer = AuditLog(state_dir / "audit.jsonl") if audit else None
     settings = client_settings(target)
     if target.emulator is not None:
+        from reconciler.emulator import Emulator
+
         state = config.resolve(target.emulator.state)
         source = state if state.exists() else config.resolve(target.emulator.org)
         emulator = Emulator.from_file(source, cube_readback=target.cube_readback, faults=target.emulator.faults)
         client = emulator.client(settings, observer=observer)
         try:
             async with client:
-                yield Session(chosen, client, state_dir, target.cube_readback)
+                yield Session(chosen, QuickBIAccess(client, target.cube_readback), state_dir)
         finally:
             emulator.save(state)
         return
@@ -56,4 +67,4 @@ async def open_target(config: Config, name: str | None, audit: bool = False) -> 
     credentials = default_chain()
     await credentials()  # fail once, before any work starts, when there are none
     async with QuickBIClient(target.quickbi.url, credentials, settings, observer=observer) as client:
-        yield Session(chosen, client, state_dir, target.cube_readback)
+        yield Session(chosen, QuickBIAccess(client, target.cube_readback), state_dir)

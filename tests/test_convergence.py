@@ -11,13 +11,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import runner
-from reconciler.apply import outstanding
+from reconciler import usecases
 from reconciler.cells import Target
 from reconciler.emulator import Emulator
 from reconciler.emulator.orgfile import OrgFile
+from reconciler.executor import outstanding
 from reconciler.policy import load_policy
 from reconciler.resolve import Desired
+from reconciler.service import QuickBIAccess
 from reconciler.workspace import Session
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -74,19 +75,21 @@ def test_one_apply_converges_and_leaves_the_rest_alone(scenario: tuple[dict, dic
 
         async def go() -> tuple[Desired, set[tuple[str, str, str]]]:
             async with emulator.client() as client:
-                session = Session("prop", client, Path(folder))
-                desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)
-                ledger = runner.ledger_for(session)
-                plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
-                result, mismatches = await runner.execute(session, outstanding(plan, snapshot, ledger), ledger)
+                session = Session("prop", QuickBIAccess(client), Path(folder))
+                desired, snapshot = await usecases.desired_and_snapshot(session, policy, TODAY)
+                ledger = usecases.ledger_for(session)
+                plan, _ = usecases.plan_from(session, desired, snapshot, ledger, TODAY, usecases.PlanOptions())
+                result, mismatches = await usecases.execute_and_verify(
+                    session, outstanding(plan, snapshot, ledger), ledger
+                )
                 assert result.ok and not mismatches
-                replan, _ = runner.plan_from(
+                replan, _ = usecases.plan_from(
                     session,
                     desired,
-                    (await runner.desired_and_snapshot(session, policy, TODAY))[1],
+                    (await usecases.desired_and_snapshot(session, policy, TODAY))[1],
                     ledger,
                     TODAY,
-                    runner.PlanOptions(),
+                    usecases.PlanOptions(),
                 )
                 assert replan.empty
                 return desired, set(emulator.backend.live_grants())

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from reconciler.emulator import Emulator, FaultSettings
-from reconciler.quickbi import AcsV3Auth, _signing, static_credentials
+from reconciler.quickbi import AcsV3Auth, signing, static_credentials
 from tests.conftest import DEMO_ORG
 
 
@@ -47,7 +47,7 @@ def test_replayed_nonce_is_refused(demo: Emulator) -> None:
 
 def test_clock_skew_is_refused(demo: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     stale = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    monkeypatch.setattr(_signing, "_utc_now", lambda: stale)
+    monkeypatch.setattr(signing, "utc_timestamp", lambda: stale)
     (response,) = _send(demo, asyncio.run(_signed_request("QueryUserList", {})))
     assert response.status_code == 400 and response.json()["Code"] == "InvalidTimeStamp.Expired"
 

@@ -14,6 +14,7 @@ from reconciler.emulator import Emulator
 from reconciler.errors import ReconcilerError
 from reconciler.policy import load_policy
 from reconciler.resolve import Desired, resolve
+from reconciler.service import QuickBIAccess
 from tests.conftest import ROOT
 
 TODAY = dt.date(2026, 11, 23)
@@ -26,7 +27,7 @@ def resolved(demo: Emulator, tmp_path: Path, text: str) -> Desired:
 
     async def go() -> Desired:
         async with demo.client() as client:
-            return await resolve(policy, client, TODAY)
+            return await resolve(policy, QuickBIAccess(client), TODAY)
 
     return asyncio.run(go())
 
@@ -36,7 +37,7 @@ def test_demo_policy_expands_nested_quickbi_groups(demo: Emulator) -> None:
 
     async def go() -> Desired:
         async with demo.client() as client:
-            return await resolve(policy, client, TODAY)
+            return await resolve(policy, QuickBIAccess(client), TODAY)
 
     desired = asyncio.run(go())
     forecast = Target("theme", "t-forecast")
@@ -95,8 +96,8 @@ def test_an_empty_quickbi_group_stops_the_run(demo: Emulator, tmp_path: Path) ->
 
 
 def test_dataset_readback_identifies_cubes_by_dataset(tmp_path: Path) -> None:
-    from reconciler import runner
-    from reconciler.apply import outstanding
+    from reconciler import usecases
+    from reconciler.executor import outstanding
     from reconciler.workspace import Session
 
     emulator = Emulator.from_file(ROOT / "examples" / "demo-org.yaml", cube_readback="dataset")
@@ -109,16 +110,16 @@ def test_dataset_readback_identifies_cubes_by_dataset(tmp_path: Path) -> None:
 
     async def go() -> None:
         async with emulator.client() as client:
-            session = Session("t", client, tmp_path, "dataset")
-            desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)
+            session = Session("t", QuickBIAccess(client, "dataset"), tmp_path)
+            desired, snapshot = await usecases.desired_and_snapshot(session, policy, TODAY)
             assert set(desired.cells) == {("u-bob", Target("dataset", "ds-hr"))}
-            ledger = runner.ledger_for(session)
-            plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
+            ledger = usecases.ledger_for(session)
+            plan, _ = usecases.plan_from(session, desired, snapshot, ledger, TODAY, usecases.PlanOptions())
             assert [b.cube_ids for b in plan.batches] == [["ds-hr"]]
-            result, mismatches = await runner.execute(session, outstanding(plan, snapshot, ledger), ledger)
+            result, mismatches = await usecases.execute_and_verify(session, outstanding(plan, snapshot, ledger), ledger)
             assert result.ok and not mismatches
-            _, after = await runner.desired_and_snapshot(session, policy, TODAY)
-            assert runner.plan_from(session, desired, after, ledger, TODAY, runner.PlanOptions())[0].empty
+            _, after = await usecases.desired_and_snapshot(session, policy, TODAY)
+            assert usecases.plan_from(session, desired, after, ledger, TODAY, usecases.PlanOptions())[0].empty
 
     asyncio.run(go())
     assert ("u-bob", "llm_cube", "c-hr") in emulator.backend.live_grants()
@@ -140,7 +141,7 @@ def test_dataset_readback_errors(tmp_path: Path, body: str, message: str) -> Non
 
     async def go() -> None:
         async with emulator.client() as client:
-            await resolve(policy, client, TODAY, "dataset")
+            await resolve(policy, QuickBIAccess(client, "dataset"), TODAY)
 
     with pytest.raises(ReconcilerError, match=message):
         asyncio.run(go())

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from reconciler.quickbi import AcsV3Auth, RpcV1Auth, static_credentials
-from reconciler.quickbi._signing import (
+from reconciler.quickbi.signing import (
     EMPTY_SHA256,
     Credential,
     canonical_query,

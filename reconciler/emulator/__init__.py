@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+from reconciler.config import FaultSettings
 from reconciler.emulator.backend import ApiError, Backend, Clock
-from reconciler.emulator.faults import FaultSettings
 from reconciler.emulator.orgfile import OrgFile, read_org_file, write_org_file
-from reconciler.emulator.serve import BackgroundServer
 from reconciler.emulator.wire import ConnectionDropped, EmulatorApp
-from reconciler.quickbi import ClientSettings, QuickBIClient, static_credentials
-from reconciler.quickbi._client import CallObserver
+from reconciler.quickbi import CallObserver, ClientSettings, QuickBIClient, static_credentials
+
+if TYPE_CHECKING:
+    from reconciler.emulator.serve import BackgroundServer
 
 IN_PROCESS_ENDPOINT = "http://quickbi-public.emulator.local"
 
@@ -70,6 +72,8 @@ class Emulator:
         )
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> BackgroundServer:
+        from reconciler.emulator.serve import BackgroundServer  # the web server only when serving
+
         return BackgroundServer(self.app, host, port)
 
 

@@ -11,15 +11,15 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from reconciler.cells import ResourceKind
 from reconciler.emulator.orgfile import OrgFile, OrgGrant, OrgTicket
 
 MAX_CELLS_PER_CALL = 100
 DEFAULT_GRANT_DAYS = 7
 MAX_PAGE_SIZE = 1000
-TargetKind = Literal["llm_cube", "theme"]
-GrantKey = tuple[str, TargetKind, str]
+GrantKey = tuple[str, ResourceKind, str]
 
 
 class ApiError(Exception):
@@ -67,7 +67,7 @@ class Backend:
         self.copilots = {c.id: c for c in org.copilots}
         self.grants: dict[GrantKey, dt.date] = {}
         for grant in org.grants:
-            kind: TargetKind = "llm_cube" if grant.llm_cube else "theme"
+            kind: ResourceKind = "llm_cube" if grant.llm_cube else "theme"
             self.grants[(grant.user, kind, grant.llm_cube or grant.theme or "")] = grant.expire_day
         self.tickets: dict[str, OrgTicket] = {t.ticket: t for t in org.tickets}
         self.authorize_calls = 0
@@ -157,7 +157,7 @@ class Backend:
             raise invalid("ExpireDay must not be in the past")
         return day
 
-    def _cell_problem(self, user: str, kind: TargetKind, target: str) -> str:
+    def _cell_problem(self, user: str, kind: ResourceKind, target: str) -> str:
         if user not in self.users or self.users[user].deleted:
             return "USER_NOT_EXIST"
         if kind == "llm_cube" and target not in self.llm_cubes:
@@ -368,7 +368,7 @@ class Backend:
         ]
 
 
-def _failure(user: str, kind: TargetKind, target: str, reason: str) -> dict[str, str]:
+def _failure(user: str, kind: ResourceKind, target: str, reason: str) -> dict[str, str]:
     return {
         "UserId": user,
         "LlmCube": target if kind == "llm_cube" else "",

@@ -8,22 +8,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class FaultSettings(BaseModel):
-    """All knobs default to a well-behaved server. Rates are probabilities per request (per cell for
-    `partial_rate`). Validated, since they also come from config files."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    qps: float | None = Field(default=None, gt=0)
-    latency_ms: float = Field(default=0.0, ge=0)
-    error_rate: float = Field(default=0.0, ge=0, le=1)
-    drop_rate: float = Field(default=0.0, ge=0, le=1)
-    slow_rate: float = Field(default=0.0, ge=0, le=1)
-    slow_seconds: float = Field(default=15.0, gt=0)
-    partial_rate: float = Field(default=0.0, ge=0, le=1)
-    seed: int = 0
+from reconciler.config import FaultSettings
 
 
 @dataclass

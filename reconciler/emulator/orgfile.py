@@ -9,13 +9,10 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from reconciler.base import StrictModel as _Strict
 from reconciler.errors import Problem, ReconcilerError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class AccessKey(_Strict):

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from reconciler.config import FaultSettings
 from reconciler.emulator.backend import ApiError, Backend
-from reconciler.emulator.faults import FaultInjector, FaultSettings
-from reconciler.quickbi._signing import V3_ALGORITHM, v1_signature, v3_canonical_request, v3_signature
+from reconciler.emulator.faults import FaultInjector
+from reconciler.quickbi.signing import V3_ALGORITHM, v1_signature, v3_canonical_request, v3_signature
 
 API_VERSION = "2022-01-01"
 MAX_CLOCK_SKEW = dt.timedelta(minutes=15)

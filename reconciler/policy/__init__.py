@@ -5,23 +5,24 @@ from reconciler.policy._load import (
     Policy,
     ResourceDef,
     Rule,
-    TargetKind,
     TargetName,
     UserDef,
     load_policy,
     policy_files,
 )
-from reconciler.policy._model import NEVER, Rolling
+from reconciler.policy._model import NEVER, CubeRef, Expiry, Rolling, ThemeRef
 
 __all__ = [
     "NEVER",
+    "CubeRef",
+    "Expiry",
     "GroupDef",
     "Policy",
     "ResourceDef",
     "Rolling",
     "Rule",
-    "TargetKind",
     "TargetName",
+    "ThemeRef",
     "UserDef",
     "load_policy",
     "policy_files",

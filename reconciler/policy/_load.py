@@ -8,23 +8,21 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
+from reconciler.cells import ResourceKind
 from reconciler.errors import Location, Problem, ReconcilerError
 from reconciler.policy._model import (
     CubeRef,
+    Expiry,
     GrantRule,
     PolicyFile,
-    Rolling,
     ThemeRef,
     UserRef,
 )
-from reconciler.policy._yaml import LocatedDocument, read_yaml
-
-TargetKind = Literal["llm_cube", "theme"]
-Expiry = dt.date | Rolling
+from reconciler.yamlfile import LocatedDocument, read_yaml
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class GroupDef:
 @dataclass(frozen=True)
 class ResourceDef:
     alias: str
-    kind: TargetKind
+    kind: ResourceKind
     ref: CubeRef | ThemeRef
     location: Location
 
@@ -55,7 +53,7 @@ class ResourceDef:
 class TargetName:
     """A target as a grant names it: an alias under `resources`, or an inline `id:<ID>`."""
 
-    kind: TargetKind
+    kind: ResourceKind
     name: str
     location: Location
 
@@ -76,7 +74,7 @@ class Rule:
 class Policy:
     users: dict[str, UserDef] = field(default_factory=dict)
     groups: dict[str, GroupDef] = field(default_factory=dict)
-    resources: dict[tuple[TargetKind, str], ResourceDef] = field(default_factory=dict)
+    resources: dict[tuple[ResourceKind, str], ResourceDef] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     protected: tuple[tuple[str, Location], ...] = ()
     manage_all_targets: bool = False
@@ -181,7 +179,7 @@ def _merge(
 ) -> Policy:
     users: dict[str, UserDef] = {}
     groups: dict[str, GroupDef] = {}
-    resources: dict[tuple[TargetKind, str], ResourceDef] = {}
+    resources: dict[tuple[ResourceKind, str], ResourceDef] = {}
     manage_all = False
     for document, model in parsed:
         manage_all = manage_all or model.manage_all_targets
@@ -192,7 +190,7 @@ def _merge(
             member_locs = tuple(document.locate(("groups", name, "members", i)) for i in range(len(members)))
             definition = GroupDef(name, members, group.quickbi_group, document.locate(("groups", name)), member_locs)
             _define(groups, name, definition, problems, "group")
-        tables: list[tuple[TargetKind, str, dict[str, CubeRef] | dict[str, ThemeRef]]] = [
+        tables: list[tuple[ResourceKind, str, dict[str, CubeRef] | dict[str, ThemeRef]]] = [
             ("llm_cube", "llm_cubes", model.resources.llm_cubes),
             ("theme", "themes", model.resources.themes),
         ]
@@ -243,11 +241,11 @@ def _merge(
 def _released(
     document: LocatedDocument,
     model: PolicyFile,
-    resources: dict[tuple[TargetKind, str], ResourceDef],
+    resources: dict[tuple[ResourceKind, str], ResourceDef],
     problems: list[Problem],
 ) -> list[TargetName]:
     found = []
-    tables: list[tuple[TargetKind, str, list[str]]] = [
+    tables: list[tuple[ResourceKind, str, list[str]]] = [
         ("llm_cube", "llm_cubes", model.released.llm_cubes),
         ("theme", "themes", model.released.themes),
     ]

@@ -6,14 +6,12 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
+
+from reconciler.base import FrozenStrictModel as _Strict
 
 NEVER = dt.date(2099, 12, 31)
 _DURATION = re.compile(r"^(\d+)d$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _parse_days(value: Any) -> Any:
@@ -54,7 +52,9 @@ def _parse_expiry(value: Any) -> Any:
     return value
 
 
-Expiry = Annotated[dt.date | Rolling, BeforeValidator(_parse_expiry)]
+Expiry = dt.date | Rolling
+"""An expiry in force: a day, or a rolling window renewed from the ledger."""
+ExpiryField = Annotated[Expiry, BeforeValidator(_parse_expiry)]
 
 
 class UserRef(_Strict):
@@ -102,14 +102,14 @@ class Resources(_Strict):
 
 
 class Defaults(_Strict):
-    expires: Expiry = NEVER
+    expires: ExpiryField = NEVER
 
 
 class GrantRule(_Strict):
     to: list[str] = Field(min_length=1)
     llm_cubes: list[str] = Field(default_factory=list)
     themes: list[str] = Field(default_factory=list)
-    expires: Expiry | None = None
+    expires: ExpiryField | None = None
 
 
 class Released(_Strict):

@@ -20,8 +20,8 @@ from tenacity import (
 
 from reconciler.quickbi import models as m
 from reconciler.quickbi._pacing import Pacer
-from reconciler.quickbi._signing import AcsV3Auth, CredentialSource, RpcV1Auth
 from reconciler.quickbi.errors import QuickBIError, ThrottledError, TransportFailure
+from reconciler.quickbi.signing import AcsV3Auth, CredentialSource, RpcV1Auth
 
 API_VERSION = "2022-01-01"
 log = logging.getLogger("reconciler.quickbi")

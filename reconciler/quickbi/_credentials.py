@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.quickbi._signing import Credential, CredentialSource
+from reconciler.quickbi.signing import Credential, CredentialSource
 
 log = logging.getLogger("reconciler.credentials")
 METADATA_HOST = "100.100.100.200"

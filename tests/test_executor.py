@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import runner
-from reconciler.apply import Executor, outstanding
+from reconciler import usecases
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
+from reconciler.executor import Executor, outstanding
 from reconciler.policy import load_policy
 from reconciler.quickbi import ClientSettings
+from reconciler.service import QuickBIAccess
 from reconciler.snapshot import Snapshot
 from reconciler.workspace import Session
 from tests.orgs import org_and_policy, write_target
@@ -37,17 +38,17 @@ def _policy(tmp_path: Path, policy: dict) -> object:
     return load_policy([path], TODAY)
 
 
-async def _converge(emulator: Emulator, endpoint: str | None, policy: object, folder: Path) -> runner.ApplyResult:  # type: ignore[name-defined]
+async def _converge(emulator: Emulator, endpoint: str | None, policy: object, folder: Path) -> usecases.ApplyResult:  # type: ignore[name-defined]
     async with emulator.client(FAULTY, endpoint=endpoint) as client:
-        session = Session("t", client, folder)
-        desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
-        ledger = runner.ledger_for(session)
-        plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
+        session = Session("t", QuickBIAccess(client), folder)
+        desired, snapshot = await usecases.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
+        ledger = usecases.ledger_for(session)
+        plan, _ = usecases.plan_from(session, desired, snapshot, ledger, TODAY, usecases.PlanOptions())
         assert not plan.empty
-        result, mismatches = await runner.execute(session, outstanding(plan, snapshot, ledger), ledger)
+        result, mismatches = await usecases.execute_and_verify(session, outstanding(plan, snapshot, ledger), ledger)
         assert not mismatches
-        _, after = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
-        replan, _ = runner.plan_from(session, desired, after, ledger, TODAY, runner.PlanOptions())
+        _, after = await usecases.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
+        replan, _ = usecases.plan_from(session, desired, after, ledger, TODAY, usecases.PlanOptions())
         assert replan.empty, replan.summary
         wanted = {(u, t.kind, t.id) for u, t in desired.cells}
         assert wanted <= set(emulator.backend.live_grants())
@@ -76,13 +77,13 @@ def test_failures_are_reported_per_cell(tmp_path: Path) -> None:
     emulator = Emulator(OrgFile.model_validate(org), faults=FaultSettings(partial_rate=1.0))
     policy = _policy(tmp_path, policy_data)
 
-    async def go() -> runner.ApplyResult:  # type: ignore[name-defined]
+    async def go() -> usecases.ApplyResult:  # type: ignore[name-defined]
         async with emulator.client(FAULTY) as client:
-            session = Session("t", client, tmp_path)
-            desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
-            ledger = runner.ledger_for(session)
-            plan, changes = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
-            result, mismatches = await runner.execute(session, outstanding(plan, snapshot, ledger), ledger)
+            session = Session("t", QuickBIAccess(client), tmp_path)
+            desired, snapshot = await usecases.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
+            ledger = usecases.ledger_for(session)
+            plan, changes = usecases.plan_from(session, desired, snapshot, ledger, TODAY, usecases.PlanOptions())
+            result, mismatches = await usecases.execute_and_verify(session, outstanding(plan, snapshot, ledger), ledger)
             assert len(result.failures) == changes.grant_cells + len(changes.revokes)
             assert len(mismatches) == len(result.failures)
             assert not ledger  # nothing succeeded, so nothing is recorded
@@ -100,18 +101,18 @@ def test_resume_is_judged_from_live_state(tmp_path: Path) -> None:
 
     async def go() -> None:
         async with emulator.client() as client:
-            session = Session("t", client, tmp_path)
-            desired, snapshot = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
-            ledger = runner.ledger_for(session)
-            plan, _ = runner.plan_from(session, desired, snapshot, ledger, TODAY, runner.PlanOptions())
+            session = Session("t", QuickBIAccess(client), tmp_path)
+            desired, snapshot = await usecases.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
+            ledger = usecases.ledger_for(session)
+            plan, _ = usecases.plan_from(session, desired, snapshot, ledger, TODAY, usecases.PlanOptions())
             work = outstanding(plan, snapshot, ledger)
             assert work.already_done == 0 and work.batches == plan.batches
             half = [b for b in plan.batches if b.operation == "grant"][:3] + [
                 b for b in plan.batches if b.operation == "revoke"
             ][:1]
             # as if an earlier run sent these, then died: live state alone shows them done
-            await Executor(client, ledger=ledger).run(replace(work, batches=half))
-            _, now = await runner.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
+            await Executor(QuickBIAccess(client), ledger=ledger).run(replace(work, batches=half))
+            _, now = await usecases.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
             resumed = outstanding(plan, now, ledger)
             assert resumed.already_done == len(half)
             assert resumed.batches == [b for b in plan.batches if b not in half]
@@ -125,7 +126,7 @@ def test_resume_is_judged_from_live_state(tmp_path: Path) -> None:
             regranted[revoked_user] = regranted[revoked_user] | {revoked_target}
             assert outstanding(plan, Snapshot(regranted), ledger).already_done == len(half) - 2
             calls_before = emulator.backend.authorize_calls
-            result, mismatches = await runner.execute(session, outstanding(plan, now, ledger), ledger)
+            result, mismatches = await usecases.execute_and_verify(session, outstanding(plan, now, ledger), ledger)
             assert result.ok and not mismatches
             assert emulator.backend.authorize_calls - calls_before == len(plan.batches) - len(half) + 1
 

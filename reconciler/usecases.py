@@ -1,4 +1,7 @@
-"""The use cases behind the commands: plan, apply and drift over an open target, each one call."""
+"""The use cases behind the commands: each command is one call here over an open target, returning data.
+
+The command line only parses options, renders what comes back and sets the exit status.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from reconciler.admission import admit
-from reconciler.apply import ApplyResult, Executor, Work, outstanding
 from reconciler.cells import Cell
 from reconciler.diff import Changes, DiffOptions, diff
 from reconciler.drift import DriftReport, drift
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.executor import ApplyResult, Executor, Work, outstanding
 from reconciler.ledger import Ledger
 from reconciler.lock import TargetLock
 from reconciler.plan import Plan, PlanInputs, build_plan
@@ -46,7 +49,7 @@ class ApplyOutcome:
 
     plan: Plan
     result: ApplyResult = field(default_factory=ApplyResult)
-    mismatches: dict[tuple[str, str], str] = field(default_factory=dict)
+    mismatches: dict[Cell, str] = field(default_factory=dict)
     cancelled: bool = False
     nothing_to_do: bool = False
 
@@ -78,10 +81,10 @@ async def desired_and_snapshot(
     for a large organisation (100,000 users at 50 QPS is over half an hour).
     """
     record = record or read_managed(session.state_dir)
-    desired = await resolve(policy, session.client, today, session.cube_readback, record.targets)
+    desired = await resolve(policy, session.service, today, record.targets)
     if snapshot is None:
         with (track or _untracked)(len(desired.directory), "refresh") as tick:
-            snapshot = await refresh(session.client, desired.directory, tick, session.cube_readback)
+            snapshot = await refresh(session.service, desired.directory, tick)
     return desired, snapshot
 
 
@@ -113,8 +116,16 @@ def plan_from(
         options.allow_regrant,
         removed_targets=desired.removed,
         notes=notes or [],
+        cap=session.service.cap,
     )
     return plan, changes
+
+
+async def take_snapshot(session: Session, track: Tracker | None = None) -> Snapshot:
+    """Every user's live grants (`refresh --out`): the directory, then one read per user."""
+    users = await session.service.users()
+    with (track or _untracked)(len(users), "refresh") as tick:
+        return await refresh(session.service, [u.user_id for u in users], tick)
 
 
 async def make_plan(
@@ -164,11 +175,11 @@ async def apply(
         ledger = ledger_for(session)
         desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
         if saved is not None:
-            admit(saved, session.name, policy.digest, desired, live, today)
+            admit(saved, session.name, policy.digest, desired, live, today, session.service.cap)
             chosen = saved
         else:
             chosen, _ = plan_from(session, desired, live, ledger, today, options or PlanOptions(), _state_notes(record))
-        work = outstanding(chosen, live, ledger)
+        work = outstanding(chosen, live, ledger, session.service.cap)
         if not work.batches:
             _remember_managed(session, desired, live, chosen, {})
             return ApplyOutcome(chosen, ApplyResult(resumed=work.already_done), nothing_to_do=True)
@@ -176,14 +187,12 @@ async def apply(
         if not confirm(chosen):
             return ApplyOutcome(chosen, cancelled=True)
         with track(len(work.batches), "apply") as tick:
-            result, mismatches = await execute(session, work, ledger, tick)
+            result, mismatches = await execute_and_verify(session, work, ledger, tick)
         _remember_managed(session, desired, live, chosen, mismatches)
         return ApplyOutcome(chosen, result, mismatches)
 
 
-def _remember_managed(
-    session: Session, desired: Desired, live: Snapshot, plan: Plan, wrong: dict[tuple[str, str], str]
-) -> None:
+def _remember_managed(session: Session, desired: Desired, live: Snapshot, plan: Plan, wrong: dict[Cell, str]) -> None:
     """Record what is managed now; a removed target stays recorded until none of its revocable grants is left."""
     revoked = plan.revoke_cells()
     leftover = {
@@ -191,7 +200,7 @@ def _remember_managed(
         for user, target in live.cells()
         if target in desired.removed
         and user not in desired.protected
-        and ((user, target) not in revoked or (user, str(target)) in wrong)
+        and ((user, target) not in revoked or (user, target) in wrong)
     }
     write_managed(session.state_dir, desired.managed_record() | leftover)
 
@@ -219,15 +228,15 @@ def check_breakers(work: Work, live: Snapshot, desired: Desired, breakers: Break
             )
 
 
-async def execute(
+async def execute_and_verify(
     session: Session, work: Work, ledger: Ledger, on_batch: Progress | None = None
-) -> tuple[ApplyResult, dict[tuple[str, str], str]]:
+) -> tuple[ApplyResult, dict[Cell, str]]:
     """Run the outstanding work, then re-read the touched users and report any cell that is not as planned.
 
     A cell reported failed whose live state is nevertheless right (an earlier attempt whose answer was lost
     had done it) is not a failure; the re-read decides.
     """
-    executor = Executor(session.client, ledger=ledger, on_batch=on_batch)
+    executor = Executor(session.service, ledger=ledger, on_batch=on_batch)
     result = await executor.run(work)
     wrong = await verify(session, work)
     result.failures = [f for f in result.failures if (f.user, f.target) in wrong]
@@ -235,11 +244,11 @@ async def execute(
     return result, wrong
 
 
-async def verify(session: Session, work: Work) -> dict[tuple[str, str], str]:
+async def verify(session: Session, work: Work) -> dict[Cell, str]:
     """Cells of the plan that are not as it intends, each with what is wrong."""
     users = {u for u, _ in work.granted} | {u for u, _ in work.revoked}
-    after = await refresh(session.client, users, cube_kind=session.cube_readback)
+    after = await refresh(session.service, users)
     live: set[Cell] = set(after.cells())
-    wrong = {(u, str(t)): "granted by the plan but not live" for u, t in work.granted - live}
-    wrong.update({(u, str(t)): "revoked by the plan but still live" for u, t in work.revoked & live})
+    wrong = dict.fromkeys(work.granted - live, "granted by the plan but not live")
+    wrong.update(dict.fromkeys(work.revoked & live, "revoked by the plan but still live"))
     return wrong

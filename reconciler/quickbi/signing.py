@@ -7,7 +7,6 @@ and are pinned to the vendor's published test vectors in the tests.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import uuid
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
+
+from reconciler.base import utc_timestamp
 
 V3_ALGORITHM = "ACS3-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -77,10 +78,6 @@ def v1_signature(secret: str, method: str, params: Iterable[tuple[str, str]]) ->
     return base64.b64encode(digest).decode()
 
 
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class _CredentialAuth(httpx.Auth):
     def __init__(self, credentials: CredentialSource) -> None:
         self._credentials = credentials
@@ -103,7 +100,7 @@ class AcsV3Auth(_CredentialAuth):
     def sign(self, request: httpx.Request, credential: Credential) -> None:
         body = request.content
         request.headers["x-acs-content-sha256"] = hashlib.sha256(body).hexdigest()
-        request.headers["x-acs-date"] = _utc_now()
+        request.headers["x-acs-date"] = utc_timestamp()
         request.headers["x-acs-signature-nonce"] = uuid.uuid4().hex
         if credential.security_token:
             request.headers["x-acs-security-token"] = credential.security_token
@@ -138,7 +135,7 @@ class RpcV1Auth(_CredentialAuth):
         version = request.headers.pop("x-acs-version", None)
         common = {
             "Format": "json",
-            "Timestamp": _utc_now(),
+            "Timestamp": utc_timestamp(),
             "SignatureNonce": uuid.uuid4().hex,
             "SignatureMethod": "HMAC-SHA1",
             "SignatureVersion": "1.0",
