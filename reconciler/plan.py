@@ -255,7 +255,8 @@ def build_plan(
         protected_cells=len(changes.protected),
         unmanaged_cells=len(changes.unmanaged),
     )
-    named = set(touched_state) | {str(t) for batch in batches for t in batch.targets()}
+    named = {user for batch in batches for user in batch.user_ids}
+    named.update(str(t) for batch in batches for t in batch.targets())
     named.update(str(t) for t in removed_targets)
     return Plan(
         target=target,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from reconciler.cells import Cell, Target
 from reconciler.errors import Location, Problem, ReconcilerError
-from reconciler.policy import CubeRef, Expiry, Policy, ResourceDef, TargetName
+from reconciler.policy import CubeRef, Expiry, Policy, ResourceDef, Rule, TargetName
 from reconciler.service import AccessService, DirectoryGroup, DirectoryUser
 
 
@@ -25,6 +26,24 @@ class Desired:
     # managed at the last apply but no longer declared nor released: every grant on them is revoked
     removed: frozenset[Target] = frozenset()
     released: frozenset[Target] = frozenset()
+    # which grant statement gave each cell (the one with the latest expiry), as an index into `rules`
+    sources: dict[Cell, int] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    # principal name, user -> the membership chain that brings the user in; computed only when asked
+    trace: Callable[[str, str], tuple[str, ...]] = field(default=lambda name, user: (name,), repr=False)
+
+    def provenance(self, cell: Cell) -> Provenance | None:
+        """Why policy wants `cell`: the grant statement, and the chain of groups that brings the user in."""
+        index = self.sources.get(cell)
+        if index is None:
+            return None
+        rule = self.rules[index]
+        user = cell[0]
+        for name, _ in rule.principals:
+            path = self.trace(name, user)
+            if path:
+                return Provenance(rule.location, path, rule.expires)
+        return Provenance(rule.location, (), rule.expires)
 
     def is_managed(self, target: Target) -> bool:
         return self.managed is None or target in self.managed or target in self.removed
@@ -35,6 +54,18 @@ class Desired:
         if self.managed is not None:
             return self.managed
         return frozenset(target for _, target in self.cells)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """A desired cell's source: the grant statement's location, the membership path, the expiry it sets."""
+
+    rule: Location
+    path: tuple[str, ...]  # e.g. ("analysts", "sales-leads", "alice"): from the grant's `to` down to the user
+    expiry: Expiry
+
+    def __str__(self) -> str:
+        return f"{' ← '.join(reversed(self.path))} (grant at {self.rule})"
 
 
 def effective_day(expiry: Expiry, today: dt.date) -> dt.date:
@@ -129,7 +160,8 @@ class _Resolver:
     def desired(self, today: dt.date) -> Desired:
         targets = {key: self._target(resource) for key, resource in sorted(self.policy.resources.items())}
         cells: dict[Cell, Expiry] = {}
-        for rule in self.policy.rules:
+        sources: dict[Cell, int] = {}
+        for index, rule in enumerate(self.policy.rules):
             if rule.lapsed(today):
                 continue
             users: set[str] = set()
@@ -161,6 +193,7 @@ class _Resolver:
                     previous = cells.get(cell)
                     if previous is None or effective_day(rule.expires, today) > effective_day(previous, today):
                         cells[cell] = rule.expires
+                        sources[cell] = index
         protected: set[str] = set()
         for name, location in self.policy.protected:
             protected |= self._principal(name, location)
@@ -169,8 +202,31 @@ class _Resolver:
         managed = None if self.policy.manage_all_targets else frozenset(t for t in targets.values() if t)
         accounts = {uid: u.account for uid, u in self.directory.users.items()}
         return Desired(
-            cells, managed, frozenset(protected), accounts, dict(self.directory.catalogue), self.policy.digest
+            cells,
+            managed,
+            frozenset(protected),
+            accounts,
+            dict(self.directory.catalogue),
+            self.policy.digest,
+            sources=sources,
+            rules=self.policy.rules,
+            trace=self.trace,
         )
+
+    def trace(self, name: str, user: str) -> tuple[str, ...]:
+        """The chain from principal `name` down to `user` (empty if `name` does not bring the user in)."""
+        if user not in self._principals.get(name, frozenset()):
+            return ()
+        group = self.policy.groups.get(name)
+        if group is None:
+            return (name,)
+        for member in group.members:
+            below = self.trace(member, user)
+            if below:
+                return (name, *below)
+        if group.quickbi_group and user in self.quickbi_members.get(group.quickbi_group, set()):
+            return (name, f"Quick BI group {group.quickbi_group}")
+        return (name,)
 
     def released_target(self, name: TargetName) -> Target:
         """A released target need not exist any more in Quick BI: it is only compared with the state's record."""

@@ -45,6 +45,16 @@ def test_demo_policy_expands_nested_quickbi_groups(demo: Emulator) -> None:
     assert desired.protected == {"u-admin"}
     assert desired.is_managed(Target("llm_cube", "c-sales")) and not desired.is_managed(Target("llm_cube", "c-ops"))
     assert desired.cells[("u-ivan", Target("theme", "t-q4"))] == dt.date(2027, 6, 30)
+    # provenance: the grant statement and the membership chain behind each cell
+    alice = desired.provenance(("u-alice", Target("llm_cube", "c-finance")))
+    assert alice is not None and alice.path == ("leadership", "sales-leads", "alice")
+    assert str(alice.rule).endswith("finance.yaml:12")
+    dave = desired.provenance(("u-dave", forecast))
+    assert dave is not None and dave.path == ("finance", "Quick BI group Finance")
+    assert str(dave) == f"Quick BI group Finance ← finance (grant at {dave.rule})"
+    ivan = desired.provenance(("u-ivan", Target("theme", "t-q4")))
+    assert ivan is not None and ivan.path == ("ivan",) and ivan.expiry == dt.date(2027, 6, 30)
+    assert desired.provenance(("u-olivia", forecast)) is None
 
 
 def test_latest_expiry_wins(demo: Emulator, tmp_path: Path) -> None:

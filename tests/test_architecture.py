@@ -1,0 +1,137 @@
+"""The shape of the package, checked: data flows one way, private modules stay private, the test double
+stays out of production runs, and every module has its test file."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "reconciler"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULE_NAMES: frozenset[str] = frozenset()
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Modules imported at run time (not under TYPE_CHECKING), resolved to reconciler modules."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("reconciler"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("reconciler"):
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names} & set(MODULE_NAMES)
+            names_from_module = len(submodules) < len(node.names)
+            found.update(submodules | ({node.module} if names_from_module else set()))
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):  # lazy imports inside functions
+                visit(child)
+
+    visit(tree)
+    return found
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+MODULE_NAMES = frozenset(MODULES)
+GRAPH = {name: {m for m in _runtime_imports(path) if m in MODULES and m != name} for name, path in MODULES.items()}
+
+
+def test_module_imports_have_no_cycles() -> None:
+    state: dict[str, int] = {}
+
+    def walk(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        for nxt in sorted(GRAPH[name]):
+            if state.get(nxt) == 1:
+                cycle = [*trail[trail.index(nxt) :], nxt] if nxt in trail else [name, nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                walk(nxt, [*trail, nxt])
+        state[name] = 2
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            walk(name, [name])
+
+
+def test_private_modules_are_not_imported_across_packages() -> None:
+    for name, path in MODULES.items():
+        package = name.rsplit(".", 1)[0] if path.name != "__init__.py" else name
+        for imported in _runtime_imports(path):
+            parts = imported.split(".")
+            private = [i for i, part in enumerate(parts) if part.startswith("_") and not part.startswith("__")]
+            if private:
+                owner = ".".join(parts[: private[0]])
+                assert package == owner or package.startswith(owner + "."), f"{name} imports private {imported}"
+
+
+def test_the_pure_stages_do_no_io() -> None:
+    for stage in ("reconciler.diff", "reconciler.planner", "reconciler.admission", "reconciler.drift"):
+        io = {m for m in GRAPH[stage] if m.split(".")[1] in ("quickbi", "emulator", "workspace", "cli", "service")}
+        assert not io, f"{stage} imports {io}"
+
+
+def test_a_quickbi_run_never_loads_the_emulator(tmp_path: Path) -> None:
+    probe = (
+        "import sys, reconciler.cli, reconciler.usecases, reconciler.workspace, reconciler.config\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('reconciler.emulator', 'uvicorn')))\n"
+        "print(loaded)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_module_has_a_test_file() -> None:
+    tests = {p.stem for p in (ROOT / "tests").glob("test_*.py")}
+    # modules covered by a test file named for the area they belong to
+    covered_by = {
+        "reconciler.base": "test_vocabulary",
+        "reconciler.cells": "test_vocabulary",
+        "reconciler.yamlfile": "test_policy",
+        "reconciler.progress": "test_cli",
+        "reconciler.__main__": "test_cli",
+        "reconciler.quickbi.models": "test_client",
+        "reconciler.quickbi._client": "test_client",
+        "reconciler.quickbi._pacing": "test_client",
+        "reconciler.quickbi._credentials": "test_secrets_and_credentials",
+        "reconciler.quickbi.errors": "test_client",
+        "reconciler.quickbi.signing": "test_signing",
+        "reconciler.emulator.backend": "test_backend",
+        "reconciler.emulator.wire": "test_emulator_wire",
+        "reconciler.emulator.faults": "test_emulator_wire",
+        "reconciler.emulator.orgfile": "test_backend",
+        "reconciler.emulator.serve": "test_emulator_wire",
+        "reconciler.policy._load": "test_policy",
+        "reconciler.policy._model": "test_policy",
+        "reconciler.redaction": "test_secrets_and_credentials",
+        "reconciler.lock": "test_ledger_audit_lock",
+        "reconciler.audit": "test_ledger_audit_lock",
+        "reconciler.ledger": "test_ledger_audit_lock",
+        "reconciler.config": "test_config_snapshot",
+        "reconciler.snapshot": "test_config_snapshot",
+        "reconciler.render": "test_report",
+        "reconciler.drift": "test_report",
+        "reconciler.state": "test_access_safety",
+        "reconciler.errors": "test_policy",
+        "reconciler.files": "test_vocabulary",
+    }
+    missing = []
+    for name in MODULES:
+        if name == "reconciler" or name.endswith("__init__") or MODULES[name].name == "__init__.py":
+            continue
+        wanted = covered_by.get(name, "test_" + name.rsplit(".", 1)[-1])
+        if wanted not in tests:
+            missing.append(f"{name} ({wanted})")
+    assert not missing, missing

@@ -1,0 +1,73 @@
+"""The plan artefact: batches as the single source of truth, file round trip, and refusal of broken files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.cells import Target
+from reconciler.diff import Changes
+from reconciler.errors import ReconcilerError
+from reconciler.plan import Plan, PlanInputs, build_plan, exact_batches
+
+DAY = dt.date(2099, 12, 31)
+A, B = Target("llm_cube", "a"), Target("theme", "b")
+
+
+def _plan() -> Plan:
+    changes = Changes(
+        grants={DAY: frozenset({("u1", A), ("u2", A), ("u1", B)})},
+        revokes=frozenset({("u3", A)}),
+        revocable={"u3": frozenset({A, B})},
+    )
+    names = {"u1": "alice", "u9": "not touched", "llm_cube:a": "Sales"}
+    return build_plan("t", changes, PlanInputs(policy_digest="p", snapshot_digest="s"), {"u3": ["llm_cube:a"]}, names)
+
+
+def test_cells_come_from_the_batches() -> None:
+    plan = _plan()
+    assert plan.grant_cells() == {("u1", A): DAY, ("u2", A): DAY, ("u1", B): DAY}
+    assert ("u3", A) in plan.revoke_cells()
+    assert plan.touched_users() == ["u1", "u2", "u3"]
+    assert "u9" not in plan.names and plan.names["u1"] == "alice"
+
+
+def test_round_trip_through_a_file(tmp_path: Path) -> None:
+    plan = _plan()
+    plan.write(tmp_path / "plan.json")
+    assert Plan.read(tmp_path / "plan.json") == plan
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"user_ids": []}, "has no users or no targets"),
+        ({"user_ids": ["u1", "u1"]}, "lists a user or target twice"),
+        ({"expire_day": "2099-02-30"}, "is a grant without a valid expire_day"),
+        ({"operation": "revoke"}, "is a revoke with an expire_day"),
+    ],
+)
+def test_a_broken_batch_is_refused_on_read(tmp_path: Path, change: dict[str, object], message: str) -> None:
+    data = json.loads(_plan().model_dump_json())
+    data["batches"][0].update(change)
+    (tmp_path / "plan.json").write_text(json.dumps(data))
+    with pytest.raises(ReconcilerError, match=f"plan.json: batch 1 {message}"):
+        Plan.read(tmp_path / "plan.json")
+
+
+def test_not_a_plan_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "plan.json").write_text('{"format_version": 2}')
+    with pytest.raises(ReconcilerError, match="not a reconciler plan"):
+        Plan.read(tmp_path / "plan.json")
+
+
+def test_exact_batches_cover_only_the_given_cells() -> None:
+    grants = {DAY: [("u1", A), ("u2", B)]}
+    revokes = [("u3", A), ("u4", B)]
+    batches = exact_batches(grants, revokes, cap=1)
+    cells = {(b.operation, c) for b in batches for c in b.cells()}
+    assert cells == {("grant", ("u1", A)), ("grant", ("u2", B)), ("revoke", ("u3", A)), ("revoke", ("u4", B))}
+    assert all(b.size == 1 for b in batches)

@@ -1,0 +1,76 @@
+"""The shared vocabulary (targets, timestamps, strict models) and the product's file handling."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from reconciler.base import StrictModel, utc_timestamp
+from reconciler.cells import Target
+from reconciler.errors import ReconcilerError
+from reconciler.files import read_regular_file, write_text_file
+
+
+def test_targets_round_trip_and_reject_garbage() -> None:
+    for text in ("llm_cube:c-1", "theme:t:with:colons", "dataset:ds-9"):
+        assert str(Target.parse(text)) == text
+    for bad in ("cube:c", "llm_cube:", "theme", ""):
+        with pytest.raises(ValueError, match="not a target"):
+            Target.parse(bad)
+
+
+def test_timestamps_are_utc_with_a_z() -> None:
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", utc_timestamp())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", utc_timestamp(precise=True))
+
+
+def test_strict_models_refuse_unknown_keys() -> None:
+    class Example(StrictModel):
+        name: str
+
+    with pytest.raises(ValidationError, match="extra"):
+        Example.model_validate({"name": "x", "nmae": "y"})
+
+
+def test_read_refuses_what_is_not_a_regular_utf8_file_of_bounded_size(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "big").write_text("x" * 2048)
+    cases = {
+        fifo: "not a regular file",
+        tmp_path: "not a regular file",
+        loop: "cannot read plan",
+        tmp_path / "missing": "No such file",
+        tmp_path / "binary": "not UTF-8 text",
+    }
+    for path, message in cases.items():
+        with pytest.raises(ReconcilerError, match=message):
+            read_regular_file(path, "plan")
+    with pytest.raises(ReconcilerError, match="larger than"):
+        read_regular_file(tmp_path / "big", "plan", limit=1024)
+    assert read_regular_file(tmp_path / "big", "plan") == "x" * 2048
+
+
+def test_write_is_atomic_and_fails_in_one_line(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "report.txt"
+    write_text_file(target, "one")
+    write_text_file(target, "two")
+    assert target.read_text() == "two" and [p.name for p in target.parent.iterdir()] == ["report.txt"]
+    with pytest.raises(ReconcilerError, match="it is a folder"):
+        write_text_file(tmp_path / "out", "x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.geteuid() != 0:  # root writes anywhere
+            with pytest.raises(ReconcilerError, match="cannot write"):
+                write_text_file(locked / "x.txt", "x")
+    finally:
+        locked.chmod(0o700)
