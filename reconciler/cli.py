@@ -221,10 +221,8 @@ async def _apply(
         click.echo(render.plan_text(plan), nl=False)
         return auto_approve or click.confirm("Apply this plan?", default=False)
 
-    async with open_target(obj.config, obj.target, audit=True) as session:
-        outcome = await usecases.apply(
-            session, policy, _today(), confirm, saved, options, breakers, break_lock, progress
-        )
+    async with open_target(obj.config, obj.target, exclusive=True, break_lock=break_lock) as session:
+        outcome = await usecases.apply(session, policy, _today(), confirm, saved, options, breakers, progress)
     if outcome.nothing_to_do:
         done = outcome.result.resumed
         click.echo(

@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from reconciler.base import StrictModel
 from reconciler.cells import CubeReadback
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.state_backend import GitState, LocalState, StateBackend
 from reconciler.yamlfile import read_yaml
 
 
@@ -51,6 +52,14 @@ class QuickBITarget(StrictModel):
         return self.endpoint or f"https://quickbi-public.{self.region}.aliyuncs.com"
 
 
+class StateRepo(StrictModel):
+    """State on a branch of a git repository: for CI runners, whose disks do not outlive a run."""
+
+    url: str = Field(min_length=1)  # anything `git fetch` takes; a relative path is relative to the config
+    branch: str = Field(default="reconciler-state", pattern=r"^[A-Za-z0-9._/-]+$")
+    lock_timeout: float = Field(default=300, ge=0)  # seconds a second apply waits for the first
+
+
 class TargetConfig(StrictModel):
     emulator: EmulatorTarget | None = None
     quickbi: QuickBITarget | None = None
@@ -60,11 +69,14 @@ class TargetConfig(StrictModel):
     # what QueryLlmCubeWithThemeListByUserId's CubeIds keys are (UNCONFIRMED upstream): LlmCube or dataset IDs
     cube_readback: CubeReadback = "llm_cube"
     state_dir: Path | None = None
+    state_repo: StateRepo | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> TargetConfig:
         if (self.emulator is None) == (self.quickbi is None):
             raise ValueError("a target is either 'emulator' or 'quickbi'")
+        if self.state_dir is not None and self.state_repo is not None:
+            raise ValueError("give state_dir or state_repo, not both")
         return self
 
 
@@ -90,6 +102,14 @@ class Config(StrictModel):
             raise ReconcilerError(f"unknown target '{chosen}' (configured targets: {known})")
         return chosen, self.targets[chosen]
 
+    def state_backend(self, name: str, target: TargetConfig) -> StateBackend:
+        if target.state_repo is None:
+            return LocalState(self.state_dir(name, target), name)
+        url = target.state_repo.url
+        if "://" not in url and not _scp_like(url):
+            url = str(self.resolve(Path(url)))
+        return GitState(url, target.state_repo.branch, name, target.state_repo.lock_timeout)
+
     def state_dir(self, name: str, target: TargetConfig) -> Path:
         """Where the ledger, journals, audit log and lock of a target live: next to its state."""
         if target.state_dir is not None:
@@ -97,6 +117,12 @@ class Config(StrictModel):
         if target.emulator is not None:
             return self.resolve(target.emulator.state).parent
         return self.base / ".reconciler" / name
+
+
+def _scp_like(url: str) -> bool:
+    """git's user@host:path form."""
+    head = url.split(":", 1)[0]
+    return ":" in url and "@" in head and "/" not in head
 
 
 def load_config(path: Path) -> Config:

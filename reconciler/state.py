@@ -38,6 +38,21 @@ class ManagedRecord:
         )
 
 
+def read_state(state_dir: Path) -> ManagedRecord:
+    """The managed-target record, after checking the state is whole: a target that has applied before (it has
+    a record) must have its expiry ledger, or every live cell would silently count as unrecorded."""
+    record = read_managed(state_dir)
+    if record.found and not (state_dir / LEDGER).exists():
+        raise ReconcilerError(
+            Problem(
+                f"{state_dir / LEDGER}: the expiry ledger is missing, but this target has applied before "
+                f"({MANAGED_RECORD} is there)",
+                hint="restore the state from its backup or branch history; it is not safe to plan without it",
+            )
+        )
+    return record
+
+
 def read_managed(state_dir: Path) -> ManagedRecord:
     path = state_dir / MANAGED_RECORD
     if not path.exists():

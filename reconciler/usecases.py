@@ -18,12 +18,11 @@ from reconciler.drift import DriftReport, drift
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.executor import ApplyResult, Executor, Work, outstanding
 from reconciler.ledger import Ledger
-from reconciler.lock import TargetLock
 from reconciler.plan import Plan, PlanInputs, build_plan
 from reconciler.policy import Policy
 from reconciler.resolve import Desired, resolve
 from reconciler.snapshot import Snapshot, refresh
-from reconciler.state import LEDGER, ManagedRecord, read_managed, write_managed
+from reconciler.state import LEDGER, ManagedRecord, read_state, write_managed
 from reconciler.workspace import Session
 
 Progress = Callable[[], None]
@@ -80,7 +79,7 @@ async def desired_and_snapshot(
     `track(total, label)` may supply a per-user tick, e.g. a progress bar: one read per user takes a while
     for a large organisation (100,000 users at 50 QPS is over half an hour).
     """
-    record = record or read_managed(session.state_dir)
+    record = record or read_state(session.state_dir)
     desired = await resolve(policy, session.service, today, record.targets)
     if snapshot is None:
         with (track or _untracked)(len(desired.directory), "refresh") as tick:
@@ -136,7 +135,7 @@ async def make_plan(
     snapshot: Snapshot | None = None,
     track: Tracker | None = None,
 ) -> Plan:
-    record = read_managed(session.state_dir)
+    record = read_state(session.state_dir)
     desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
     plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, _state_notes(record))
     return plan
@@ -148,7 +147,7 @@ def _state_notes(record: ManagedRecord) -> list[str]:
 
 
 async def make_drift(session: Session, policy: Policy, today: dt.date, track: Tracker | None = None) -> DriftReport:
-    record = read_managed(session.state_dir)
+    record = read_state(session.state_dir)
     desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
     return drift(session.name, desired, live, ledger_for(session), today, _state_notes(record))
 
@@ -161,38 +160,40 @@ async def apply(
     saved: Plan | None = None,
     options: PlanOptions | None = None,
     breakers: Breakers | None = None,
-    break_lock: bool = False,
     track: Tracker | None = None,
 ) -> ApplyOutcome:
     """Plan (or admit a saved plan against today's policy and live state), confirm, execute, verify, record.
 
-    Under the target's lock throughout, so that no other apply moves live state between the checks and the
-    calls. A saved plan is never trusted: see `admission.admit`.
+    The session must be exclusive (the target's lock held throughout), so that no other apply moves live
+    state between the checks and the calls. A saved plan is never trusted: see `admission.admit`.
     """
+    if not session.exclusive:
+        raise ReconcilerError("internal: apply needs a session opened exclusively (open_target(exclusive=True))")
     track = track or _untracked
-    with TargetLock(session.state_dir / "apply.lock", session.name, break_lock):
-        record = read_managed(session.state_dir)
-        ledger = ledger_for(session)
-        desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
-        if saved is not None:
-            admit(saved, session.name, policy.digest, desired, live, today, session.service.cap)
-            chosen = saved
-        else:
-            chosen, _ = plan_from(session, desired, live, ledger, today, options or PlanOptions(), _state_notes(record))
-        work = outstanding(chosen, live, ledger, session.service.cap)
-        if not work.batches:
-            _remember_managed(session, desired, live, chosen, {})
-            return ApplyOutcome(chosen, ApplyResult(resumed=work.already_done), nothing_to_do=True)
-        check_breakers(work, live, desired, breakers or Breakers())
-        if not confirm(chosen):
-            return ApplyOutcome(chosen, cancelled=True)
-        with track(len(work.batches), "apply") as tick:
-            result, mismatches = await execute_and_verify(session, work, ledger, tick)
-        _remember_managed(session, desired, live, chosen, mismatches)
-        return ApplyOutcome(chosen, result, mismatches)
+    record = read_state(session.state_dir)
+    ledger = ledger_for(session)
+    desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
+    if saved is not None:
+        admit(saved, session.name, policy.digest, desired, live, today, session.service.cap)
+        chosen = saved
+    else:
+        chosen, _ = plan_from(session, desired, live, ledger, today, options or PlanOptions(), _state_notes(record))
+    work = outstanding(chosen, live, ledger, session.service.cap)
+    if not work.batches:
+        _remember_managed(session, desired, live, chosen, {}, ledger)
+        return ApplyOutcome(chosen, ApplyResult(resumed=work.already_done), nothing_to_do=True)
+    check_breakers(work, live, desired, breakers or Breakers())
+    if not confirm(chosen):
+        return ApplyOutcome(chosen, cancelled=True)
+    with track(len(work.batches), "apply") as tick:
+        result, mismatches = await execute_and_verify(session, work, ledger, tick)
+    _remember_managed(session, desired, live, chosen, mismatches, ledger)
+    return ApplyOutcome(chosen, result, mismatches)
 
 
-def _remember_managed(session: Session, desired: Desired, live: Snapshot, plan: Plan, wrong: dict[Cell, str]) -> None:
+def _remember_managed(
+    session: Session, desired: Desired, live: Snapshot, plan: Plan, wrong: dict[Cell, str], ledger: Ledger
+) -> None:
     """Record what is managed now; a removed target stays recorded until none of its revocable grants is left."""
     revoked = plan.revoke_cells()
     leftover = {
@@ -202,6 +203,8 @@ def _remember_managed(session: Session, desired: Desired, live: Snapshot, plan: 
         and user not in desired.protected
         and ((user, target) not in revoked or (user, target) in wrong)
     }
+    if not ledger.path.exists():  # written whenever the record is: a record without a ledger means damage
+        ledger.compact()
     write_managed(session.state_dir, desired.managed_record() | leftover)
 
 

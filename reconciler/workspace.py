@@ -25,6 +25,7 @@ class Session:
     name: str
     service: AccessService
     state_dir: Path
+    exclusive: bool = False  # opened for an apply: no other apply of this target runs meanwhile
 
     @property
     def cube_readback(self) -> CubeReadback:
@@ -44,11 +45,23 @@ def client_settings(target: TargetConfig) -> ClientSettings:
 
 
 @contextlib.asynccontextmanager
-async def open_target(config: Config, name: str | None, audit: bool = False) -> AsyncIterator[Session]:
-    """Yield a session; an embedded emulator's state is saved on the way out, whatever happened."""
+async def open_target(
+    config: Config, name: str | None, exclusive: bool = False, break_lock: bool = False
+) -> AsyncIterator[Session]:
+    """Yield a session over the target's state: as it is, or `exclusive`ly for an apply (locked, saved at the
+    end, API calls written to its audit log). An embedded emulator's own state is saved whatever happened."""
     chosen, target = config.target(name)
-    state_dir = config.state_dir(chosen, target)
-    observer = AuditLog(state_dir / "audit.jsonl") if audit else None
+    backend = config.state_backend(chosen, target)
+    with backend.applying(break_lock) if exclusive else backend.reading() as state_dir:
+        async with _session(config, chosen, target, state_dir, exclusive) as session:
+            yield session
+
+
+@contextlib.asynccontextmanager
+async def _session(
+    config: Config, chosen: str, target: TargetConfig, state_dir: Path, exclusive: bool
+) -> AsyncIterator[Session]:
+    observer = AuditLog(state_dir / "audit.jsonl") if exclusive else None
     settings = client_settings(target)
     if target.emulator is not None:
         from reconciler.emulator import Emulator
@@ -59,7 +72,7 @@ async def open_target(config: Config, name: str | None, audit: bool = False) -> 
         client = emulator.client(settings, observer=observer)
         try:
             async with client:
-                yield Session(chosen, QuickBIAccess(client, target.cube_readback), state_dir)
+                yield Session(chosen, QuickBIAccess(client, target.cube_readback), state_dir, exclusive)
         finally:
             emulator.save(state)
         return
@@ -67,4 +80,4 @@ async def open_target(config: Config, name: str | None, audit: bool = False) -> 
     credentials = default_chain()
     await credentials()  # fail once, before any work starts, when there are none
     async with QuickBIClient(target.quickbi.url, credentials, settings, observer=observer) as client:
-        yield Session(chosen, QuickBIAccess(client, target.cube_readback), state_dir)
+        yield Session(chosen, QuickBIAccess(client, target.cube_readback), state_dir, exclusive)

@@ -34,7 +34,7 @@ def demo(tmp_path: Path) -> Path:
 
 def _with_session(folder: Path, work: Callable[[Session], Awaitable[T]]) -> T:
     async def go() -> T:
-        async with open_target(load_config(folder / "reconciler.yaml"), None, audit=True) as session:
+        async with open_target(load_config(folder / "reconciler.yaml"), None, exclusive=True) as session:
             return await work(session)
 
     return asyncio.run(go())
