@@ -101,10 +101,17 @@ def _plan_options(additive: bool, allow_regrant: bool, unrecorded: str) -> useca
     return usecases.PlanOptions(DiffOptions(additive, unrecorded), allow_regrant)  # type: ignore[arg-type]
 
 
-def _format_plan(plan: Plan, fmt: str) -> str:
+def _format_plan(plan: Plan, fmt: str, max_chars: int | None = None) -> str:
     if fmt == "json":
         return plan.model_dump_json(indent=1) + "\n"
-    return render.plan_text(plan, markdown=fmt == "markdown")
+    return render.plan_text(plan, markdown=fmt == "markdown", max_chars=max_chars if fmt == "markdown" else None)
+
+
+_max_chars = click.option(
+    "--max-chars",
+    type=click.IntRange(min=1000),
+    help="Markdown only: a bounded summary of at most this many characters (GitHub comments take 65,536).",
+)
 
 
 _plan_flags = [
@@ -135,6 +142,7 @@ def _with_plan_flags(function: Any) -> Any:
 @click.option("--out", type=click.Path(path_type=Path), help="Also save the plan (JSON) here.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
+@_max_chars
 @_with_plan_flags
 @click.pass_obj
 def plan(
@@ -143,6 +151,7 @@ def plan(
     out: Path | None,
     fmt: str,
     detailed_exitcode: bool,
+    max_chars: int | None,
     additive: bool,
     allow_regrant: bool,
     unrecorded: str,
@@ -152,7 +161,7 @@ def plan(
     result = asyncio.run(_make_plan(obj, options, snapshot_path))
     if out is not None:
         result.write(out)
-    click.echo(_format_plan(result, fmt), nl=False)
+    click.echo(_format_plan(result, fmt, max_chars), nl=False)
     if detailed_exitcode and not result.empty:
         sys.exit(EXIT_CHANGES)
 
@@ -167,9 +176,10 @@ async def _make_plan(obj: _Context, options: usecases.PlanOptions, snapshot_path
 @cli.command()
 @click.argument("plan_file", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
-def show(plan_file: Path, fmt: str) -> None:
+@_max_chars
+def show(plan_file: Path, fmt: str, max_chars: int | None) -> None:
     """Render a saved plan."""
-    click.echo(_format_plan(Plan.read(plan_file), fmt), nl=False)
+    click.echo(_format_plan(Plan.read(plan_file), fmt, max_chars), nl=False)
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -105,7 +106,14 @@ class Config(StrictModel):
     def state_backend(self, name: str, target: TargetConfig) -> StateBackend:
         if target.state_repo is None:
             return LocalState(self.state_dir(name, target), name)
-        url = target.state_repo.url
+        url = os.path.expandvars(target.state_repo.url)
+        if "$" in url:
+            raise ReconcilerError(
+                Problem(
+                    f"targets.{name}.state_repo.url names an unset environment variable: {url}",
+                    hint="set it (the GitOps workflow sets RECONCILER_STATE_URL) or write the URL",
+                )
+            )
         if "://" not in url and not _scp_like(url):
             url = str(self.resolve(Path(url)))
         return GitState(url, target.state_repo.branch, name, target.state_repo.lock_timeout)

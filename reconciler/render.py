@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from reconciler.drift import ACTIONABLE, HEADINGS, INFORMATIONAL, DriftReport
 from reconciler.plan import Plan
 
-MAX_LISTED_USERS = 200
+MAX_LISTED_FINDINGS = 200
+MAX_LISTED_LINES = 2000
+MAX_TABLE_ROWS = 50
 
 
 @dataclass
@@ -40,31 +42,40 @@ def _by_user(plan: Plan) -> dict[str, _UserLines]:
     return dict(sorted(users.items()))
 
 
-def plan_text(plan: Plan, markdown: bool = False) -> str:
-    s = plan.summary
-    lines: list[str] = []
-    if markdown:
-        lines += [f"### reconciler plan for `{_code(plan.target)}`", "", "```diff"]
-    else:
-        lines.append(f"reconciler plan for target '{plan.target}'")
+def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) -> str:
+    """The plan for people. With `max_chars` (a pull-request comment), a bounded Markdown summary: counts per
+    target, then as many changes as fit, and what was cut."""
     by_user = _by_user(plan)
-    no_op_deletes = 0
-    for index, (user, change) in enumerate(by_user.items()):
-        no_op_deletes += change.no_op_deletes
-        if index >= MAX_LISTED_USERS:
-            continue
-        who = _name(plan.names, user)
-        for target, day in sorted(change.granted):
-            lines.append(f"+ {who}  {_name(plan.names, target)}  (expires {day})")
-        for target, day in sorted(change.regranted):
-            lines.append(f"~ {who}  {_name(plan.names, target)}  (expiry set to {day})")
-        for target in sorted(change.revoked):
-            lines.append(f"- {who}  {_name(plan.names, target)}")
-    if len(by_user) > MAX_LISTED_USERS:
-        lines.append(f"  … and {len(by_user) - MAX_LISTED_USERS} more users (see the JSON plan)")
+    footer = _footer(plan, by_user, markdown)
+    if max_chars is not None:
+        return _bounded(plan, by_user, footer, max_chars)
+    lines = (
+        [f"### reconciler plan for `{_code(plan.target)}`", "", "```diff"]
+        if markdown
+        else [f"reconciler plan for target '{plan.target}'"]
+    )
+    changes = _change_lines(plan, by_user)
+    lines += [_code(line) for line in changes[:MAX_LISTED_LINES]] if markdown else changes[:MAX_LISTED_LINES]
+    if len(changes) > MAX_LISTED_LINES:
+        lines.append(f"  … and {len(changes) - MAX_LISTED_LINES} more changes (see the JSON plan)")
     if markdown:
-        lines = [_code(line) if i > 2 else line for i, line in enumerate(lines)]
         lines += ["```", ""]
+    return "\n".join(lines + footer) + "\n"
+
+
+def _change_lines(plan: Plan, by_user: dict[str, _UserLines]) -> list[str]:
+    lines = []
+    for user, change in by_user.items():
+        who = _name(plan.names, user)
+        lines += [f"+ {who}  {_name(plan.names, t)}  (expires {day})" for t, day in sorted(change.granted)]
+        lines += [f"~ {who}  {_name(plan.names, t)}  (expiry set to {day})" for t, day in sorted(change.regranted)]
+        lines += [f"- {who}  {_name(plan.names, t)}" for t in sorted(change.revoked)]
+    return lines
+
+
+def _footer(plan: Plan, by_user: dict[str, _UserLines], markdown: bool) -> list[str]:
+    s = plan.summary
+    lines = []
     if plan.removed_targets:
         listed = ", ".join(_name(plan.names, t) for t in plan.removed_targets)
         lines.append(f"Removed from policy since the last apply, all their grants revoked: {_md(listed, markdown)}")
@@ -76,6 +87,7 @@ def plan_text(plan: Plan, markdown: bool = False) -> str:
             f"calls (lower bound {s.lower_bound})."
         )
     notes = []
+    no_op_deletes = sum(change.no_op_deletes for change in by_user.values())
     if no_op_deletes:
         notes.append(f"{no_op_deletes} deletes of grants that are not live ride along in revoke calls (no effect)")
     if s.protected_cells:
@@ -85,7 +97,43 @@ def plan_text(plan: Plan, markdown: bool = False) -> str:
     if notes:
         lines.append("Not touched: " + "; ".join(notes) + ".")
     lines.extend(f"Note: {_md(note, markdown)}" for note in plan.notes)
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _bounded(plan: Plan, by_user: dict[str, _UserLines], footer: list[str], max_chars: int) -> str:
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for change in by_user.values():
+        for target, _ in change.granted:
+            counts[target][0] += 1
+        for target, _ in change.regranted:
+            counts[target][1] += 1
+        for target in change.revoked:
+            counts[target][2] += 1
+    head = [f"### reconciler plan for `{_code(plan.target)}`", ""]
+    if counts:
+        head += ["| target | grant | expiry set | revoke |", "|---|---:|---:|---:|"]
+        ranked = sorted(counts.items(), key=lambda item: (-sum(item[1]), item[0]))
+        for target, (grant, regrant, revoke) in ranked[:MAX_TABLE_ROWS]:
+            head.append(
+                f"| {_md(_name(plan.names, target), True).replace('|', '¦')} | {grant} | {regrant} | {revoke} |"
+            )
+        if len(ranked) > MAX_TABLE_ROWS:
+            head.append(f"| … {len(ranked) - MAX_TABLE_ROWS} more targets | | | |")
+        head.append("")
+    changes = _change_lines(plan, by_user)
+    tail = ["```", "", *footer]
+    budget = max_chars - len("\n".join([*head, "```diff", *tail])) - 200  # room for the cut notice
+    shown: list[str] = []
+    for line in changes:
+        cost = len(_code(line)) + 1
+        if cost > budget:
+            break
+        shown.append(_code(line))
+        budget -= cost
+    cut = len(changes) - len(shown)
+    notice = [f"… {cut} of {len(changes)} changes not shown here: the full plan is in the job summary and artefact."]
+    text = "\n".join([*head, "```diff", *shown, *tail, *(notice if cut else [])]) + "\n"
+    return text[:max_chars]
 
 
 def _name(names: dict[str, str], key: str) -> str:
@@ -113,11 +161,11 @@ def drift_text(report: DriftReport, markdown: bool = False) -> str:
             continue
         heading = f"{HEADINGS[kind]}: {len(findings)}"
         lines += ["", f"#### {heading}" if markdown else heading]
-        for user, target, detail in findings[:MAX_LISTED_USERS]:
+        for user, target, detail in findings[:MAX_LISTED_FINDINGS]:
             text = f"{_name(report.names, user)}  {_name(report.names, target)}" + (f"  ({detail})" if detail else "")
             lines.append(f"- {_md(text, True)}" if markdown else f"  {text}")
-        if len(findings) > MAX_LISTED_USERS:
-            lines.append(f"  … and {len(findings) - MAX_LISTED_USERS} more")
+        if len(findings) > MAX_LISTED_FINDINGS:
+            lines.append(f"  … and {len(findings) - MAX_LISTED_FINDINGS} more")
     lines.append("")
     lines.extend(f"Note: {_md(note, markdown)}" for note in report.notes)
     lines.append("Drift: none." if report.clean else f"Drift: {report.drift_count} cells differ from policy.")

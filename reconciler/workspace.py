@@ -14,7 +14,7 @@ from pathlib import Path
 from reconciler.audit import AuditLog
 from reconciler.cells import CubeReadback
 from reconciler.config import Config, TargetConfig
-from reconciler.quickbi import ClientSettings, QuickBIClient, default_chain
+from reconciler.quickbi import ClientSettings, CredentialSource, QuickBIClient, default_chain
 from reconciler.service import AccessService, QuickBIAccess
 
 
@@ -51,15 +51,24 @@ async def open_target(
     """Yield a session over the target's state: as it is, or `exclusive`ly for an apply (locked, saved at the
     end, API calls written to its audit log). An embedded emulator's own state is saved whatever happened."""
     chosen, target = config.target(name)
+    credentials = None
+    if target.quickbi is not None:
+        credentials = default_chain()
+        await credentials()  # fail once, before any work starts, when there are none
     backend = config.state_backend(chosen, target)
     with backend.applying(break_lock) if exclusive else backend.reading() as state_dir:
-        async with _session(config, chosen, target, state_dir, exclusive) as session:
+        async with _session(config, chosen, target, state_dir, exclusive, credentials) as session:
             yield session
 
 
 @contextlib.asynccontextmanager
 async def _session(
-    config: Config, chosen: str, target: TargetConfig, state_dir: Path, exclusive: bool
+    config: Config,
+    chosen: str,
+    target: TargetConfig,
+    state_dir: Path,
+    exclusive: bool,
+    credentials: CredentialSource | None,
 ) -> AsyncIterator[Session]:
     observer = AuditLog(state_dir / "audit.jsonl") if exclusive else None
     settings = client_settings(target)
@@ -76,8 +85,6 @@ async def _session(
         finally:
             emulator.save(state)
         return
-    assert target.quickbi is not None
-    credentials = default_chain()
-    await credentials()  # fail once, before any work starts, when there are none
+    assert target.quickbi is not None and credentials is not None
     async with QuickBIClient(target.quickbi.url, credentials, settings, observer=observer) as client:
         yield Session(chosen, QuickBIAccess(client, target.cube_readback), state_dir, exclusive)

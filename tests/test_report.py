@@ -6,7 +6,7 @@ import datetime as dt
 import json
 
 from reconciler.cells import Target
-from reconciler.diff import diff
+from reconciler.diff import Changes, diff
 from reconciler.drift import drift
 from reconciler.plan import PlanInputs, build_plan
 from reconciler.policy import Rolling
@@ -108,3 +108,19 @@ def test_markdown_cannot_be_broken_out_of() -> None:
     )
     text = plan_text(plan, markdown=True)
     assert text.count("```") == 2
+
+
+def test_a_large_onboarding_comment_fits_github() -> None:
+    day = dt.date(2099, 12, 31)
+    targets = [Target("llm_cube", f"c{i}") for i in range(8)] + [Target("theme", f"t{i}") for i in range(4)]
+    cells = frozenset((f"user-{u:05d}", t) for u in range(2000) for t in targets)
+    changes = Changes(grants={day: cells}, revokes=frozenset(), revocable={})
+    names = {f"user-{u:05d}": f"Onboarded Person Number {u}" for u in range(2000)}
+    plan = build_plan("prod", changes, PlanInputs(policy_digest="p", snapshot_digest="s"), {}, names)
+    full = plan_text(plan, markdown=True)
+    comment = plan_text(plan, markdown=True, max_chars=60000)
+    assert len(comment) <= 60000 < 65536
+    assert "| llm_cube:c0 | 2000 | 0 | 0 |" in comment
+    assert "changes not shown here: the full plan is in the job summary and artefact" in comment
+    assert comment.count("```") == 2 and "Plan: 24000 to grant" in comment
+    assert len(full) > len(comment)

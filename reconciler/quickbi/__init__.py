@@ -4,13 +4,14 @@ from reconciler.quickbi import models
 from reconciler.quickbi._client import CallObserver, ClientSettings, QuickBIClient
 from reconciler.quickbi._credentials import default_chain, static_credentials
 from reconciler.quickbi.errors import QuickBIError, ThrottledError, TransportFailure
-from reconciler.quickbi.signing import AcsV3Auth, Credential, RpcV1Auth
+from reconciler.quickbi.signing import AcsV3Auth, Credential, CredentialSource, RpcV1Auth
 
 __all__ = [
     "AcsV3Auth",
     "CallObserver",
     "ClientSettings",
     "Credential",
+    "CredentialSource",
     "QuickBIClient",
     "QuickBIError",
     "RpcV1Auth",

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# A local rehearsal of the GitOps pipeline (.github/workflows/gitops.yml): the same reconciler steps, in fresh
+# "runner" folders, against the served Quick BI emulator and a local bare git repository that holds the state
+# branch, as the real pipeline holds it in the policy repository. No cloud account, no secrets.
+#   Run from the repository root after the README's first command:  bash examples/rehearse-gitops.sh
+set -euo pipefail
+repo="$(pwd)"
+reconciler="${RECONCILER:-$repo/.venv/bin/reconciler}"
+work="$(mktemp -d)"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+export ALIBABA_CLOUD_ACCESS_KEY_ID=demo-ak ALIBABA_CLOUD_ACCESS_KEY_SECRET=demo-secret HOME="$work"
+export TARGET=rehearsal MAX_REVOKE_RATIO="${MAX_REVOKE_RATIO:-0.5}"  # the demo's first apply revokes 40%
+
+"$reconciler" emulator serve --org "$repo/examples/demo-org.yaml" --port "$port" 2> "$work/emulator.log" &
+emulator=$!
+trap 'kill "$emulator" 2>/dev/null; rm -rf "$work"' EXIT
+git init --quiet --bare "$work/origin.git"
+python3 - "$port" <<'PY'
+import socket, sys, time
+deadline = time.monotonic() + 20
+while socket.socket().connect_ex(("127.0.0.1", int(sys.argv[1]))):
+    if time.monotonic() > deadline:
+        sys.exit("the emulator did not start")
+    time.sleep(0.1)
+PY
+
+checkout() {  # a fresh runner: the policies and a config whose target is the served emulator
+  local folder="$work/$1"
+  mkdir -p "$folder"
+  cp -r "$repo/policies" "$folder/policies"
+  cat > "$folder/reconciler.yaml" <<YAML
+policies: policies/
+default_target: $TARGET
+targets:
+  $TARGET:
+    quickbi: {endpoint: "http://127.0.0.1:$port"}
+    state_repo: {url: "$work/origin.git", branch: reconciler-state}
+YAML
+  echo "$folder"
+}
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "pull request: validate and plan (comment bounded to 60,000 characters)"
+cd "$(checkout pr)"
+"$reconciler" validate
+set +e; "$reconciler" --target "$TARGET" plan --out plan.json --format markdown --detailed-exitcode > plan-full.md; code=$?; set -e
+[ "$code" -ne 1 ]
+"$reconciler" show plan.json --format markdown --max-chars 60000 > comment.md
+cat comment.md
+
+step "merge to main: apply"
+cd "$(checkout merge)"
+"$reconciler" --target "$TARGET" apply --auto-approve --max-revoke-ratio "$MAX_REVOKE_RATIO"
+
+step "schedule: drift"
+cd "$(checkout drift)"
+set +e; "$reconciler" --target "$TARGET" drift --format markdown --out drift.md; code=$?; set -e
+[ "$code" -ne 1 ]
+cat drift.md
+echo "drift exit status: $code (0 clean, 2 drift: the workflow opens or updates the drift issue)"
+
+step "the state branch: one commit per apply"
+git --git-dir "$work/origin.git" log --format='%h %s' reconciler-state
+git --git-dir "$work/origin.git" ls-tree --name-only reconciler-state
