@@ -27,6 +27,7 @@ from reconciler.snapshot import Snapshot
 from reconciler.workspace import open_target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+MAX_PRINTED_PROBLEMS = 100
 
 
 def _today() -> dt.date:
@@ -69,8 +70,7 @@ def cli(ctx: click.Context, config_path: Path, target: str | None, verbose: bool
 @click.pass_obj
 def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
     """Load and check policies offline."""
-    chosen = list(paths) or obj.config.policy_paths()
-    policy = _load_policy(chosen)
+    policy = _load_policy(list(paths)) if paths else _load_policy(obj.config.policy_paths(), obj.config)
     click.echo(f"{len(policy.files)} policy files OK: {len(policy.rules)} grants, {len(policy.groups)} groups.")
 
 
@@ -89,9 +89,9 @@ def refresh_command(obj: _Context, out: Path) -> None:
     click.echo(f"Wrote {out}: {len(snapshot.grants)} users, {sum(1 for _ in snapshot.cells())} live grants.")
 
 
-def _load_policy(paths: list[Path]) -> Policy:
+def _load_policy(paths: list[Path], config: Config | None = None) -> Policy:
     """Load the policies and say each warning (e.g. a grant whose date has passed) on stderr, with its line."""
-    policy = load_policy(paths, _today())
+    policy = load_policy(paths, _today(), recursive=config is not None and config.policies_recursive)
     for warning in policy.warnings:
         click.echo(f"warning: {warning}", err=True)
     return policy
@@ -167,7 +167,7 @@ def plan(
 
 
 async def _make_plan(obj: _Context, options: usecases.PlanOptions, snapshot_path: Path | None) -> Plan:
-    policy = _load_policy(obj.config.policy_paths())
+    policy = _load_policy(obj.config.policy_paths(), obj.config)
     snapshot = Snapshot.read(snapshot_path) if snapshot_path else None
     async with open_target(obj.config, obj.target) as session:
         return await usecases.make_plan(session, policy, _today(), options, snapshot, progress)
@@ -223,7 +223,7 @@ async def _apply(
     auto_approve: bool,
     break_lock: bool,
 ) -> int:
-    policy = _load_policy(obj.config.policy_paths())
+    policy = _load_policy(obj.config.policy_paths(), obj.config)
 
     def confirm(plan: Plan) -> bool:
         if saved is not None:
@@ -273,7 +273,7 @@ def drift(obj: _Context, fmt: str, out: Path | None) -> None:
     """Report how live grants differ from policy (exit 2 on drift)."""
 
     async def go() -> DriftReport:
-        policy = _load_policy(obj.config.policy_paths())
+        policy = _load_policy(obj.config.policy_paths(), obj.config)
         async with open_target(obj.config, obj.target) as session:
             return await usecases.make_drift(session, policy, _today(), progress)
 
@@ -300,10 +300,12 @@ def emulator() -> None:
 @emulator.command()
 @click.option("--org", "org_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--state", type=click.Path(path_type=Path), help="Save the state here on shutdown.")
-@click.option("--qps", type=float, help="Per-API requests per second before throttling.")
-@click.option("--latency-ms", type=float, default=0.0)
+@click.option(
+    "--qps", type=click.FloatRange(min=0, min_open=True), help="Per-API requests per second before throttling."
+)
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0)
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of 503 answers.")
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of dropped connections.")
 @click.option("--slow-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of answers slower than timeouts.")
@@ -358,8 +360,10 @@ def main() -> NoReturn:
     try:
         cli.main(standalone_mode=False)
     except ReconcilerError as exc:
-        for problem in exc.problems:
+        for problem in exc.problems[:MAX_PRINTED_PROBLEMS]:
             click.echo(f"error: {problem}" if problem.location is None else str(problem), err=True)
+        if len(exc.problems) > MAX_PRINTED_PROBLEMS:
+            click.echo(f"error: … and {len(exc.problems) - MAX_PRINTED_PROBLEMS:,} more problems", err=True)
         sys.exit(EXIT_ERROR)
     except (QuickBIError, TransportFailure) as exc:
         click.echo(f"error: {exc}", err=True)
@@ -368,7 +372,8 @@ def main() -> NoReturn:
         click.echo("Aborted.", err=True)
         sys.exit(EXIT_ERROR)
     except click.ClickException as exc:
-        exc.show()
+        command = f" ({exc.ctx.command_path} --help)" if isinstance(exc, click.UsageError) and exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{command}", err=True)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         sys.exit(130)

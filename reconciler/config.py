@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Literal
 
@@ -41,16 +43,36 @@ class QuickBITarget(StrictModel):
     region: str | None = None
     endpoint: str | None = None
     signature: Literal["v3", "v1"] = "v3"
+    # plain HTTP exposes every request (and with signature v1 its STS token) on the network
+    allow_insecure_http: bool = False
 
     @model_validator(mode="after")
     def _where(self) -> QuickBITarget:
         if (self.region is None) == (self.endpoint is None):
             raise ValueError("give exactly one of region or endpoint")
+        if self.endpoint is not None:
+            parsed = urllib.parse.urlsplit(self.endpoint if "://" in self.endpoint else f"https://{self.endpoint}")
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError("endpoint must be an https:// URL")
+            if parsed.scheme == "http" and not _loopback(parsed.hostname) and not self.allow_insecure_http:
+                raise ValueError(
+                    "endpoint uses plain http:// to a host that is not this machine; use https://, or set "
+                    "allow_insecure_http: true if you really mean it"
+                )
         return self
 
     @property
     def url(self) -> str:
         return self.endpoint or f"https://quickbi-public.{self.region}.aliyuncs.com"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class StateRepo(StrictModel):
@@ -83,6 +105,7 @@ class TargetConfig(StrictModel):
 
 class Config(StrictModel):
     policies: list[Path] | Path = Path("policies")
+    policies_recursive: bool = False  # read policy files in subfolders too (hidden ones never)
     default_target: str | None = None
     targets: dict[str, TargetConfig] = Field(default_factory=dict)
     base: Path = Field(default=Path("."), exclude=True)
@@ -147,7 +170,8 @@ def load_config(path: Path) -> Config:
         found = []
         for error in exc.errors():
             loc = tuple(error["loc"])
-            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            message = "unknown key" if error["type"] == "extra_forbidden" else str(error["msg"])
+            message = message.removeprefix("Value error, ")
             where = ".".join(str(p) for p in loc)
             found.append(Problem(f"{where}: {message}", document.locate(loc)))
         raise ReconcilerError(found) from None

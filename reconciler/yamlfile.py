@@ -1,20 +1,33 @@
-"""A YAML reader that remembers the line of every value and refuses duplicate keys.
+"""A YAML reader that remembers the line of every value and refuses duplicate keys, bombs and deep nesting.
 
 PyYAML's loaders silently keep the last of two equal keys and forget where values came from, so we compose
 the node graph ourselves and build plain Python data alongside a map from each value's path to its line.
+Input is hostile until proven otherwise: the file must be a regular file of bounded size, and building stops
+at the first alias expansion past a budget (a "billion laughs" file is a few hundred bytes), at a recursive
+alias, and at nesting deeper than any policy needs, each with its line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
-from reconciler.errors import Location, Problem
+from reconciler.errors import Location, Problem, ReconcilerError
+from reconciler.files import read_regular_file
 
 PathKey = tuple[str | int, ...]
+MAX_YAML_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 64
+# values built again through aliases: far above any real use of anchors, far below what hurts
+MAX_ALIAS_VALUES = 100_000
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: fast, and no Python recursion while parsing
+
+
+class _Stop(Exception):
+    """Building cannot go on: the problem is recorded, the rest of the file is not read."""
 
 
 @dataclass
@@ -38,15 +51,20 @@ def read_yaml(path: Path, display_name: str | None = None) -> tuple[LocatedDocum
     """Parse one YAML file. Returns the document, or None and the problems that stopped it."""
     name = display_name or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(f"cannot read file: {exc}", Location(name, 1))]
+        text = read_regular_file(path, "YAML file", MAX_YAML_BYTES)
+    except ReconcilerError as exc:
+        return None, [
+            Problem(problem.message.removeprefix(f"{path}: "), Location(name, 1), problem.hint)
+            for problem in exc.problems
+        ]
     return parse_yaml(text, name)
 
 
 def parse_yaml(text: str, name: str) -> tuple[LocatedDocument | None, list[Problem]]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
+    except RecursionError:
+        return None, [Problem("YAML nested too deeply to read", Location(name, 1), "flatten the structure")]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -60,7 +78,10 @@ def parse_yaml(text: str, name: str) -> tuple[LocatedDocument | None, list[Probl
         document.data = {}
         return document, problems
     builder = _Builder(document, problems)
-    document.data = builder.build(node, ())
+    try:
+        document.data = builder.build(node, ())
+    except _Stop:
+        return None, problems
     return document, problems
 
 
@@ -69,13 +90,41 @@ class _Builder:
         self.document = document
         self.problems = problems
         self.constructor = yaml.constructor.SafeConstructor()
+        self.seen: set[int] = set()
+        self.open: set[int] = set()  # collections being built: meeting one again is a recursive alias
+        self.alias_values = 0
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
         self.document.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        if len(path) > MAX_DEPTH:
+            self._stop(f"nested more than {MAX_DEPTH} levels deep", path, "flatten the structure")
+        key = id(node)
+        if key in self.seen:
+            self.alias_values += 1
+            if self.alias_values > MAX_ALIAS_VALUES:
+                self._stop(
+                    f"aliases expand to more than {MAX_ALIAS_VALUES:,} values (a YAML alias bomb?)",
+                    path[:1],  # where the expansion is used; deeper paths carry the anchors' lines
+                    "write the values out instead of nesting aliases",
+                )
+        self.seen.add(key)
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return self._scalar(node)
+        if key in self.open:
+            self._stop("recursive YAML alias (a value that contains itself)", path, "remove the alias")
+        self.open.add(key)
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+        finally:
+            self.open.discard(key)
+
+    def _stop(self, message: str, path: PathKey, hint: str) -> NoReturn:
+        self.problems.append(Problem(message, self.document.locate(path), hint))
+        raise _Stop
+
+    def _scalar(self, node: yaml.Node) -> Any:
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
@@ -94,6 +143,9 @@ class _Builder:
                 self.problems.append(
                     Problem("YAML merge keys (<<) are not supported", self._loc(key_node), "write the keys out")
                 )
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problems.append(Problem("mapping keys must be plain scalars", self._loc(key_node)))
                 continue
             key = self.constructor.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | bool) or key is None:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -164,3 +170,98 @@ def test_get_with_query_and_post_with_form_body(demo: Emulator) -> None:
     get, post = asyncio.run(go())
     assert json.loads(get.text)["Result"]["UserId"] == "u-bob"
     assert json.loads(post.text)["Result"]["UserId"] == "u-carol"
+
+
+def test_a_body_that_is_not_utf8_is_400_not_500(demo: Emulator) -> None:
+    request = asyncio.run(_signed_request("QueryUserList", {}))
+    broken = httpx.Request(
+        "POST",
+        request.url,
+        headers={**request.headers, "content-type": "application/x-www-form-urlencoded"},
+        content=b"PageSize=\xff\xfe",
+    )
+    (response,) = _send(demo, broken)
+    assert response.status_code == 400 and response.json()["Code"] == "InvalidParameter"
+
+
+def test_an_oversized_body_is_413_without_reading_it_all() -> None:
+    emulator = Emulator.from_file(DEMO_ORG)
+
+    def chunks() -> Any:
+        for _ in range(4096):  # 4 GiB if it were all read: the server stops after 1 MiB
+            yield b"x" * (1024 * 1024)
+
+    with emulator.serve() as server:
+        declared = httpx.post(server.endpoint, content=b"x" * (2 * 1024 * 1024))
+        streamed = httpx.post(server.endpoint, content=chunks(), timeout=30)
+    for response in (declared, streamed):
+        assert response.status_code == 413 and response.json()["Code"] == "RequestEntityTooLarge"
+
+
+def test_every_acs_header_must_be_signed(demo: Emulator) -> None:
+    request = asyncio.run(_signed_request("QueryUserInfoByUserId", {"UserId": "u-bob"}))
+    authorization = request.headers["authorization"]
+    only_host = authorization.split("SignedHeaders=")[0] + "SignedHeaders=host," + authorization.split(",", 2)[2]
+    request.headers["authorization"] = only_host
+    request.headers["x-acs-action"] = "SmartqAuthorize"  # swapped in flight: unsigned, so not covered
+    (response,) = _send(demo, request)
+    assert response.status_code == 400 and response.json()["Code"] == "IncompleteSignature"
+    assert "x-acs-action" in response.json()["Message"]
+
+
+@pytest.mark.parametrize("day", ["2030-W01-1", "20300101", "2030-1-1", "2030-01-01T00:00"])
+def test_expire_day_must_be_yyyy_mm_dd(demo: Emulator, day: str) -> None:
+    params = {"OperationType": "0", "UserIds": "u-bob", "LlmCubes": "c-budget", "ExpireDay": day}
+    response = _one(demo, "SmartqAuthorize", params)
+    assert response.status_code == 400 and response.json()["Code"] == "Invalid.Parameter.Error"
+
+
+def test_the_embedded_emulator_honours_the_client_timeout() -> None:
+    emulator = Emulator.from_file(DEMO_ORG, faults=FaultSettings(slow_rate=1.0, slow_seconds=30))
+    request = asyncio.run(_signed_request("QueryUserList", {}))
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=emulator.transport(), timeout=0.5) as client:
+            await client.send(request)
+
+    start = dt.datetime.now()
+    with pytest.raises(httpx.ReadTimeout):
+        asyncio.run(go())
+    assert (dt.datetime.now() - start).total_seconds() < 5
+
+
+def test_serve_saves_its_state_on_sigterm(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "emulator",
+            "serve",
+            "--org",
+            str(DEMO_ORG),
+            "--port",
+            str(port),
+            "--state",
+            str(state),
+        ],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.05)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+    finally:
+        server.kill()
+    assert json.loads(state.read_text())["users"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

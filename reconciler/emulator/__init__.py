@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,16 +21,22 @@ IN_PROCESS_ENDPOINT = "http://quickbi-public.emulator.local"
 
 
 class _InProcessTransport(httpx.AsyncBaseTransport):
-    """`httpx.ASGITransport`, but a deliberately dropped answer surfaces as a transport error, as on a socket."""
+    """`httpx.ASGITransport`, behaving as on a socket: a deliberately dropped answer is a transport error, and
+    an answer slower than the client's read timeout is a timeout."""
 
     def __init__(self, app: EmulatorApp) -> None:
         self._inner = httpx.ASGITransport(app=app)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # a socket transport enforces the client's read timeout; an in-process call must too, or a slow
+        # answer would hang the caller instead of failing like it would over the network
+        timeout = request.extensions.get("timeout", {}).get("read")
         try:
-            return await self._inner.handle_async_request(request)
+            return await asyncio.wait_for(self._inner.handle_async_request(request), timeout)
         except ConnectionDropped as exc:
             raise httpx.RemoteProtocolError(str(exc), request=request) from None
+        except TimeoutError:
+            raise httpx.ReadTimeout("the emulator did not answer within the read timeout", request=request) from None
 
 
 class Emulator:

@@ -7,6 +7,7 @@ API's `Result`. Business errors raise `ApiError`; the wire layer turns them into
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -148,7 +149,8 @@ class Backend:
         if not value:
             return today + dt.timedelta(days=DEFAULT_GRANT_DAYS)
         try:
-            if len(value) != 10:
+            # fromisoformat also takes forms such as 2030-W01-1 or 20300101: only yyyy-MM-dd is the API's
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
                 raise ValueError
             day = dt.date.fromisoformat(value)
         except ValueError:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -13,6 +11,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from reconciler.base import StrictModel as _Strict
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.files import read_regular_file, write_text_file
+from reconciler.yamlfile import read_yaml
 
 
 class AccessKey(_Strict):
@@ -90,11 +90,17 @@ class OrgFile(_Strict):
 
 
 def read_org_file(path: Path) -> OrgFile:
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ReconcilerError(Problem(f"{path}: cannot read organisation file: {exc}")) from None
+    """Read with the same limits as policies: a regular file of bounded size, no alias bombs."""
+    if path.suffix == ".json":
+        try:
+            data = json.loads(read_regular_file(path, "organisation file"))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ReconcilerError(Problem(f"{path}: cannot read organisation file: {exc}")) from None
+    else:
+        document, problems = read_yaml(path)
+        if document is None or problems:
+            raise ReconcilerError(problems)
+        data = document.data
     try:
         return OrgFile.model_validate(data or {})
     except ValidationError as exc:
@@ -105,16 +111,10 @@ def read_org_file(path: Path) -> OrgFile:
 
 def write_org_file(org: OrgFile, path: Path) -> None:
     """Write atomically: a crash leaves either the old file or the new one, never half of either."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = org.model_dump(mode="json", exclude_defaults=True)
     text = (
         json.dumps(payload, indent=1, sort_keys=True) + "\n"
         if path.suffix == ".json"
         else yaml.safe_dump(payload, sort_keys=False, allow_unicode=True)
     )
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
+    write_text_file(path, text)

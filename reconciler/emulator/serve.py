@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from types import TracebackType
@@ -12,7 +13,22 @@ from reconciler.emulator.wire import EmulatorApp
 
 
 def serve_forever(app: EmulatorApp, host: str, port: int) -> None:
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    """Serve until SIGINT or SIGTERM, then return normally (so that the caller can save the state).
+
+    uvicorn shuts down gracefully on either signal and then raises it again under the handler that was there
+    before it started; without one of ours, a re-raised SIGTERM would end the process before anything is saved.
+    """
+    previous = signal.signal(signal.SIGTERM, _exit_quietly)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 class BackgroundServer:

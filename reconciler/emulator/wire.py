@@ -27,6 +27,8 @@ API_VERSION = "2022-01-01"
 MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
 NONCE_TTL_SECONDS = 31 * 60
 HOST_ID = "quickbi-public.emulator.local"
+# far above any real request (SmartqAuthorize carries at most 100 cells), far below what hurts a server
+MAX_BODY_BYTES = 1024 * 1024
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -134,9 +136,15 @@ class EmulatorApp:
             return
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
         self.requests += 1
-        status, payload, headers = await self._handle(scope, body)
+        body = await _read_body(scope, receive)
+        status: int
+        payload: dict[str, Any]
+        headers: dict[str, str]
+        if body is None:
+            status, payload, headers = 413, _error(_request_id(), "RequestEntityTooLarge", _TOO_LARGE), {}
+        else:
+            status, payload, headers = await self._handle(scope, body)
         if status == 0:
             encoded = json.dumps({"RequestId": _request_id()}).encode()
             await send(_start(200, encoded, {}))
@@ -149,11 +157,14 @@ class EmulatorApp:
     async def _handle(self, scope: Scope, body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        request_id = _request_id()
         form: list[tuple[str, str]] = []
         if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            form = parse_qsl(body.decode(), keep_blank_values=True)
+            try:
+                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+            except UnicodeDecodeError:
+                return 400, _error(request_id, "InvalidParameter", "The request body is not UTF-8 form data."), {}
         params = dict(query + form)
-        request_id = _request_id()
         try:
             if scope.get("method") not in ("GET", "POST"):
                 raise ApiError("UnsupportedHTTPMethod", "This http method is not supported.", 400)
@@ -216,6 +227,12 @@ class EmulatorApp:
         signed = [h for h in fields.get("SignedHeaders", "").split(";") if h]
         if not access_key_id or not signed or "Signature" not in fields:
             raise ApiError("IncompleteSignature", "The request signature does not conform to Aliyun standards.")
+        # what is not signed can be changed in flight (e.g. x-acs-action): host and every x-acs-* header must be
+        unsigned = sorted(h for h in headers if (h == "host" or h.startswith("x-acs-")) and h not in signed)
+        if unsigned:
+            raise ApiError(
+                "IncompleteSignature", f"The request signature does not cover the header(s) {', '.join(unsigned)}."
+            )
         secret = self._secret(access_key_id)
         if headers.get("x-acs-content-sha256", "") != hashlib.sha256(body).hexdigest():
             raise _mismatch()
@@ -293,11 +310,23 @@ def _start(status: int, body: bytes, headers: dict[str, str]) -> Message:
     return {"type": "http.response.start", "status": status, "headers": raw}
 
 
-async def _read_body(receive: Receive) -> bytes:
+_TOO_LARGE = f"The request body is larger than {MAX_BODY_BYTES} bytes."
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
+    """The request body, or None once it passes MAX_BODY_BYTES (the rest is not read into memory)."""
+    declared = dict(scope["headers"]).get(b"content-length", b"0")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
 

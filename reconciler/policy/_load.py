@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,27 +85,62 @@ class Policy:
     warnings: tuple[Problem, ...] = ()
 
 
-def policy_files(paths: Iterable[Path]) -> list[Path]:
-    """The policy files named by `paths`: files as given, folders searched for *.yaml / *.yml, sorted."""
+POLICY_SUFFIXES = (".yaml", ".yml")
+
+
+def policy_files(paths: Iterable[Path], recursive: bool = False) -> tuple[list[Path], list[Problem]]:
+    """The policy files named by `paths`, and warnings about files left out.
+
+    Files are taken as given. A folder gives its *.yaml / *.yml files, sorted: only at its top level unless
+    `recursive` (so that an `archive/` folder grants nothing by accident), and never hidden files or folders.
+    Anything that is not a regular file (a FIFO, a device, a dangling or looping link) is an error, not skipped.
+    """
+    paths = list(paths)
     found: list[Path] = []
+    skipped: list[Problem] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
-        elif path.exists():
-            found.append(path)
+            entries = sorted(path.rglob("*") if recursive else path.iterdir())
+            for entry in entries:
+                relative = entry.relative_to(path)
+                if entry.suffix not in POLICY_SUFFIXES or any(p.startswith(".") for p in relative.parts):
+                    continue
+                if not entry.is_file():
+                    raise ReconcilerError(
+                        Problem(f"{entry}: not a regular file", hint="a policy must be a plain YAML file")
+                    )
+                found.append(entry)
+            if not recursive:
+                nested = sorted(
+                    entry
+                    for folder in path.iterdir()
+                    if folder.is_dir() and not folder.name.startswith(".")
+                    for entry in folder.iterdir()
+                    if entry.suffix in POLICY_SUFFIXES and not entry.name.startswith(".")
+                )
+                if nested:
+                    skipped.append(
+                        Problem(
+                            f"{len(nested)} policy files in subfolders of {path} are not read (first: {nested[0]})",
+                            hint="set policies_recursive: true in the config to read them",
+                        )
+                    )
+        elif path.exists() or path.is_symlink():
+            found.append(path)  # checked when read: a regular file of bounded size
         else:
             raise ReconcilerError(Problem(f"{path}: no such file or folder", hint="check the policies path"))
     if not found:
         raise ReconcilerError(Problem(f"no policy files (*.yaml) found in {', '.join(map(str, paths))}"))
-    return found
+    return found, skipped
 
 
-def load_policy(paths: Iterable[Path], today: dt.date | None = None) -> Policy:
+def load_policy(paths: Iterable[Path], today: dt.date | None = None, recursive: bool = False) -> Policy:
     """Read, validate and merge policy files. Raises ReconcilerError listing every problem found."""
     today = today or dt.date.today()
     problems: list[Problem] = []
     parsed: list[tuple[LocatedDocument, PolicyFile]] = []
-    for path in policy_files(paths):
+    files, warnings = policy_files(paths, recursive)
+    for path in files:
         document, yaml_problems = read_yaml(path)
         problems.extend(yaml_problems)
         if document is None or yaml_problems:
@@ -114,7 +150,6 @@ def load_policy(paths: Iterable[Path], today: dt.date | None = None) -> Policy:
             parsed.append((document, model))
     if problems:
         raise ReconcilerError(problems)
-    warnings: list[Problem] = []
     policy = _merge(parsed, today, problems, warnings)
     if problems:
         raise ReconcilerError(problems)
@@ -125,16 +160,35 @@ def _problem_order(problem: Problem) -> tuple[Location, str]:
     return (problem.location or Location("", 0), problem.message)
 
 
+MAX_PROBLEMS_PER_FILE = 50
+
+
 def _validate_file(document: LocatedDocument, problems: list[Problem]) -> PolicyFile | None:
     if not isinstance(document.data, dict):
         problems.append(Problem("a policy file must be a mapping with 'version: 1'", document.locate(())))
         return None
+    # a file of unknown top-level keys is refused before validation builds an error for each of them
+    unknown = [key for key in document.data if key not in PolicyFile.model_fields]
+    if unknown:
+        for key in unknown[:MAX_PROBLEMS_PER_FILE]:
+            problems.append(Problem(f"unknown key '{key}'", document.locate((key,)), "remove it or check its spelling"))
+        _note_cut(document, len(unknown), problems)
+        return None
     try:
         return PolicyFile.model_validate(document.data)
     except ValidationError as exc:
-        for error in exc.errors():
+        errors = exc.errors()
+        for error in errors[:MAX_PROBLEMS_PER_FILE]:
             problems.append(_problem_from_pydantic(document, error))
+        _note_cut(document, len(errors), problems)
         return None
+
+
+def _note_cut(document: LocatedDocument, found: int, problems: list[Problem]) -> None:
+    if found > MAX_PROBLEMS_PER_FILE:
+        more = found - MAX_PROBLEMS_PER_FILE
+        # at the last reported line, so that it sorts right after the problems it follows
+        problems.append(Problem(f"… and {more:,} more problems in this file", problems[-1].location))
 
 
 def _problem_from_pydantic(document: LocatedDocument, error: Any) -> Problem:
@@ -221,6 +275,7 @@ def _merge(
         released.extend(_released(document, model, resources, problems))
     policy = Policy(users, groups, resources, tuple(rules), tuple(protected), manage_all)
     _check_names(policy, problems)
+    _check_scripts(policy, warnings)
     _check_groups(policy, problems)
     for rule in policy.rules:
         for target in rule.targets:
@@ -381,23 +436,75 @@ def _check_names(policy: Policy, problems: list[Problem]) -> None:
         check(name, location, allow_groups=True)
 
 
-def _check_groups(policy: Policy, problems: list[Problem]) -> None:
+MAX_GROUP_NESTING = 64
+
+
+CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
+
+
+def _mixed_scripts(text: str) -> list[str]:
+    """The look-alike scripts mixed in `text` (a Cyrillic a next to Latin letters), or an empty list."""
+    scripts = {unicodedata.name(char, "").split(" ")[0] for char in text if char.isalpha()}
+    mixed = sorted(scripts & CONFUSABLE_SCRIPTS)
+    return mixed if len(mixed) > 1 else []
+
+
+def _check_scripts(policy: Policy, warnings: list[Problem]) -> None:
+    """Warn about identifiers that mix look-alike scripts: a homoglyph can make one name pass for another."""
+    named: list[tuple[str, Location]] = []
+    for alias, user in policy.users.items():
+        named.append((alias, user.location))
+        if user.ref.account:
+            named.append((user.ref.account, user.location))
+    for name, group in policy.groups.items():
+        named.append((name, group.location))
+        if group.quickbi_group:
+            named.append((group.quickbi_group, group.location))
+        named.extend(zip(group.members, group.member_locations, strict=True))
+    for rule in policy.rules:
+        named.extend(rule.principals)
+    named.extend(policy.protected)
     reported: set[str] = set()
-    for start in sorted(policy.groups):
-        cycle = _find_cycle(policy, start, [])
-        if cycle and cycle[0] == start and not reported.intersection(cycle):
-            reported.update(cycle)
-            problems.append(
+    for name, location in named:
+        mixed = _mixed_scripts(name)
+        if mixed and name not in reported:
+            reported.add(name)
+            warnings.append(
                 Problem(
-                    "group cycle: " + " -> ".join([*cycle, cycle[0]]),
-                    policy.groups[start].location,
-                    "remove one of the nested memberships",
+                    f"'{name}' mixes {' and '.join(s.title() for s in mixed)} letters",
+                    location,
+                    "a look-alike of another name? retype it in one script",
                 )
             )
-    if reported:
+
+
+def _check_groups(policy: Policy, problems: list[Problem]) -> None:
+    """Cycles, then groups that can only ever expand to nobody. Each group is visited once (a diamond of nested
+    groups 24 levels deep would otherwise cost 2^24 walks)."""
+    cycles = _cycles(policy)
+    for cycle in cycles:
+        problems.append(
+            Problem(
+                "group cycle: " + " -> ".join([*cycle, cycle[0]]),
+                policy.groups[cycle[0]].location,
+                "remove one of the nested memberships",
+            )
+        )
+    if cycles:
         return
+    too_deep = sorted(name for name, levels in _nesting(policy).items() if levels > MAX_GROUP_NESTING)
+    if too_deep:
+        problems.append(
+            Problem(
+                f"group '{too_deep[0]}' nests groups more than {MAX_GROUP_NESTING} levels deep",
+                policy.groups[too_deep[0]].location,
+                "flatten the group structure",
+            )
+        )
+        return
+    populated: dict[str, bool] = {}
     for name in sorted(policy.groups):
-        if not _can_have_members(policy, name):
+        if not _can_have_members(policy, name, populated):
             problems.append(
                 Problem(
                     f"group '{name}' expands to nobody",
@@ -407,25 +514,63 @@ def _check_groups(policy: Policy, problems: list[Problem]) -> None:
             )
 
 
-def _find_cycle(policy: Policy, name: str, trail: list[str]) -> list[str] | None:
-    if name in trail:
-        return trail[trail.index(name) :]
-    group = policy.groups.get(name)
-    if group is None:
-        return None
-    for member in group.members:
-        if member in policy.groups:
-            cycle = _find_cycle(policy, member, [*trail, name])
-            if cycle:
-                return cycle
-    return None
+def _cycles(policy: Policy) -> list[list[str]]:
+    """One cycle per strongly connected knot of nested groups, found by an iterative depth-first search."""
+    done: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(policy.groups):
+        if start in done:
+            continue
+        trail: list[str] = [start]
+        on_trail = {start}
+        pending = [iter(sorted(set(policy.groups[start].members) & policy.groups.keys()))]
+        while pending:
+            child = next(pending[-1], None)
+            if child is None:
+                pending.pop()
+                finished = trail.pop()
+                on_trail.discard(finished)
+                done.add(finished)
+                continue
+            if child in on_trail:
+                cycle = trail[trail.index(child) :]
+                if not any(set(cycle) & set(known) for known in found):
+                    found.append(cycle)
+            elif child not in done:
+                trail.append(child)
+                on_trail.add(child)
+                pending.append(iter(sorted(set(policy.groups[child].members) & policy.groups.keys())))
+    return found
 
 
-def _can_have_members(policy: Policy, name: str) -> bool:
-    group = policy.groups[name]
-    if group.quickbi_group:
-        return True
-    return any(m not in policy.groups or _can_have_members(policy, m) for m in group.members)
+def _nesting(policy: Policy) -> dict[str, int]:
+    """How many levels of groups each group contains (1: users only). The groups have no cycle."""
+    depth: dict[str, int] = {}
+    for start in sorted(policy.groups):
+        stack = [start]
+        while stack:
+            name = stack[-1]
+            if name in depth:
+                stack.pop()
+                continue
+            children = [m for m in policy.groups[name].members if m in policy.groups]
+            waiting = [c for c in children if c not in depth]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            depth[name] = 1 + max((depth[c] for c in children), default=0)
+            stack.pop()
+    return depth
+
+
+def _can_have_members(policy: Policy, name: str, memo: dict[str, bool]) -> bool:
+    if name not in memo:
+        memo[name] = False  # while deciding: a member loop adds nobody
+        group = policy.groups[name]
+        memo[name] = bool(group.quickbi_group) or any(
+            m not in policy.groups or _can_have_members(policy, m, memo) for m in group.members
+        )
+    return memo[name]
 
 
 def _digest(parsed: list[tuple[LocatedDocument, PolicyFile]]) -> str:
