@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -13,16 +15,19 @@ from typing import Any, NoReturn
 import click
 
 from reconciler import render, usecases
+from reconciler.access import AccessLine
 from reconciler.config import Config, load_config
 from reconciler.diff import DiffOptions
 from reconciler.drift import DriftReport
-from reconciler.errors import ReconcilerError
+from reconciler.errors import Problem, ReconcilerError
 from reconciler.files import write_text_file
+from reconciler.importer import Imported
 from reconciler.plan import Plan
 from reconciler.policy import Policy, load_policy
 from reconciler.progress import progress
 from reconciler.quickbi import QuickBIError, TransportFailure
 from reconciler.redaction import configure_logging, redact
+from reconciler.schema import schemas
 from reconciler.snapshot import Snapshot
 from reconciler.workspace import open_target
 
@@ -48,6 +53,7 @@ class _Context:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reconciler", message="%(prog)s %(version)s")
 @click.option(
     "--config",
     "config_path",
@@ -69,9 +75,24 @@ def cli(ctx: click.Context, config_path: Path, target: str | None, verbose: bool
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.pass_obj
 def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
-    """Load and check policies offline."""
+    """Load and check policies offline, and run their tests against an emulator target's directory."""
     policy = _load_policy(list(paths)) if paths else _load_policy(obj.config.policy_paths(), obj.config)
     click.echo(f"{len(policy.files)} policy files OK: {len(policy.rules)} grants, {len(policy.groups)} groups.")
+    if not policy.tests:
+        return
+    name, target = obj.config.target(obj.target)
+    if target.emulator is None:
+        click.echo(f"{len(policy.tests)} policy tests not run offline: target '{name}' is live (plan runs them).")
+        return
+
+    async def run_tests() -> list[Problem]:
+        async with open_target(obj.config, obj.target) as session:
+            return await usecases.check_policy_tests(session, policy, _today())
+
+    failures = asyncio.run(run_tests())
+    if failures:
+        raise ReconcilerError(failures)
+    click.echo(f"{len(policy.tests)} policy tests passed against target '{name}'.")
 
 
 @cli.command("refresh")
@@ -97,14 +118,42 @@ def _load_policy(paths: list[Path], config: Config | None = None) -> Policy:
     return policy
 
 
-def _plan_options(additive: bool, allow_regrant: bool, unrecorded: str) -> usecases.PlanOptions:
-    return usecases.PlanOptions(DiffOptions(additive, unrecorded), allow_regrant)  # type: ignore[arg-type]
+def _plan_options(
+    additive: bool,
+    allow_regrant: bool,
+    unrecorded: str,
+    only_user: tuple[str, ...] = (),
+    only_group: tuple[str, ...] = (),
+    only_resource: tuple[str, ...] = (),
+) -> usecases.PlanOptions:
+    return usecases.PlanOptions(
+        DiffOptions(additive, unrecorded),  # type: ignore[arg-type]
+        allow_regrant,
+        only_user,
+        only_group,
+        only_resource,
+    )
 
 
 def _format_plan(plan: Plan, fmt: str, max_chars: int | None = None) -> str:
     if fmt == "json":
         return plan.model_dump_json(indent=1) + "\n"
-    return render.plan_text(plan, markdown=fmt == "markdown", max_chars=max_chars if fmt == "markdown" else None)
+    if fmt == "markdown":
+        return render.plan_text(plan, markdown=True, max_chars=max_chars)
+    return _coloured(render.plan_text(plan))
+
+
+_LINE_COLOURS = {"+": "green", "-": "red", "~": "yellow"}
+
+
+def _coloured(text: str) -> str:
+    """Plan lines in colour on a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return text
+    return "".join(
+        click.style(line, fg=_LINE_COLOURS[line[0]]) if line[:1] in _LINE_COLOURS else line
+        for line in text.splitlines(keepends=True)
+    )
 
 
 _max_chars = click.option(
@@ -128,6 +177,9 @@ _plan_flags = [
         show_default=True,
         help="A live desired grant with no ledger record: trust its expiry, or re-grant to pin it.",
     ),
+    click.option("--user", "only_user", multiple=True, help="Limit to this user (alias, account, id:…); repeatable."),
+    click.option("--group", "only_group", multiple=True, help="Limit to this group's members; repeatable."),
+    click.option("--resource", "only_resource", multiple=True, help="Limit to this target (alias, name, id:…)."),
 ]
 
 
@@ -155,13 +207,20 @@ def plan(
     additive: bool,
     allow_regrant: bool,
     unrecorded: str,
+    only_user: tuple[str, ...],
+    only_group: tuple[str, ...],
+    only_resource: tuple[str, ...],
 ) -> None:
     """Diff policy against live grants and show the batched plan."""
-    options = _plan_options(additive, allow_regrant, unrecorded)
+    options = _plan_options(additive, allow_regrant, unrecorded, only_user, only_group, only_resource)
     result = asyncio.run(_make_plan(obj, options, snapshot_path))
+    click.echo(_format_plan(result, fmt, max_chars), nl=False)
+    if result.failed_tests:
+        for failure in result.failed_tests:
+            click.echo(f"error: {failure}", err=True)
+        sys.exit(EXIT_ERROR)  # and no plan file: a plan that breaks the policy's own tests is not to be applied
     if out is not None:
         result.write(out)
-    click.echo(_format_plan(result, fmt, max_chars), nl=False)
     if detailed_exitcode and not result.empty:
         sys.exit(EXIT_CHANGES)
 
@@ -204,12 +263,15 @@ def apply(
     additive: bool,
     allow_regrant: bool,
     unrecorded: str,
+    only_user: tuple[str, ...],
+    only_group: tuple[str, ...],
+    only_resource: tuple[str, ...],
 ) -> None:
     """Apply a saved plan (refused if stale), or plan, confirm and apply."""
     if plan_file is None and not auto_approve and not sys.stdin.isatty():
         raise ReconcilerError("no terminal to confirm on: pass --auto-approve, or apply a saved plan file")
     breakers = usecases.Breakers(max_revokes, max_revoke_ratio)
-    options = _plan_options(additive, allow_regrant, unrecorded)
+    options = _plan_options(additive, allow_regrant, unrecorded, only_user, only_group, only_resource)
     saved = Plan.read(plan_file) if plan_file else None
     code = asyncio.run(_apply(obj, saved, options, breakers, auto_approve, break_lock))
     sys.exit(code)
@@ -292,6 +354,83 @@ def drift(obj: _Context, fmt: str, out: Path | None) -> None:
     sys.exit(EXIT_OK if report.clean else EXIT_CHANGES)
 
 
+@cli.command()
+@click.argument("user")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def explain(obj: _Context, user: str, fmt: str) -> None:
+    """Why USER has access: policy file:line, group path and expiry of each grant, and live grants unexplained."""
+
+    async def go() -> list[AccessLine]:
+        policy = _load_policy(obj.config.policy_paths(), obj.config)
+        async with open_target(obj.config, obj.target) as session:
+            return await usecases.explain(session, policy, _today(), user)
+
+    lines = asyncio.run(go())
+    click.echo(_access_output(lines, fmt, f"Access of {user}:"), nl=False)
+
+
+@cli.command("who-can")
+@click.argument("target")
+@click.option("--snapshot", "snapshot_path", type=click.Path(path_type=Path), help="Live grants from a snapshot.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def who_can(obj: _Context, target: str, snapshot_path: Path | None, fmt: str) -> None:
+    """Who can query TARGET (resource alias, name or id:…), or is meant to, and why."""
+
+    async def go() -> list[AccessLine]:
+        policy = _load_policy(obj.config.policy_paths(), obj.config)
+        snapshot = Snapshot.read(snapshot_path) if snapshot_path else None
+        async with open_target(obj.config, obj.target) as session:
+            return await usecases.who_can(session, policy, _today(), target, snapshot, progress)
+
+    lines = asyncio.run(go())
+    click.echo(_access_output(lines, fmt, f"Who can query {target}:"), nl=False)
+
+
+def _access_output(lines: list[AccessLine], fmt: str, heading: str) -> str:
+    if fmt == "json":
+        return json.dumps([line.to_dict() for line in lines], indent=1, ensure_ascii=False) + "\n"
+    return render.access_text(lines, heading)
+
+
+@cli.command("import")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Folder for the policy.")
+@click.option("--all-targets", is_flag=True, help="Every target, not only those the current policy manages.")
+@click.option("--force", is_flag=True, help="Overwrite an earlier imported.yaml there.")
+@click.pass_obj
+def import_command(obj: _Context, out: Path, all_targets: bool, force: bool) -> None:
+    """Write policy that reproduces today's live grants (users, groups, roles, expiries from the ledger)."""
+    destination = out / "imported.yaml"
+    if destination.exists() and not force:
+        raise ReconcilerError(Problem(f"{destination} exists", hint="pass --force to overwrite it"))
+
+    async def go() -> Imported:
+        policy = None if all_targets else _load_policy(obj.config.policy_paths(), obj.config)
+        async with open_target(obj.config, obj.target) as session:
+            return await usecases.import_live(session, policy, _today(), progress)
+
+    imported = asyncio.run(go())
+    write_text_file(destination, imported.text)
+    click.echo(
+        f"Wrote {destination}: {imported.users} users, {imported.groups} Quick BI groups, {imported.statements} "
+        f"grant statements for {imported.distinct_rows} distinct rows ({imported.statements_per_row:.2f} per row)."
+    )
+
+
+@cli.command("schema")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Write one file per schema here.")
+def schema_command(out: Path | None) -> None:
+    """JSON Schema of the policy and config formats (for the YAML language server and other editors)."""
+    documents = schemas()
+    if out is None:
+        click.echo(json.dumps({name: json.loads(text) for name, text in documents.items()}, indent=1), nl=True)
+        return
+    for name, text in documents.items():
+        write_text_file(out / name, text)
+    click.echo(f"Wrote {', '.join(str(out / name) for name in documents)}")
+
+
 @cli.group()
 def emulator() -> None:
     """The built-in Quick BI emulator."""
@@ -358,7 +497,7 @@ def serve(
 
 def main() -> NoReturn:
     try:
-        cli.main(standalone_mode=False)
+        cli.main(standalone_mode=False, prog_name="reconciler")
     except ReconcilerError as exc:
         for problem in exc.problems[:MAX_PRINTED_PROBLEMS]:
             click.echo(f"error: {problem}" if problem.location is None else str(problem), err=True)

@@ -21,6 +21,16 @@ class DiffOptions:
     additive: bool = False  # never revoke
     # a live desired cell with no ledger record: trust it (no call) or re-grant it to pin its expiry
     unrecorded: UnrecordedRule = "trust"
+    # limit the run to these users and/or targets (Terraform's -target): other cells are left as they are
+    users: frozenset[str] | None = None
+    targets: frozenset[Target] | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.users is not None or self.targets is not None
+
+    def in_scope(self, cell: Cell) -> bool:
+        return (self.users is None or cell[0] in self.users) and (self.targets is None or cell[1] in self.targets)
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,8 @@ class Changes:
     protected: frozenset[Cell] = frozenset()
     unmanaged: frozenset[Cell] = frozenset()
     unchanged: int = 0
+    skipped_revokes: int = 0  # revokes an additive run leaves for later
+    out_of_scope: int = 0  # changes a partial run leaves for later
 
     @property
     def grant_cells(self) -> int:
@@ -54,7 +66,7 @@ def diff(
     options = options or DiffOptions()
     grants: dict[dt.date, set[Cell]] = defaultdict(set)
     regrantable: dict[dt.date, set[Cell]] = defaultdict(set)
-    unchanged = 0
+    unchanged = skipped = out_of_scope = 0
     for cell, expiry in desired.cells.items():
         user, target = cell
         live = target in snapshot.grants.get(user, frozenset())
@@ -62,8 +74,10 @@ def diff(
         if day is None:
             unchanged += 1
             recorded = ledger.get(cell)
-            if recorded is not None:
+            if recorded is not None and options.in_scope(cell):
                 regrantable[recorded].add(cell)
+        elif not options.in_scope(cell):
+            out_of_scope += 1
         else:
             grants[day].add(cell)
     revokes: set[Cell] = set()
@@ -77,11 +91,18 @@ def diff(
             unmanaged.add(cell)
         elif user in desired.protected:
             protected.add(cell)
-        elif not options.additive:
+        elif not options.in_scope(cell):
+            out_of_scope += 1
+        elif options.additive:
+            skipped += 1
+        else:
             revokes.add(cell)
     revocable: dict[str, frozenset[Target]] = {}
     if revokes:
-        managed = desired.managed if desired.managed is not None else frozenset(t for _, t in revokes)
+        every = frozenset(t for _, t in revokes)
+        managed = every if desired.managed is None else desired.managed | desired.removed
+        if options.targets is not None:
+            managed &= options.targets
         wanted: dict[str, set[Target]] = defaultdict(set)
         for user, target in desired.cells:
             wanted[user].add(target)
@@ -95,6 +116,8 @@ def diff(
         protected=frozenset(protected),
         unmanaged=frozenset(unmanaged),
         unchanged=unchanged,
+        skipped_revokes=skipped,
+        out_of_scope=out_of_scope,
     )
 
 

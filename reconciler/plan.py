@@ -80,6 +80,8 @@ class PlanSummary(BaseModel):
     unchanged_cells: int = 0
     protected_cells: int = 0
     unmanaged_cells: int = 0
+    skipped_revokes: int = 0
+    out_of_scope_cells: int = 0
 
 
 class Plan(BaseModel):
@@ -100,6 +102,12 @@ class Plan(BaseModel):
     removed_targets: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     allow_regrant: bool = False
+    # the expiry the ledger recorded for each cell a grant batch sets again (user -> target -> day)
+    previous_expiry: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # why this plan covers only part of the policy (--user/--group/--resource, --changed-from), if it does
+    partial: str | None = None
+    # policy tests (`tests:`) that the planned end state fails, each `file:line: message`
+    failed_tests: list[str] = Field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -244,6 +252,8 @@ def build_plan(
     removed_targets: Collection[Target] = (),
     notes: Collection[str] = (),
     cap: int = planner.CAP,
+    previous_expiry: Mapping[Cell, dt.date] | None = None,
+    partial: str | None = None,
 ) -> Plan:
     batches = make_batches(changes, allow_regrant, cap)
     summary = PlanSummary(
@@ -254,6 +264,8 @@ def build_plan(
         unchanged_cells=changes.unchanged,
         protected_cells=len(changes.protected),
         unmanaged_cells=len(changes.unmanaged),
+        skipped_revokes=changes.skipped_revokes,
+        out_of_scope_cells=changes.out_of_scope,
     )
     named = {user for batch in batches for user in batch.user_ids}
     named.update(str(t) for batch in batches for t in batch.targets())
@@ -269,4 +281,18 @@ def build_plan(
         removed_targets=sorted(map(str, removed_targets)),
         notes=list(notes),
         allow_regrant=allow_regrant,
+        previous_expiry=_previous(batches, previous_expiry or {}),
+        partial=partial,
     )
+
+
+def _previous(batches: list[Batch], recorded: Mapping[Cell, dt.date]) -> dict[str, dict[str, str]]:
+    """The recorded expiry of each cell the grant batches set again, to show `~ old → new`."""
+    found: dict[str, dict[str, str]] = defaultdict(dict)
+    for batch in batches:
+        if batch.operation == "grant":
+            for user, target in batch.cells():
+                day = recorded.get((user, target))
+                if day is not None:
+                    found[user][str(target)] = day.isoformat()
+    return dict(found)

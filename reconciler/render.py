@@ -10,6 +10,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from reconciler.access import AccessLine
 from reconciler.drift import ACTIONABLE, HEADINGS, INFORMATIONAL, DriftReport
 from reconciler.plan import Plan
 
@@ -68,7 +69,11 @@ def _change_lines(plan: Plan, by_user: dict[str, _UserLines]) -> list[str]:
     for user, change in by_user.items():
         who = _name(plan.names, user)
         lines += [f"+ {who}  {_name(plan.names, t)}  (expires {day})" for t, day in sorted(change.granted)]
-        lines += [f"~ {who}  {_name(plan.names, t)}  (expiry set to {day})" for t, day in sorted(change.regranted)]
+        before = plan.previous_expiry.get(user, {})
+        lines += [
+            f"~ {who}  {_name(plan.names, t)}  (expiry {before.get(t, 'unrecorded')} → {day})"
+            for t, day in sorted(change.regranted)
+        ]
         lines += [f"- {who}  {_name(plan.names, t)}" for t in sorted(change.revoked)]
     return lines
 
@@ -86,7 +91,13 @@ def _footer(plan: Plan, by_user: dict[str, _UserLines], markdown: bool) -> list[
             f"Plan: {s.grant_cells} to grant, {s.revoke_cells} to revoke, in {s.calls} SmartqAuthorize "
             f"calls (lower bound {s.lower_bound})."
         )
+    if plan.partial:
+        lines.append(
+            f"Partial plan, {_md(plan.partial, markdown)}: {s.out_of_scope_cells} other changes left for later."
+        )
     notes = []
+    if s.skipped_revokes:
+        notes.append(f"{s.skipped_revokes} revokes skipped by --additive")
     no_op_deletes = sum(change.no_op_deletes for change in by_user.values())
     if no_op_deletes:
         notes.append(f"{no_op_deletes} deletes of grants that are not live ride along in revoke calls (no effect)")
@@ -97,7 +108,24 @@ def _footer(plan: Plan, by_user: dict[str, _UserLines], markdown: bool) -> list[
     if notes:
         lines.append("Not touched: " + "; ".join(notes) + ".")
     lines.extend(f"Note: {_md(note, markdown)}" for note in plan.notes)
+    lines.extend(f"Policy test FAILED: {_md(failure, markdown)}" for failure in plan.failed_tests)
     return lines
+
+
+def access_text(lines: list[AccessLine], heading: str) -> str:
+    """`explain` and `who-can` for people: one line per cell, its state, expiry and why."""
+    out = [heading]
+    for line in lines:
+        who = f"{line.user} ({line.account})" if line.account else line.user
+        what = f"{line.target} ({line.target_name})" if line.target_name else line.target
+        expiry = f"expires {line.expiry}" if line.expiry else ""
+        if line.recorded and line.recorded != line.expiry:
+            expiry += f"{'; ' if expiry else ''}ledger {line.recorded}"
+        detail = "; ".join(part for part in (expiry, line.why) if part)
+        out.append(f"  {line.state:<10} {who}  {what}" + (f"  [{detail}]" if detail else ""))
+    if not lines:
+        out.append("  (nothing: no grant in the policy and none live)")
+    return "\n".join(out) + "\n"
 
 
 def _bounded(plan: Plan, by_user: dict[str, _UserLines], footer: list[str], max_chars: int) -> str:

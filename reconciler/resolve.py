@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from reconciler.cells import Cell, Target
+from reconciler.cells import Cell, ResourceKind, Target
 from reconciler.errors import Location, Problem, ReconcilerError
 from reconciler.policy import CubeRef, Expiry, Policy, ResourceDef, Rule, TargetName
 from reconciler.service import AccessService, DirectoryGroup, DirectoryUser
@@ -31,6 +31,26 @@ class Desired:
     rules: tuple[Rule, ...] = ()
     # principal name, user -> the membership chain that brings the user in; computed only when asked
     trace: Callable[[str, str], tuple[str, ...]] = field(default=lambda name, user: (name,), repr=False)
+    # policy names as resolved: user aliases and groups -> UserIds, resource aliases -> targets
+    principals: dict[str, frozenset[str]] = field(default_factory=dict)
+    resources: dict[str, frozenset[Target]] = field(default_factory=dict)
+
+    def users_named(self, ref: str) -> frozenset[str]:
+        """UserIds for a user alias, a group, `id:<UserId>`, `account:<name>` or a bare account name."""
+        if ref in self.principals:
+            return self.principals[ref]
+        if ref.startswith("id:") and ref[3:] in self.directory:
+            return frozenset({ref[3:]})
+        account = ref.removeprefix("account:")
+        return frozenset(uid for uid, name in self.directory.items() if name == account)
+
+    def targets_named(self, ref: str) -> frozenset[Target]:
+        """Targets for a resource alias, `id:<ID>`, or a display name."""
+        if ref in self.resources:
+            return self.resources[ref]
+        if ref.startswith("id:"):
+            return frozenset(t for t in self.target_names if t.id == ref[3:])
+        return frozenset(t for t, name in self.target_names.items() if name == ref)
 
     def provenance(self, cell: Cell) -> Provenance | None:
         """Why policy wants `cell`: the grant statement, and the chain of groups that brings the user in."""
@@ -211,7 +231,22 @@ class _Resolver:
             sources=sources,
             rules=self.policy.rules,
             trace=self.trace,
+            principals=self._all_principals(),
+            resources=self._resource_targets(targets),
         )
+
+    def _all_principals(self) -> dict[str, frozenset[str]]:
+        for name in [*self.policy.users, *self.policy.groups]:
+            self._principal(name, Location("", 0))
+        return dict(self._principals)
+
+    @staticmethod
+    def _resource_targets(targets: dict[tuple[ResourceKind, str], Target | None]) -> dict[str, frozenset[Target]]:
+        found: dict[str, set[Target]] = {}
+        for (_, alias), target in targets.items():
+            if target is not None:
+                found.setdefault(alias, set()).add(target)
+        return {alias: frozenset(t) for alias, t in found.items()}
 
     def trace(self, name: str, user: str) -> tuple[str, ...]:
         """The chain from principal `name` down to `user` (empty if `name` does not bring the user in)."""

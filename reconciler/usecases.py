@@ -5,18 +5,22 @@ The command line only parses options, renders what comes back and sets the exit 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from reconciler.access import AccessLine, access_lines, check_tests, end_state
 from reconciler.admission import admit
-from reconciler.cells import Cell
+from reconciler.cells import Cell, Target
 from reconciler.diff import Changes, DiffOptions, diff
 from reconciler.drift import DriftReport, drift
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.executor import ApplyResult, Executor, Work, outstanding
+from reconciler.importer import Imported, import_policy
 from reconciler.ledger import Ledger
 from reconciler.plan import Plan, PlanInputs, build_plan
 from reconciler.policy import Policy
@@ -34,6 +38,30 @@ Confirm = Callable[[Plan], bool]
 class PlanOptions:
     diff: DiffOptions = field(default_factory=DiffOptions)
     allow_regrant: bool = False
+    # limit the run (Terraform's -target): users, groups (their members) and resources, by policy names or IDs
+    only_users: tuple[str, ...] = ()
+    only_groups: tuple[str, ...] = ()
+    only_resources: tuple[str, ...] = ()
+
+    def scoped(self, desired: Desired) -> DiffOptions:
+        """The diff options with the --user/--group/--resource names resolved to UserIds and targets."""
+        users: set[str] = set()
+        for ref in (*self.only_users, *self.only_groups):
+            found = desired.users_named(ref)
+            if not found:
+                raise ReconcilerError(Problem(f"no user or group named '{ref}'", hint="check --user/--group"))
+            users |= found
+        targets: set[Target] = set()
+        for ref in self.only_resources:
+            named = desired.targets_named(ref)
+            if not named:
+                raise ReconcilerError(Problem(f"no target named '{ref}'", hint="check --resource"))
+            targets |= named
+        return replace(
+            self.diff,
+            users=frozenset(users) if self.only_users or self.only_groups else None,
+            targets=frozenset(targets) if self.only_resources else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -96,7 +124,8 @@ def plan_from(
     options: PlanOptions,
     notes: list[str] | None = None,
 ) -> tuple[Plan, Changes]:
-    changes = diff(desired, snapshot, ledger, today, options.diff)
+    scope = options.scoped(desired)
+    changes = diff(desired, snapshot, ledger, today, scope)
     touched = sorted({u for cells in changes.grants.values() for u, _ in cells} | {u for u, _ in changes.revokes})
     touched_state = {u: sorted(map(str, snapshot.grants.get(u, frozenset()))) for u in touched}
     names = dict(desired.directory)
@@ -116,6 +145,8 @@ def plan_from(
         removed_targets=desired.removed,
         notes=notes or [],
         cap=session.service.cap,
+        previous_expiry=ledger,
+        partial=_partial(scope, desired),
     )
     return plan, changes
 
@@ -138,7 +169,86 @@ async def make_plan(
     record = read_state(session.state_dir)
     desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
     plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, _state_notes(record))
-    return plan
+    failures = check_tests(policy.tests, desired, end_state(live, plan))
+    return plan.model_copy(update={"failed_tests": [str(problem) for problem in failures]})
+
+
+async def explain(session: Session, policy: Policy, today: dt.date, user_ref: str) -> list[AccessLine]:
+    """Every grant of one user, live or wanted, traced to the policy line and group path that gives it."""
+    desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
+    users = desired.users_named(user_ref)
+    if len(users) != 1:
+        what = "no user" if not users else f"{len(users)} users"
+        raise ReconcilerError(Problem(f"{what} named '{user_ref}'", hint="give an alias, account name or id:<UserId>"))
+    live = await refresh(session.service, users)
+    return access_lines(desired, live, ledger_for(session), users=users)
+
+
+async def who_can(
+    session: Session,
+    policy: Policy,
+    today: dt.date,
+    target_ref: str,
+    snapshot: Snapshot | None = None,
+    track: Tracker | None = None,
+) -> list[AccessLine]:
+    """Everyone who can query a target, or is meant to, and why."""
+    record = read_state(session.state_dir)
+    desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
+    targets = desired.targets_named(target_ref)
+    if not targets:
+        raise ReconcilerError(Problem(f"no target named '{target_ref}'", hint="give a resource alias, name or id:<ID>"))
+    return access_lines(desired, live, ledger_for(session), targets=targets)
+
+
+async def import_live(
+    session: Session, policy: Policy | None, today: dt.date, track: Tracker | None = None
+) -> Imported:
+    """Policy reproducing today's live grants: on the targets `policy` manages, or on every target if None."""
+    users, groups, catalogue = await asyncio.gather(
+        session.service.users(), session.service.groups(), session.service.catalogue()
+    )
+    managed = None
+    if policy is not None:
+        desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
+        managed = desired.managed_record()
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for group in groups:
+        by_name[group.name].append(group.group_id)
+    unique = {name: ids[0] for name, ids in by_name.items() if len(ids) == 1}
+    members = await asyncio.gather(*(session.service.group_users(gid) for gid in unique.values()))
+    with (track or _untracked)(len(users), "refresh") as tick:
+        live = await refresh(session.service, [u.user_id for u in users], tick)
+    active = {u.user_id for u in users if not u.deactivated}
+    return import_policy(
+        session.name,
+        {u.user_id: u.account for u in users},
+        {name: frozenset(m) & active for name, m in zip(unique, members, strict=True)},
+        live,
+        ledger_for(session),
+        catalogue,
+        managed,
+        today,
+    )
+
+
+async def check_policy_tests(session: Session, policy: Policy, today: dt.date) -> list[Problem]:
+    """The policy's `tests:` against the resolved policy alone (no live grants read)."""
+    desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
+    return check_tests(policy.tests, desired)
+
+
+def _partial(options: DiffOptions, desired: Desired) -> str | None:
+    if not options.partial:
+        return None
+    parts = []
+    if options.users is not None:
+        names = sorted(desired.directory.get(u, u) for u in options.users)
+        parts.append(f"{len(names)} users ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
+    if options.targets is not None:
+        names = sorted(desired.target_names.get(t, str(t)) for t in options.targets)
+        parts.append(f"{len(names)} targets ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
+    return "limited to " + " and ".join(parts)
 
 
 def _state_notes(record: ManagedRecord) -> list[str]:
@@ -178,6 +288,9 @@ async def apply(
         chosen = saved
     else:
         chosen, _ = plan_from(session, desired, live, ledger, today, options or PlanOptions(), _state_notes(record))
+    failures = check_tests(policy.tests, desired, end_state(live, chosen))
+    if failures:
+        raise ReconcilerError(failures)
     work = outstanding(chosen, live, ledger, session.service.cap)
     if not work.batches:
         _remember_managed(session, desired, live, chosen, {}, ledger)

@@ -246,7 +246,7 @@ def test_drift_sees_an_expiry_that_differs_from_policy(workspace: Path, run_cli:
     differs = json.loads(drift.out)["expiry_differs"]
     assert {"user": "u-grace", "target": "llm_cube:c-hr", "detail": "2027-12-31 → 2027-03-31"} in differs
     plan = run_cli("plan")
-    assert "~ u-grace (grace)  llm_cube:c-hr (Headcount)  (expiry set to 2027-03-31)" in plan.out
+    assert "~ u-grace (grace)  llm_cube:c-hr (Headcount)  (expiry 2027-12-31 → 2027-03-31)" in plan.out
     assert run_cli("apply", "--auto-approve").code == 0
     assert run_cli("drift").code == 0
 

@@ -80,11 +80,18 @@ def test_plan_text_is_rendered_from_the_batches() -> None:
     names = {**DESIRED.directory, **{str(t): n for t, n in DESIRED.target_names.items()}}
     touched = {u: sorted(map(str, LIVE.grants.get(u, frozenset()))) for u in ("u2", "u3", "u4", "u5")}
     plan = build_plan(
-        "demo", changes, PlanInputs(policy_digest="p", snapshot_digest="s"), touched, names, removed_targets=[GONE]
+        "demo",
+        changes,
+        PlanInputs(policy_digest="p", snapshot_digest="s"),
+        touched,
+        names,
+        removed_targets=[GONE],
+        previous_expiry=LEDGER,
     )
     text = plan_text(plan)
     assert "+ u2 (bob<script>)  theme:b (Q4)  (expires 2099-12-31)" in text
-    assert "~ u4  llm_cube:c  (expiry set to 2027-01-01)" in text
+    assert "~ u4  llm_cube:c  (expiry 2026-12-01 → 2027-01-01)" in text
+    assert "~ u5  theme:r  (expiry 2026-11-26 → 2026-12-23)" in text
     assert "- u3  theme:b (Q4)" in text
     assert "Removed from policy since the last apply, all their grants revoked: llm_cube:gone" in text
     assert "1 undesired grants kept for protected users" in text

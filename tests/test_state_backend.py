@@ -97,7 +97,7 @@ def test_a_second_checkout_sees_the_first_ones_state(tmp_path: Path, served: str
     people.write_text(people.read_text().replace("expires: 2027-12-31", "expires: 2027-03-31"))
     changed = _run(second, "plan", "--detailed-exitcode")
     assert changed.returncode == 2
-    assert "~ u-grace (grace)  llm_cube:c-hr (Headcount)  (expiry set to 2027-03-31)" in changed.stdout
+    assert "~ u-grace (grace)  llm_cube:c-hr (Headcount)  (expiry 2027-12-31 → 2027-03-31)" in changed.stdout
 
 
 def test_two_concurrent_applies_take_turns_and_converge(tmp_path: Path, served: str, bare: Path) -> None:

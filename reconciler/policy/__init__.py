@@ -3,6 +3,7 @@
 from reconciler.policy._load import (
     GroupDef,
     Policy,
+    PolicyTest,
     ResourceDef,
     Rule,
     TargetName,
@@ -10,7 +11,7 @@ from reconciler.policy._load import (
     load_policy,
     policy_files,
 )
-from reconciler.policy._model import NEVER, CubeRef, Expiry, Rolling, ThemeRef
+from reconciler.policy._model import NEVER, CubeRef, Expiry, PolicyFile, Rolling, ThemeRef
 
 __all__ = [
     "NEVER",
@@ -18,6 +19,8 @@ __all__ = [
     "Expiry",
     "GroupDef",
     "Policy",
+    "PolicyFile",
+    "PolicyTest",
     "ResourceDef",
     "Rolling",
     "Rule",

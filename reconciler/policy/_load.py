@@ -72,6 +72,16 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class PolicyTest:
+    """One `tests:` entry: a user, and target references it must or must not reach, each with its line."""
+
+    user: str
+    can: tuple[tuple[str, Location], ...]
+    cannot: tuple[tuple[str, Location], ...]
+    location: Location
+
+
+@dataclass(frozen=True)
 class Policy:
     users: dict[str, UserDef] = field(default_factory=dict)
     groups: dict[str, GroupDef] = field(default_factory=dict)
@@ -83,6 +93,7 @@ class Policy:
     files: tuple[str, ...] = ()
     released: tuple[TargetName, ...] = ()
     warnings: tuple[Problem, ...] = ()
+    tests: tuple[PolicyTest, ...] = ()
 
 
 POLICY_SUFFIXES = (".yaml", ".yml")
@@ -265,6 +276,7 @@ def _merge(
     rules: list[Rule] = []
     protected: list[tuple[str, Location]] = []
     released: list[TargetName] = []
+    tests: list[PolicyTest] = []
     for document, model in parsed:
         _check_expiry(model.defaults.expires, document.locate(("defaults", "expires")), today, warnings)
         for index, grant in enumerate(model.grants):
@@ -273,6 +285,16 @@ def _merge(
         for index, name in enumerate(model.protected_users):
             protected.append((name, document.locate(("protected_users", index))))
         released.extend(_released(document, model, resources, problems))
+        for index, test in enumerate(model.tests):
+            base = ("tests", index)
+            tests.append(
+                PolicyTest(
+                    test.user,
+                    tuple((ref, document.locate((*base, "can", i))) for i, ref in enumerate(test.can)),
+                    tuple((ref, document.locate((*base, "cannot", i))) for i, ref in enumerate(test.cannot)),
+                    document.locate(base),
+                )
+            )
     policy = Policy(users, groups, resources, tuple(rules), tuple(protected), manage_all)
     _check_names(policy, problems)
     _check_scripts(policy, warnings)
@@ -290,7 +312,18 @@ def _merge(
                 )
     digest = _digest(parsed)
     files = tuple(document.file for document, _ in parsed)
-    return Policy(users, groups, resources, policy.rules, policy.protected, manage_all, digest, files, tuple(released))
+    return Policy(
+        users,
+        groups,
+        resources,
+        policy.rules,
+        policy.protected,
+        manage_all,
+        digest,
+        files,
+        tuple(released),
+        tests=tuple(tests),
+    )
 
 
 def _released(

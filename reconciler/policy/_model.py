@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from reconciler.base import FrozenStrictModel as _Strict
 
@@ -23,7 +23,13 @@ def _parse_days(value: Any) -> Any:
     return value
 
 
-Days = Annotated[int, BeforeValidator(_parse_days), Field(gt=0, le=36500)]
+DAYS_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": 36500},
+        {"type": "string", "pattern": "^[0-9]+d$", "description": "a whole number of days, like 30d"},
+    ]
+}
+Days = Annotated[int, BeforeValidator(_parse_days), Field(gt=0, le=36500), WithJsonSchema(DAYS_SCHEMA)]
 
 
 class Rolling(_Strict):
@@ -54,7 +60,21 @@ def _parse_expiry(value: Any) -> Any:
 
 Expiry = dt.date | Rolling
 """An expiry in force: a day, or a rolling window renewed from the ledger."""
-ExpiryField = Annotated[Expiry, BeforeValidator(_parse_expiry)]
+# what an editor should accept: the YAML forms, not the parsed ones
+EXPIRY_SCHEMA = {
+    "anyOf": [
+        {"const": "never", "description": "2099-12-31"},
+        {"type": "string", "format": "date", "description": "yyyy-mm-dd"},
+        {
+            "type": "object",
+            "properties": {"ttl": DAYS_SCHEMA, "renew_within": DAYS_SCHEMA},
+            "required": ["ttl", "renew_within"],
+            "additionalProperties": False,
+            "description": "a rolling expiry, renewed once fewer than renew_within days remain",
+        },
+    ]
+}
+ExpiryField = Annotated[Expiry, BeforeValidator(_parse_expiry), WithJsonSchema(EXPIRY_SCHEMA)]
 
 
 class UserRef(_Strict):
@@ -119,6 +139,20 @@ class Released(_Strict):
     themes: list[str] = Field(default_factory=list)
 
 
+class AccessTest(_Strict):
+    """An assertion about the policy's end state: `user` can query each of `can`, none of `cannot`."""
+
+    user: str = Field(min_length=1)
+    can: list[str] = Field(default_factory=list)
+    cannot: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _asserts_something(self) -> AccessTest:
+        if not self.can and not self.cannot:
+            raise ValueError("a test needs 'can' or 'cannot'")
+        return self
+
+
 class PolicyFile(_Strict):
     version: Literal[1]
     defaults: Defaults = Field(default_factory=Defaults)
@@ -129,3 +163,4 @@ class PolicyFile(_Strict):
     protected_users: list[str] = Field(default_factory=list)
     manage_all_targets: bool = False
     released: Released = Field(default_factory=Released)
+    tests: list[AccessTest] = Field(default_factory=list)

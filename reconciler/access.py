@@ -1,0 +1,125 @@
+"""Why a user has access, who has access to a target, and policy tests: pure functions over the resolved
+policy, the live grants and the ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from reconciler.cells import Cell, Target
+from reconciler.errors import Problem
+from reconciler.plan import Plan
+from reconciler.policy import PolicyTest, Rolling
+from reconciler.resolve import Desired
+from reconciler.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class AccessLine:
+    """One cell of a user's access: its state, the expiry policy wants and the ledger recorded, and why."""
+
+    user: str
+    account: str
+    target: str
+    target_name: str
+    state: str  # granted | to grant | to revoke | protected | unmanaged
+    expiry: str | None
+    recorded: str | None
+    why: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def access_lines(
+    desired: Desired,
+    live: Snapshot,
+    ledger: Mapping[Cell, dt.date],
+    users: Collection[str] | None = None,
+    targets: Collection[Target] | None = None,
+) -> list[AccessLine]:
+    """Every desired or live cell of `users` (all if None) on `targets` (all if None), explained."""
+
+    def chosen(cell: Cell) -> bool:
+        return (users is None or cell[0] in users) and (targets is None or cell[1] in targets)
+
+    cells = {c for c in desired.cells if chosen(c)} | {c for c in live.cells() if chosen(c)}
+    lines = []
+    for cell in sorted(cells):
+        user, target = cell
+        is_live = target in live.grants.get(user, frozenset())
+        recorded = ledger.get(cell)
+        wanted = desired.cells.get(cell)
+        if wanted is not None:
+            source = desired.provenance(cell)
+            state = "granted" if is_live else "to grant"
+            expiry = _expiry_text(wanted)
+            why = str(source) if source else None
+        else:
+            expiry = None
+            if not desired.is_managed(target):
+                state, why = "unmanaged", "target not managed by the policy: left alone"
+            elif user in desired.protected:
+                state, why = "protected", "no grant gives it; kept because the user is protected"
+            elif target in desired.removed:
+                state, why = "to revoke", "target removed from the policy since the last apply"
+            else:
+                state, why = "to revoke", "no grant in the policy gives it"
+        lines.append(
+            AccessLine(
+                user,
+                desired.directory.get(user, ""),
+                str(target),
+                desired.target_names.get(target, ""),
+                state,
+                expiry,
+                recorded.isoformat() if recorded else None,
+                why,
+            )
+        )
+    return lines
+
+
+def _expiry_text(expiry: dt.date | Rolling) -> str:
+    if isinstance(expiry, Rolling):
+        return f"rolling {expiry.ttl}d, renewed within {expiry.renew_within}d"
+    return expiry.isoformat()
+
+
+def end_state(live: Snapshot, plan: Plan) -> set[Cell]:
+    """The cells live once `plan` has been applied."""
+    return (set(live.cells()) | set(plan.grant_cells())) - plan.revoke_cells()
+
+
+def check_tests(tests: Collection[PolicyTest], desired: Desired, state: set[Cell] | None = None) -> list[Problem]:
+    """Each failing assertion, at its line. Against `state` (a planned end state), or the policy alone."""
+    reached = state if state is not None else set(desired.cells)
+    problems: list[Problem] = []
+    for test in tests:
+        users = desired.users_named(test.user)
+        if len(users) != 1:
+            what = "no user" if not users else f"{len(users)} users"
+            problems.append(Problem(f"test names {what} for '{test.user}'", test.location, "name one user"))
+            continue
+        (user,) = users
+        for ref, location in [*test.can, *test.cannot]:
+            if not desired.targets_named(ref):
+                problems.append(Problem(f"test names no target '{ref}'", location, "use a resource alias or id:<ID>"))
+        for ref, location in test.can:
+            missing = [t for t in sorted(desired.targets_named(ref)) if (user, t) not in reached]
+            if missing:
+                problems.append(
+                    Problem(
+                        f"test failed: {test.user} cannot reach {ref} ({missing[0]})", location, "no grant gives it"
+                    )
+                )
+        for ref, location in test.cannot:
+            for target in sorted(desired.targets_named(ref)):
+                if (user, target) in reached:
+                    source = desired.provenance((user, target))
+                    because = f"granted by {source}" if source else "live and kept (protected user or unmanaged)"
+                    problems.append(Problem(f"test failed: {test.user} can reach {ref} ({target})", location, because))
+                    break
+    return problems
