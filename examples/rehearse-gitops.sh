@@ -44,7 +44,12 @@ step() { printf '\n=== %s\n' "$*"; }
 step "pull request: validate and plan (comment bounded to 60,000 characters)"
 cd "$(checkout pr)"
 "$reconciler" validate
-set +e; "$reconciler" --target "$TARGET" plan --out plan.json --format markdown --detailed-exitcode > plan-full.md; code=$?; set -e
+mkdir -p "$work/base-policies"  # the target branch's policies: none yet, as in a first pull request
+set +e
+"$reconciler" --target "$TARGET" plan --changed-from "$work/base-policies" --out plan.json --format markdown \
+  --detailed-exitcode > plan-full.md
+code=$?
+set -e
 [ "$code" -ne 1 ]
 "$reconciler" show plan.json --format markdown --max-chars 60000 > comment.md
 cat comment.md

@@ -194,6 +194,12 @@ def _with_plan_flags(function: Any) -> Any:
 @click.option("--out", type=click.Path(path_type=Path), help="Also save the plan (JSON) here.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
+@click.option(
+    "--changed-from",
+    "changed_from",
+    type=click.Path(path_type=Path, exists=True),
+    help="Base policies (e.g. a pull request's target branch): read live only the users the change touches.",
+)
 @_max_chars
 @_with_plan_flags
 @click.pass_obj
@@ -203,6 +209,7 @@ def plan(
     out: Path | None,
     fmt: str,
     detailed_exitcode: bool,
+    changed_from: Path | None,
     max_chars: int | None,
     additive: bool,
     allow_regrant: bool,
@@ -213,7 +220,9 @@ def plan(
 ) -> None:
     """Diff policy against live grants and show the batched plan."""
     options = _plan_options(additive, allow_regrant, unrecorded, only_user, only_group, only_resource)
-    result = asyncio.run(_make_plan(obj, options, snapshot_path))
+    if changed_from is not None and snapshot_path is not None:
+        raise ReconcilerError("--changed-from reads the users it needs: it does not take --snapshot")
+    result = asyncio.run(_make_plan(obj, options, snapshot_path, changed_from))
     click.echo(_format_plan(result, fmt, max_chars), nl=False)
     if result.failed_tests:
         for failure in result.failed_tests:
@@ -225,10 +234,22 @@ def plan(
         sys.exit(EXIT_CHANGES)
 
 
-async def _make_plan(obj: _Context, options: usecases.PlanOptions, snapshot_path: Path | None) -> Plan:
+def _base_policy(folder: Path, config: Config) -> Policy:
+    """The base of a change; a base without policy files (the pull request that adds the first) is empty."""
+    if folder.is_dir() and not any(folder.glob("*.y*ml")):
+        return Policy()
+    return load_policy([folder], _today(), config.policies_recursive)
+
+
+async def _make_plan(
+    obj: _Context, options: usecases.PlanOptions, snapshot_path: Path | None, changed_from: Path | None
+) -> Plan:
     policy = _load_policy(obj.config.policy_paths(), obj.config)
     snapshot = Snapshot.read(snapshot_path) if snapshot_path else None
+    base = _base_policy(changed_from, obj.config) if changed_from else None
     async with open_target(obj.config, obj.target) as session:
+        if base is not None:
+            return await usecases.make_changed_plan(session, policy, base, _today(), options, progress)
         return await usecases.make_plan(session, policy, _today(), options, snapshot, progress)
 
 

@@ -92,9 +92,8 @@ def _footer(plan: Plan, by_user: dict[str, _UserLines], markdown: bool) -> list[
             f"calls (lower bound {s.lower_bound})."
         )
     if plan.partial:
-        lines.append(
-            f"Partial plan, {_md(plan.partial, markdown)}: {s.out_of_scope_cells} other changes left for later."
-        )
+        left = f" {s.out_of_scope_cells} other changes left for later." if s.out_of_scope_cells else ""
+        lines.append(f"Partial plan, {_md(plan.partial, markdown)}.{left}")
     notes = []
     if s.skipped_revokes:
         notes.append(f"{s.skipped_revokes} revokes skipped by --additive")

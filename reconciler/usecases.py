@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
@@ -59,8 +59,8 @@ class PlanOptions:
             targets |= named
         return replace(
             self.diff,
-            users=frozenset(users) if self.only_users or self.only_groups else None,
-            targets=frozenset(targets) if self.only_resources else None,
+            users=frozenset(users) if self.only_users or self.only_groups else self.diff.users,
+            targets=frozenset(targets) if self.only_resources else self.diff.targets,
         )
 
 
@@ -171,6 +171,54 @@ async def make_plan(
     plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, _state_notes(record))
     failures = check_tests(policy.tests, desired, end_state(live, plan))
     return plan.model_copy(update={"failed_tests": [str(problem) for problem in failures]})
+
+
+async def make_changed_plan(
+    session: Session,
+    policy: Policy,
+    base: Policy,
+    today: dt.date,
+    options: PlanOptions,
+    track: Tracker | None = None,
+) -> Plan:
+    """A pull request's plan: read live only the users whose access differs between `base` and `policy`.
+
+    Much faster than a full plan on a large tenant (40 of 100,000 users is 40 reads, not 100,000), and partial
+    by design: drift elsewhere is left to the full plan of the apply on merge and to the drift schedule.
+    """
+    record = read_state(session.state_dir)
+    ledger = ledger_for(session)
+    desired, before = await asyncio.gather(
+        resolve(policy, session.service, today, record.targets), resolve(base, session.service, today, record.targets)
+    )
+    users, scope_note = changed_users(before, desired, ledger)
+    with (track or _untracked)(len(users), "refresh") as tick:
+        live = await refresh(session.service, users, tick)
+    scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
+    plan, _ = plan_from(session, desired, live, ledger, today, scoped, [*_state_notes(record), *scope_note])
+    failures = check_tests(policy.tests, desired, end_state(live, plan))
+    partial = (
+        f"changed from the base policies: only the {len(users)} users whose access the change touches were read "
+        "(the apply on merge plans everyone)"
+    )
+    return plan.model_copy(update={"failed_tests": [str(p) for p in failures], "partial": partial})
+
+
+def changed_users(before: Desired, after: Desired, ledger: Mapping[Cell, dt.date]) -> tuple[set[str], list[str]]:
+    """Users whose desired cells or expiries differ, whose protection changed, or who hold (per the ledger) a
+    grant on a target whose management changed; and a note on what such a partial read cannot see."""
+    users = {u for (u, t), expiry in after.cells.items() if before.cells.get((u, t)) != expiry}
+    users |= {u for u, t in before.cells if (u, t) not in after.cells}
+    users |= before.protected ^ after.protected
+    moved = (before.managed_record() ^ after.managed_record()) | (after.removed - before.removed)
+    notes = []
+    if moved:
+        users |= {u for u, t in ledger if t in moved}
+        notes.append(
+            f"{len(moved)} targets changed management: live grants on them not in the ledger are found by the "
+            "full plan on merge"
+        )
+    return users, notes
 
 
 async def explain(session: Session, policy: Policy, today: dt.date, user_ref: str) -> list[AccessLine]:
