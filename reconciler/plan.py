@@ -118,7 +118,11 @@ class Plan(BaseModel):
 
     def grant_cells(self) -> dict[Cell, dt.date]:
         """Every cell the grant batches set, with its expiry day."""
-        return {cell: batch.day() for batch in self.batches if batch.operation == "grant" for cell in batch.cells()}
+        cells: dict[Cell, dt.date] = {}
+        for batch in self.batches:
+            if batch.operation == "grant":
+                cells.update(dict.fromkeys(batch.cells(), batch.day()))
+        return cells
 
     def revoke_cells(self) -> set[Cell]:
         """Every cell the revoke batches delete, including the don't-care cells that were not live."""
@@ -289,6 +293,8 @@ def build_plan(
 def _previous(batches: list[Batch], recorded: Mapping[Cell, dt.date]) -> dict[str, dict[str, str]]:
     """The recorded expiry of each cell the grant batches set again, to show `~ old → new`."""
     found: dict[str, dict[str, str]] = defaultdict(dict)
+    if not recorded:
+        return {}
     for batch in batches:
         if batch.operation == "grant":
             for user, target in batch.cells():

@@ -24,41 +24,90 @@ class _UserLines:
     granted: list[tuple[str, str]] = field(default_factory=list)  # (target, day), new grants
     regranted: list[tuple[str, str]] = field(default_factory=list)  # live already: expiry set again
     revoked: list[str] = field(default_factory=list)
+
+
+def _by_user(plan: Plan, only: set[str]) -> dict[str, _UserLines]:
+    """The cells of the batches per user, for the users in `only` (a plan can hold millions of cells; only a
+    few thousand lines are ever shown)."""
+    users: dict[str, _UserLines] = defaultdict(_UserLines)
+    live = {user: set(targets) for user, targets in plan.touched_state.items() if user in only}
+    for batch in plan.batches:
+        names = [str(t) for t in batch.targets()]
+        for user in batch.user_ids:
+            if user not in only:
+                continue
+            was_live = live.get(user, set())
+            lines = users[user]
+            for target in names:
+                if batch.operation == "grant":
+                    (lines.regranted if target in was_live else lines.granted).append((target, batch.expire_day or ""))
+                elif target in was_live:
+                    lines.revoked.append(target)
+    return dict(sorted(users.items()))
+
+
+@dataclass
+class _Counts:
+    """Per target: cells granted new, granted again (expiry set), revoked; and deletes of cells not live."""
+
+    per_target: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+    per_user: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     no_op_deletes: int = 0
 
+    @property
+    def changes(self) -> int:
+        return sum(sum(counts) for counts in self.per_target.values())
 
-def _by_user(plan: Plan) -> dict[str, _UserLines]:
-    users: dict[str, _UserLines] = defaultdict(_UserLines)
+
+def _counts(plan: Plan) -> _Counts:
+    counts = _Counts()
     live = {user: set(targets) for user, targets in plan.touched_state.items()}
     for batch in plan.batches:
-        for user, target in batch.cells():
-            was_live = str(target) in live.get(user, set())
-            lines = users[user]
-            if batch.operation == "grant":
-                (lines.regranted if was_live else lines.granted).append((str(target), batch.expire_day or ""))
-            elif was_live:
-                lines.revoked.append(str(target))
-            else:
-                lines.no_op_deletes += 1
-    return dict(sorted(users.items()))
+        names = [str(t) for t in batch.targets()]
+        for user in batch.user_ids:
+            was_live = live.get(user)
+            for target in names:
+                hit = was_live is not None and target in was_live
+                if batch.operation == "grant":
+                    counts.per_target[target][1 if hit else 0] += 1
+                elif hit:
+                    counts.per_target[target][2] += 1
+                else:
+                    counts.no_op_deletes += 1
+                    continue
+                counts.per_user[user] += 1
+    return counts
+
+
+def _first_users(counts: _Counts, lines: int) -> set[str]:
+    """Users in name order whose changes make up the first `lines` lines."""
+    chosen: set[str] = set()
+    total = 0
+    for user in sorted(counts.per_user):
+        if total >= lines:
+            break
+        chosen.add(user)
+        total += counts.per_user[user]
+    return chosen
 
 
 def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) -> str:
     """The plan for people. With `max_chars` (a pull-request comment), a bounded Markdown summary: counts per
     target, then as many changes as fit, and what was cut."""
-    by_user = _by_user(plan)
-    footer = _footer(plan, by_user, markdown)
+    counts = _counts(plan)
+    footer = _footer(plan, counts, markdown)
     if max_chars is not None:
-        return _bounded(plan, by_user, footer, max_chars)
+        shown = _first_users(counts, max_chars // 40)
+        return _bounded(plan, counts, _by_user(plan, shown), footer, max_chars)
     lines = (
         [f"### reconciler plan for `{_code(plan.target)}`", "", "```diff"]
         if markdown
         else [f"reconciler plan for target '{plan.target}'"]
     )
-    changes = _change_lines(plan, by_user)
-    lines += [_code(line) for line in changes[:MAX_LISTED_LINES]] if markdown else changes[:MAX_LISTED_LINES]
-    if len(changes) > MAX_LISTED_LINES:
-        lines.append(f"  … and {len(changes) - MAX_LISTED_LINES} more changes (see the JSON plan)")
+    changes = _change_lines(plan, _by_user(plan, _first_users(counts, MAX_LISTED_LINES)))[:MAX_LISTED_LINES]
+    lines += [_code(line) for line in changes] if markdown else changes
+    if counts.changes > len(changes):
+        lines.append(f"  … and {counts.changes - len(changes)} more changes (see the JSON plan)")
     if markdown:
         lines += ["```", ""]
     return "\n".join(lines + footer) + "\n"
@@ -78,7 +127,7 @@ def _change_lines(plan: Plan, by_user: dict[str, _UserLines]) -> list[str]:
     return lines
 
 
-def _footer(plan: Plan, by_user: dict[str, _UserLines], markdown: bool) -> list[str]:
+def _footer(plan: Plan, counts: _Counts, markdown: bool) -> list[str]:
     s = plan.summary
     lines = []
     if plan.removed_targets:
@@ -97,9 +146,10 @@ def _footer(plan: Plan, by_user: dict[str, _UserLines], markdown: bool) -> list[
     notes = []
     if s.skipped_revokes:
         notes.append(f"{s.skipped_revokes} revokes skipped by --additive")
-    no_op_deletes = sum(change.no_op_deletes for change in by_user.values())
-    if no_op_deletes:
-        notes.append(f"{no_op_deletes} deletes of grants that are not live ride along in revoke calls (no effect)")
+    if counts.no_op_deletes:
+        notes.append(
+            f"{counts.no_op_deletes} deletes of grants that are not live ride along in revoke calls (no effect)"
+        )
     if s.protected_cells:
         notes.append(f"{s.protected_cells} undesired grants kept for protected users")
     if s.unmanaged_cells:
@@ -127,15 +177,8 @@ def access_text(lines: list[AccessLine], heading: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _bounded(plan: Plan, by_user: dict[str, _UserLines], footer: list[str], max_chars: int) -> str:
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for change in by_user.values():
-        for target, _ in change.granted:
-            counts[target][0] += 1
-        for target, _ in change.regranted:
-            counts[target][1] += 1
-        for target in change.revoked:
-            counts[target][2] += 1
+def _bounded(plan: Plan, all_counts: _Counts, by_user: dict[str, _UserLines], footer: list[str], max_chars: int) -> str:
+    counts = all_counts.per_target
     head = [f"### reconciler plan for `{_code(plan.target)}`", ""]
     if counts:
         head += ["| target | grant | expiry set | revoke |", "|---|---:|---:|---:|"]
@@ -157,8 +200,10 @@ def _bounded(plan: Plan, by_user: dict[str, _UserLines], footer: list[str], max_
             break
         shown.append(_code(line))
         budget -= cost
-    cut = len(changes) - len(shown)
-    notice = [f"… {cut} of {len(changes)} changes not shown here: the full plan is in the job summary and artefact."]
+    cut = all_counts.changes - len(shown)
+    notice = [
+        f"… {cut} of {all_counts.changes} changes not shown here: the full plan is in the job summary and artefact."
+    ]
     text = "\n".join([*head, "```diff", *shown, *tail, *(notice if cut else [])]) + "\n"
     return text[:max_chars]
 

@@ -169,7 +169,7 @@ async def make_plan(
     record = read_state(session.state_dir)
     desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
     plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, _state_notes(record))
-    failures = check_tests(policy.tests, desired, end_state(live, plan))
+    failures = check_tests(policy.tests, desired, lambda: end_state(live, plan))
     return plan.model_copy(update={"failed_tests": [str(problem) for problem in failures]})
 
 
@@ -196,7 +196,7 @@ async def make_changed_plan(
         live = await refresh(session.service, users, tick)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
     plan, _ = plan_from(session, desired, live, ledger, today, scoped, [*_state_notes(record), *scope_note])
-    failures = check_tests(policy.tests, desired, end_state(live, plan))
+    failures = check_tests(policy.tests, desired, lambda: end_state(live, plan))
     partial = (
         f"changed from the base policies: only the {len(users)} users whose access the change touches were read "
         "(the apply on merge plans everyone)"
@@ -336,7 +336,7 @@ async def apply(
         chosen = saved
     else:
         chosen, _ = plan_from(session, desired, live, ledger, today, options or PlanOptions(), _state_notes(record))
-    failures = check_tests(policy.tests, desired, end_state(live, chosen))
+    failures = check_tests(policy.tests, desired, lambda: end_state(live, chosen))
     if failures:
         raise ReconcilerError(failures)
     work = outstanding(chosen, live, ledger, session.service.cap)
