@@ -124,7 +124,7 @@ def check_tests(
             for target in sorted(desired.targets_named(ref)):
                 if (user, target) in reached:
                     source = desired.provenance((user, target))
-                    because = f"granted by {source}" if source else "live and kept (protected user or unmanaged)"
+                    because = f"granted by {source}" if source else "still live after this plan: kept, not revoked by it"
                     problems.append(Problem(f"test failed: {test.user} can reach {ref} ({target})", location, because))
                     break
     return problems

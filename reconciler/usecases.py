@@ -169,7 +169,7 @@ async def make_plan(
     record = read_state(session.state_dir)
     desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
     plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, _state_notes(record))
-    failures = check_tests(policy.tests, desired, lambda: end_state(live, plan))
+    failures = _test_failures(policy, desired, live, plan)
     return plan.model_copy(update={"failed_tests": [str(problem) for problem in failures]})
 
 
@@ -196,7 +196,7 @@ async def make_changed_plan(
         live = await refresh(session.service, users, tick)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
     plan, _ = plan_from(session, desired, live, ledger, today, scoped, [*_state_notes(record), *scope_note])
-    failures = check_tests(policy.tests, desired, lambda: end_state(live, plan))
+    failures = _test_failures(policy, desired, live, plan)
     partial = (
         f"changed from the base policies: only the {len(users)} users whose access the change touches were read "
         "(the apply on merge plans everyone)"
@@ -286,6 +286,12 @@ async def check_policy_tests(session: Session, policy: Policy, today: dt.date) -
     return check_tests(policy.tests, desired)
 
 
+def _test_failures(policy: Policy, desired: Desired, live: Snapshot, plan: Plan) -> list[Problem]:
+    """The policy's tests against the plan's end state; a partial plan leaves other users' and targets' live
+    grants as they are, so it is judged by the policy alone."""
+    return check_tests(policy.tests, desired, None if plan.partial else lambda: end_state(live, plan))
+
+
 def _partial(options: DiffOptions, desired: Desired) -> str | None:
     if not options.partial:
         return None
@@ -336,7 +342,7 @@ async def apply(
         chosen = saved
     else:
         chosen, _ = plan_from(session, desired, live, ledger, today, options or PlanOptions(), _state_notes(record))
-    failures = check_tests(policy.tests, desired, lambda: end_state(live, chosen))
+    failures = _test_failures(policy, desired, live, chosen)
     if failures:
         raise ReconcilerError(failures)
     work = outstanding(chosen, live, ledger, session.service.cap)
