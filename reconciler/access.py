@@ -124,7 +124,8 @@ def check_tests(
             for target in sorted(desired.targets_named(ref)):
                 if (user, target) in reached:
                     source = desired.provenance((user, target))
-                    because = f"granted by {source}" if source else "still live after this plan: kept, not revoked by it"
+                    kept = "still live after this plan: kept, not revoked by it"
+                    because = f"granted by {source}" if source else kept
                     problems.append(Problem(f"test failed: {test.user} can reach {ref} ({target})", location, because))
                     break
     return problems
