@@ -129,3 +129,31 @@ def check_tests(
                     problems.append(Problem(f"test failed: {test.user} can reach {ref} ({target})", location, because))
                     break
     return problems
+
+
+def embed_warnings(desired: Desired) -> list[Problem]:
+    """Embeds through which a ticket holder could reach targets their grants do not give them (a ticket is
+    access too), unless the embed says `widens_access: true`."""
+    rows: dict[str, set[Target]] = {}
+    for user, target in desired.cells:
+        rows.setdefault(user, set()).add(target)
+    everything = frozenset(desired.target_names)
+    warnings = []
+    for embed in desired.embeds.values():
+        if embed.widens_access:
+            continue
+        reach = embed.targets if embed.targets is not None else everything
+        wider = sorted((user, sorted(reach - rows.get(user, set()))) for user in embed.users)
+        wider = [(user, extra) for user, extra in wider if extra]
+        if wider:
+            user, extra = wider[0]
+            example = f"{desired.directory.get(user, user)} → {desired.target_names.get(extra[0], str(extra[0]))}"
+            warnings.append(
+                Problem(
+                    f"copilot embed '{embed.name}' lets {len(wider)} ticket holders reach targets their grants do "
+                    f"not give them (e.g. {example})",
+                    embed.location,
+                    "narrow its data_range or its 'to', or say widens_access: true",
+                )
+            )
+    return warnings

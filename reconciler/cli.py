@@ -78,21 +78,25 @@ def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
     """Load and check policies offline, and run their tests against an emulator target's directory."""
     policy = _load_policy(list(paths)) if paths else _load_policy(obj.config.policy_paths(), obj.config)
     click.echo(f"{len(policy.files)} policy files OK: {len(policy.rules)} grants, {len(policy.groups)} groups.")
-    if not policy.tests:
+    if not policy.tests and not policy.embeds:
         return
     name, target = obj.config.target(obj.target)
     if target.emulator is None:
         click.echo(f"{len(policy.tests)} policy tests not run offline: target '{name}' is live (plan runs them).")
         return
 
-    async def run_tests() -> list[Problem]:
+    async def run_tests() -> tuple[list[Problem], list[Problem]]:
         async with open_target(obj.config, obj.target) as session:
-            return await usecases.check_policy_tests(session, policy, _today())
+            warnings = await usecases.policy_warnings(session, policy, _today())
+            return await usecases.check_policy_tests(session, policy, _today()), warnings
 
-    failures = asyncio.run(run_tests())
+    failures, warnings = asyncio.run(run_tests())
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if failures:
         raise ReconcilerError(failures)
-    click.echo(f"{len(policy.tests)} policy tests passed against target '{name}'.")
+    if policy.tests:
+        click.echo(f"{len(policy.tests)} policy tests passed against target '{name}'.")
 
 
 @cli.command("refresh")
@@ -450,6 +454,28 @@ def schema_command(out: Path | None) -> None:
     for name, text in documents.items():
         write_text_file(out / name, text)
     click.echo(f"Wrote {', '.join(str(out / name) for name in documents)}")
+
+
+@cli.group()
+def ticket() -> None:
+    """Embed tickets, issued only as the policy's copilot_embeds allow."""
+
+
+@ticket.command("issue")
+@click.argument("embed")
+@click.option("--user", "user_ref", required=True, help="Who gets it: alias, account name or id:<UserId>.")
+@click.option("--uses", type=click.IntRange(1, 99999), default=1, show_default=True, help="How many accesses.")
+@click.option("--minutes", type=click.IntRange(1, 240), help="Validity (default: the embed's max_minutes).")
+@click.pass_obj
+def ticket_issue(obj: _Context, embed: str, user_ref: str, uses: int, minutes: int | None) -> None:
+    """Issue a Smart Q embed ticket for EMBED; the ticket goes to stdout and nowhere else."""
+
+    async def go() -> str:
+        policy = _load_policy(obj.config.policy_paths(), obj.config)
+        async with open_target(obj.config, obj.target, exclusive=True) as session:
+            return await usecases.issue_ticket(session, policy, _today(), embed, user_ref, uses, minutes)
+
+    click.echo(asyncio.run(go()))
 
 
 @cli.group()

@@ -108,6 +108,8 @@ class Plan(BaseModel):
     partial: str | None = None
     # policy tests (`tests:`) that the planned end state fails, each `file:line: message`
     failed_tests: list[str] = Field(default_factory=list)
+    # cells to grant per grant statement (`file:line (to: …)`), for reviewers: which policy change does what
+    grants_by_statement: dict[str, int] = Field(default_factory=dict)
 
     @property
     def empty(self) -> bool:

@@ -180,6 +180,11 @@ def access_text(lines: list[AccessLine], heading: str) -> str:
 def _bounded(plan: Plan, all_counts: _Counts, by_user: dict[str, _UserLines], footer: list[str], max_chars: int) -> str:
     counts = all_counts.per_target
     head = [f"### reconciler plan for `{_code(plan.target)}`", ""]
+    if plan.grants_by_statement:
+        head += ["| grant statement | cells to grant |", "|---|---:|"]
+        for label, count in list(plan.grants_by_statement.items())[:MAX_TABLE_ROWS]:
+            head.append(f"| {_md(label, True).replace('|', '¦')} | {count} |")
+        head.append("")
     if counts:
         head += ["| target | grant | expiry set | revoke |", "|---|---:|---:|---:|"]
         ranked = sorted(counts.items(), key=lambda item: (-sum(item[1]), item[0]))

@@ -34,6 +34,7 @@ class Desired:
     # policy names as resolved: user aliases and groups -> UserIds, resource aliases -> targets
     principals: dict[str, frozenset[str]] = field(default_factory=dict)
     resources: dict[str, frozenset[Target]] = field(default_factory=dict)
+    embeds: dict[str, Embed] = field(default_factory=dict)
 
     def users_named(self, ref: str) -> frozenset[str]:
         """UserIds for a user alias, a group, `id:<UserId>`, `account:<name>` or a bare account name."""
@@ -74,6 +75,20 @@ class Desired:
         if self.managed is not None:
             return self.managed
         return frozenset(target for _, target in self.cells)
+
+
+@dataclass(frozen=True)
+class Embed:
+    """A copilot embed resolved: the module, who may get tickets, its data range (None: all) and limits."""
+
+    name: str
+    copilot_id: str
+    users: frozenset[str]
+    targets: frozenset[Target] | None
+    max_uses: int
+    max_minutes: int
+    widens_access: bool
+    location: Location
 
 
 @dataclass(frozen=True)
@@ -233,7 +248,35 @@ class _Resolver:
             trace=self.trace,
             principals=self._all_principals(),
             resources=self._resource_targets(targets),
+            embeds=self._embeds(targets),
         )
+
+    def _embeds(self, targets: dict[tuple[ResourceKind, str], Target | None]) -> dict[str, Embed]:
+        embeds = {}
+        for name, embed in self.policy.embeds.items():
+            users: set[str] = set()
+            for who, location in embed.principals:
+                users |= self._principal(who, location)
+            reach = None
+            if embed.data_range is not None:
+                named = [
+                    self._inline_target(t.kind, t.name[3:], t.location)
+                    if t.name.startswith("id:")
+                    else targets.get((t.kind, t.name))
+                    for t in embed.data_range
+                ]
+                reach = frozenset(t for t in named if t is not None)
+            embeds[name] = Embed(
+                name,
+                embed.copilot_id,
+                frozenset(users),
+                reach,
+                embed.max_uses,
+                embed.max_minutes,
+                embed.widens_access,
+                embed.location,
+            )
+        return embeds
 
     def _all_principals(self) -> dict[str, frozenset[str]]:
         for name in [*self.policy.users, *self.policy.groups]:

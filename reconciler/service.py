@@ -74,6 +74,9 @@ class AccessService(Protocol):
     async def authorize(self, batch: Batch) -> list[CellFailure]:
         """Send one batch; the cells it did not change (the whole batch when the call itself failed)."""
 
+    async def create_ticket(self, copilot_id: str, user_id: str, uses: int, minutes: int) -> str:
+        """A ticket to an embedded Smart Q module for one user; never retried after an ambiguous failure."""
+
 
 class QuickBIAccess:
     """Quick BI Smart Q behind the protocol: SmartqAuthorize, QueryLlmCubeWithThemeListByUserId, the directory."""
@@ -110,6 +113,10 @@ class QuickBIAccess:
         answer = await self.client.user_grants(user_id)
         cubes = [Target(self._cube_readback, c) for c in answer.cube_ids]
         return frozenset(cubes + [Target("theme", t) for t in answer.theme_ids])
+
+    async def create_ticket(self, copilot_id: str, user_id: str, uses: int, minutes: int) -> str:
+        request = m.CreateTicket4Copilot(copilot_id=copilot_id, user_id=user_id, ticket_num=uses, expire_time=minutes)
+        return await self.client.create_copilot_ticket(request)
 
     async def authorize(self, batch: Batch) -> list[CellFailure]:
         request = m.SmartqAuthorize(

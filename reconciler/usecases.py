@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
-from reconciler.access import AccessLine, access_lines, check_tests, end_state
+from reconciler.access import AccessLine, access_lines, check_tests, embed_warnings, end_state
 from reconciler.admission import admit
+from reconciler.audit import AuditLog
 from reconciler.cells import Cell, Target
 from reconciler.diff import Changes, DiffOptions, diff
 from reconciler.drift import DriftReport, drift
@@ -24,6 +25,7 @@ from reconciler.importer import Imported, import_policy
 from reconciler.ledger import Ledger
 from reconciler.plan import Plan, PlanInputs, build_plan
 from reconciler.policy import Policy
+from reconciler.redaction import mask
 from reconciler.resolve import Desired, resolve
 from reconciler.snapshot import Snapshot, refresh
 from reconciler.state import LEDGER, ManagedRecord, read_state, write_managed
@@ -148,7 +150,23 @@ def plan_from(
         previous_expiry=ledger,
         partial=_partial(scope, desired),
     )
+    plan.grants_by_statement = _by_statement(changes, desired)
     return plan, changes
+
+
+def _by_statement(changes: Changes, desired: Desired) -> dict[str, int]:
+    counts: dict[int, int] = defaultdict(int)
+    for cells in changes.grants.values():
+        for cell in cells:
+            index = desired.sources.get(cell)
+            if index is not None:
+                counts[index] += 1
+    labels = {}
+    for index, count in sorted(counts.items(), key=lambda item: -item[1]):
+        rule = desired.rules[index]
+        who = ", ".join(name for name, _ in rule.principals[:4]) + (", …" if len(rule.principals) > 4 else "")
+        labels[f"{rule.location} (to: {who})"] = count
+    return labels
 
 
 async def take_snapshot(session: Session, track: Tracker | None = None) -> Snapshot:
@@ -168,7 +186,8 @@ async def make_plan(
 ) -> Plan:
     record = read_state(session.state_dir)
     desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
-    plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, _state_notes(record))
+    notes = [*_state_notes(record), *map(str, embed_warnings(desired))]
+    plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, notes)
     failures = _test_failures(policy, desired, live, plan)
     return plan.model_copy(update={"failed_tests": [str(problem) for problem in failures]})
 
@@ -284,6 +303,59 @@ async def check_policy_tests(session: Session, policy: Policy, today: dt.date) -
     """The policy's `tests:` against the resolved policy alone (no live grants read)."""
     desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
     return check_tests(policy.tests, desired)
+
+
+async def policy_warnings(session: Session, policy: Policy, today: dt.date) -> list[Problem]:
+    """What only the resolved policy can tell: embeds that widen access beyond the holders' grants."""
+    desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
+    return embed_warnings(desired)
+
+
+async def issue_ticket(
+    session: Session, policy: Policy, today: dt.date, embed_name: str, user_ref: str, uses: int, minutes: int | None
+) -> str:
+    """A ticket to an embedded Smart Q module, only for a user and within limits the policy allows.
+
+    A ticket is access: whoever holds it can ask questions of the module's data range. So the request is
+    checked against today's policy and directory first, and refused before any call if it does not fit.
+    """
+    desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
+    embed = desired.embeds.get(embed_name)
+    if embed is None:
+        known = ", ".join(sorted(desired.embeds)) or "none"
+        raise ReconcilerError(Problem(f"no copilot embed '{embed_name}' in the policy (embeds: {known})"))
+    users = desired.users_named(user_ref)
+    if len(users) != 1:
+        what = "no user" if not users else f"{len(users)} users"
+        raise ReconcilerError(Problem(f"{what} named '{user_ref}'", hint="give an alias, account name or id:<UserId>"))
+    (user,) = users
+    where = f"copilot_embeds.{embed_name} at {embed.location}"
+    if user not in embed.users:
+        raise ReconcilerError(
+            Problem(f"refusing: '{user_ref}' may not be issued tickets for '{embed_name}' ({where} does not list them)")
+        )
+    minutes = embed.max_minutes if minutes is None else minutes
+    if uses > embed.max_uses or minutes > embed.max_minutes:
+        raise ReconcilerError(
+            Problem(
+                f"refusing: {uses} uses for {minutes} minutes is more than {where} allows "
+                f"({embed.max_uses} uses, {embed.max_minutes} minutes)"
+            )
+        )
+    ticket = await session.service.create_ticket(embed.copilot_id, user, uses, minutes)
+    AuditLog(session.state_dir / "audit.jsonl")(
+        "TicketIssued",
+        {
+            "embed": embed_name,
+            "CopilotId": embed.copilot_id,
+            "UserId": user,
+            "uses": str(uses),
+            "minutes": str(minutes),
+        },
+        "",
+        f"ticket {mask(ticket)}",
+    )
+    return ticket
 
 
 def _test_failures(policy: Policy, desired: Desired, live: Snapshot, plan: Plan) -> list[Problem]:

@@ -147,7 +147,12 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.append(Problem("mapping keys must be plain scalars", self._loc(key_node)))
                 continue
-            key = self.constructor.construct_object(key_node, deep=True)
+            try:
+                key = self.constructor.construct_object(key_node, deep=True)
+            except (yaml.constructor.ConstructorError, ValueError):
+                # e.g. `=` (YAML's obscure value tag) or a malformed timestamp used as a key
+                self.problems.append(Problem(f"invalid mapping key {key_node.value!r}", self._loc(key_node)))
+                continue
             if not isinstance(key, str | int | bool) or key is None:
                 self.problems.append(Problem("mapping keys must be plain scalars", self._loc(key_node)))
                 continue

@@ -199,3 +199,10 @@ def test_saved_plan_is_refused_when_a_touched_user_changed(workspace: Path, run_
     assert "the plan is stale: u-bob's live grants changed since it was made (+llm_cube:c-ops)" in stale.err
     assert "make a new plan" in stale.err
     assert len(stale.err.strip().splitlines()) == 1
+
+
+def test_the_pull_request_comment_counts_per_grant_statement_and_target(workspace: Path, run_cli: Run) -> None:
+    comment = run_cli("plan", "--format", "markdown", "--max-chars", "1800").out
+    assert "| policies/finance.yaml:9 (to: finance) | 9 |" in comment
+    assert "| llm_cube:c-finance (Finance KPIs) | 5 | 0 | 0 |" in comment
+    assert len(comment) <= 1800 and "changes not shown here" in comment

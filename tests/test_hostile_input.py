@@ -31,6 +31,9 @@ HOSTILE = {
         "nested more than 64 levels deep",
     ),
     "complex key": ("version: 1\n? [a, b]\n: 1\n", "mapping keys must be plain scalars"),
+    # found by atheris (tests/fuzz_atheris.py): `=` is YAML's value tag, which has no constructor
+    "value-tag key": ("=: 1\n", "invalid mapping key '='"),
+    "bad timestamp key": ("version: 1\n2027-02-30: x\n", "invalid mapping key '2027-02-30'"),
 }
 
 

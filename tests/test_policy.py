@@ -31,7 +31,7 @@ def test_repository_policies_load() -> None:
     policy = load_policy([ROOT / "policies"], TODAY)
     assert {"sales", "finance", "leadership"} <= set(policy.groups)
     assert policy.digest.startswith("sha256:")
-    assert len(policy.files) == 4
+    assert len(policy.files) == 5 and len(policy.tests) == 4
 
 
 def test_defaults_and_expiry_forms(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from reconciler.cells import CubeReadback
 from reconciler.config import FaultSettings
 from reconciler.emulator.backend import ApiError, Backend, Clock
 from reconciler.emulator.orgfile import OrgFile, read_org_file, write_org_file
@@ -47,7 +48,7 @@ class Emulator:
         org: OrgFile,
         clock: Clock | None = None,
         faults: FaultSettings | None = None,
-        cube_readback: str = "llm_cube",
+        cube_readback: CubeReadback = "llm_cube",
     ) -> None:
         self.backend = Backend(org, clock, cube_readback)
         self.app = EmulatorApp(self.backend, faults)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.cells import ResourceKind
+from reconciler.cells import CubeReadback, ResourceKind
 from reconciler.emulator.orgfile import OrgFile, OrgGrant, OrgTicket
 
 MAX_CELLS_PER_CALL = 100
@@ -55,7 +55,7 @@ class Clock:
 class Backend:
     """Quick BI's Smart Q, directory and embedding APIs over one organisation's state."""
 
-    def __init__(self, org: OrgFile, clock: Clock | None = None, cube_readback: str = "llm_cube") -> None:
+    def __init__(self, org: OrgFile, clock: Clock | None = None, cube_readback: CubeReadback = "llm_cube") -> None:
         self.org = org
         self.clock = clock or Clock()
         # QueryLlmCubeWithThemeListByUserId's CubeIds keys: the reference says dataset IDs (UNCONFIRMED)

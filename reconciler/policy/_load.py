@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from reconciler.cells import ResourceKind
 from reconciler.errors import Location, Problem, ReconcilerError
 from reconciler.policy._model import (
+    CopilotEmbed,
     CubeRef,
     Expiry,
     GrantRule,
@@ -82,6 +83,20 @@ class PolicyTest:
 
 
 @dataclass(frozen=True)
+class EmbedDef:
+    """A `copilot_embeds` entry: the module, who may get tickets, its data range (None: all) and limits."""
+
+    name: str
+    copilot_id: str
+    principals: tuple[tuple[str, Location], ...]
+    data_range: tuple[TargetName, ...] | None
+    max_uses: int
+    max_minutes: int
+    widens_access: bool
+    location: Location
+
+
+@dataclass(frozen=True)
 class Policy:
     users: dict[str, UserDef] = field(default_factory=dict)
     groups: dict[str, GroupDef] = field(default_factory=dict)
@@ -94,6 +109,7 @@ class Policy:
     released: tuple[TargetName, ...] = ()
     warnings: tuple[Problem, ...] = ()
     tests: tuple[PolicyTest, ...] = ()
+    embeds: dict[str, EmbedDef] = field(default_factory=dict)
 
 
 POLICY_SUFFIXES = (".yaml", ".yml")
@@ -277,6 +293,7 @@ def _merge(
     protected: list[tuple[str, Location]] = []
     released: list[TargetName] = []
     tests: list[PolicyTest] = []
+    embeds: dict[str, EmbedDef] = {}
     for document, model in parsed:
         _check_expiry(model.defaults.expires, document.locate(("defaults", "expires")), today, warnings)
         for index, grant in enumerate(model.grants):
@@ -285,6 +302,8 @@ def _merge(
         for index, name in enumerate(model.protected_users):
             protected.append((name, document.locate(("protected_users", index))))
         released.extend(_released(document, model, resources, problems))
+        for name, embed in model.copilot_embeds.items():
+            _define(embeds, name, _embed(document, name, embed), problems, "copilot embed")
         for index, test in enumerate(model.tests):
             base = ("tests", index)
             tests.append(
@@ -299,17 +318,21 @@ def _merge(
     _check_names(policy, problems)
     _check_scripts(policy, warnings)
     _check_groups(policy, problems)
-    for rule in policy.rules:
-        for target in rule.targets:
-            if not target.name.startswith("id:") and (target.kind, target.name) not in resources:
-                section = "llm_cubes" if target.kind == "llm_cube" else "themes"
-                problems.append(
-                    Problem(
-                        f"unknown {section[:-1]} '{target.name}'",
-                        target.location,
-                        f"declare it under resources.{section} or write id:<ID>",
-                    )
+    for embed_def in embeds.values():
+        for name, location in embed_def.principals:
+            if not _is_inline(name) and name not in users and name not in groups:
+                problems.append(Problem(f"unknown user or group '{name}'", location, "define it under users or groups"))
+    embed_targets = [t for embed_def in embeds.values() for t in embed_def.data_range or ()]
+    for target in [*(t for rule in policy.rules for t in rule.targets), *embed_targets]:
+        if not target.name.startswith("id:") and (target.kind, target.name) not in resources:
+            section = "llm_cubes" if target.kind == "llm_cube" else "themes"
+            problems.append(
+                Problem(
+                    f"unknown {section[:-1]} '{target.name}'",
+                    target.location,
+                    f"declare it under resources.{section} or write id:<ID>",
                 )
+            )
     digest = _digest(parsed)
     files = tuple(document.file for document, _ in parsed)
     return Policy(
@@ -323,6 +346,34 @@ def _merge(
         files,
         tuple(released),
         tests=tuple(tests),
+        embeds=embeds,
+    )
+
+
+def _embed(document: LocatedDocument, name: str, embed: CopilotEmbed) -> EmbedDef:
+    base = ("copilot_embeds", name)
+    principals = tuple((who, document.locate((*base, "to", i))) for i, who in enumerate(embed.to))
+    data_range = None
+    if not isinstance(embed.data_range, str):
+        named: list[TargetName] = []
+        for kind, section, names in (
+            ("llm_cube", "llm_cubes", embed.data_range.llm_cubes),
+            ("theme", "themes", embed.data_range.themes),
+        ):
+            named += [
+                TargetName(kind, ref, document.locate((*base, "data_range", section, i)))  # type: ignore[arg-type]
+                for i, ref in enumerate(names)
+            ]
+        data_range = tuple(named)
+    return EmbedDef(
+        name,
+        embed.copilot_id,
+        principals,
+        data_range,
+        embed.max_uses,
+        embed.max_minutes,
+        embed.widens_access,
+        document.locate(base),
     )
 
 
@@ -391,6 +442,8 @@ def _define(table: dict[Any, Any], key: Any, definition: Any, problems: list[Pro
 def _comparable(definition: Any) -> Any:
     if isinstance(definition, UserDef | ResourceDef):
         return definition.ref
+    if isinstance(definition, EmbedDef):
+        return (definition.copilot_id, [p for p, _ in definition.principals], definition.max_uses)
     return (definition.members, definition.quickbi_group)
 
 

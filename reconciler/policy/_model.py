@@ -153,6 +153,30 @@ class AccessTest(_Strict):
         return self
 
 
+class EmbedRange(_Strict):
+    """An embedded Smart Q module's data range: LlmCubes or themes (Quick BI takes one kind per module)."""
+
+    llm_cubes: list[str] = Field(default_factory=list)
+    themes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> EmbedRange:
+        if bool(self.llm_cubes) == bool(self.themes):
+            raise ValueError("give llm_cubes or themes (an embedded module's data range is one kind), or write all")
+        return self
+
+
+class CopilotEmbed(_Strict):
+    """An embedded Smart Q module (CreateTicket4Copilot's CopilotId) and who may be issued tickets for it."""
+
+    copilot_id: str = Field(min_length=1)
+    data_range: Literal["all"] | EmbedRange = "all"
+    to: list[str] = Field(min_length=1)
+    max_uses: int = Field(default=1, ge=1, le=99999)
+    max_minutes: int = Field(default=240, ge=1, le=240)
+    widens_access: bool = False  # ticket holders may reach targets their grants do not give them
+
+
 class PolicyFile(_Strict):
     version: Literal[1]
     defaults: Defaults = Field(default_factory=Defaults)
@@ -164,3 +188,4 @@ class PolicyFile(_Strict):
     manage_all_targets: bool = False
     released: Released = Field(default_factory=Released)
     tests: list[AccessTest] = Field(default_factory=list)
+    copilot_embeds: dict[str, CopilotEmbed] = Field(default_factory=dict)
