@@ -47,3 +47,12 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
 @pytest.fixture
 def demo() -> Emulator:
     return Emulator.from_file(DEMO_ORG)
+
+
+def with_faults(workspace: Path, faults: str) -> None:
+    """Give the demo target's emulator faults (YAML flow mapping), to rehearse a flaky Quick BI from the CLI."""
+    config = workspace / "reconciler.yaml"
+    text = config.read_text()
+    plain = "state: .reconciler/demo-state.json}"
+    assert plain in text
+    config.write_text(text.replace(plain, f"state: .reconciler/demo-state.json, faults: {faults}}}"))

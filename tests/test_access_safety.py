@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import CliResult
+from tests.conftest import CliResult, with_faults
 
 Run = Callable[..., CliResult]
 STATE = Path(".reconciler") / "demo-state.json"
@@ -156,11 +156,7 @@ def test_replay_after_the_directory_moved_is_refused(workspace: Path, run_cli: R
 def test_cells_that_failed_are_never_taken_for_done(workspace: Path, run_cli: Run) -> None:
     config = workspace / "reconciler.yaml"
     original = config.read_text()
-    config.write_text(
-        original.replace(
-            "state: .reconciler/demo-state.json}", "state: .reconciler/demo-state.json, faults: {partial_rate: 1.0}}"
-        )
-    )
+    with_faults(workspace, "{partial_rate: 1.0}")
     failing = run_cli("apply", "--auto-approve")
     assert failing.code == 1 and "Apply incomplete" in failing.out
     config.write_text(original)

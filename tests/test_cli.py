@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliResult
+from tests.conftest import CliResult, with_faults
 
 Run = Callable[..., CliResult]
 
@@ -173,13 +173,7 @@ def test_apply_asks_on_a_terminal(
 
 
 def test_cells_that_keep_failing_are_reported_and_exit_1(workspace: Path, run_cli: Run) -> None:
-    config = workspace / "reconciler.yaml"
-    config.write_text(
-        config.read_text().replace(
-            "emulator: {org: examples/demo-org.yaml, state: .reconciler/demo-state.json}",
-            "emulator: {org: examples/demo-org.yaml, state: .reconciler/demo-state.json, faults: {partial_rate: 1.0}}",
-        )
-    )
+    with_faults(workspace, "{partial_rate: 1.0}")
     result = run_cli("apply", "--auto-approve")
     assert result.code == 1
     failures = [line for line in result.err.splitlines() if line.startswith("failed: ")]

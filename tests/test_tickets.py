@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.api import issue_ticket
 from reconciler.errors import ReconcilerError
-from tests.conftest import CliResult
+from tests.conftest import CliResult, with_faults
 
 Run = Callable[..., CliResult]
 TICKET = re.compile(r"^[0-9a-f-]{36}\n$")
@@ -60,13 +60,7 @@ def test_an_unknown_embed_names_the_known_ones(workspace: Path, run_cli: Run) ->
 
 
 def test_an_ambiguous_failure_is_not_retried(workspace: Path, run_cli: Run) -> None:
-    config = workspace / "reconciler.yaml"
-    config.write_text(
-        config.read_text().replace(
-            "state: .reconciler/demo-state.json}",
-            "state: .reconciler/demo-state.json, faults: {drop_rate: 1.0, actions: [CreateTicket4Copilot]}}",
-        )
-    )
+    with_faults(workspace, "{drop_rate: 1.0, actions: [CreateTicket4Copilot]}")
     result = run_cli("ticket", "issue", "sales-bot", "--user", "alice")
     assert result.code == 1 and "Traceback" not in result.err
     assert len(_tickets(workspace)) == 1  # the server minted one; the client did not ask for a second
