@@ -88,6 +88,8 @@ class Executor:
     retry_rounds: int = 4
     round_delay: float = 0.25
     on_batch: Callable[[], None] | None = None
+    # called with each batch and its failed cells as its answer comes in (e.g. to start verifying its users)
+    on_settled: Callable[[Batch, set[Cell]], None] | None = None
 
     async def run(self, work: Work) -> ApplyResult:
         result = ApplyResult(planned_calls=len(work.batches) + work.already_done, resumed=work.already_done)
@@ -123,6 +125,8 @@ class Executor:
                 if batch.operation == "grant" or cell in work.revoked:
                     failures[(failure.operation, cell)] = failure
             self._record(batch, failed, work.revoked)
+            if self.on_settled:
+                self.on_settled(batch, failed)
             if self.on_batch:
                 self.on_batch()
 

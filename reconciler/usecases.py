@@ -29,6 +29,7 @@ from reconciler.redaction import mask
 from reconciler.resolve import Desired, resolve
 from reconciler.snapshot import Snapshot, refresh
 from reconciler.state import LEDGER, ManagedRecord, read_state, write_managed
+from reconciler.verifier import Verifier
 from reconciler.workspace import Session
 
 Progress = Callable[[], None]
@@ -473,24 +474,19 @@ def check_breakers(work: Work, live: Snapshot, desired: Desired, breakers: Break
 async def execute_and_verify(
     session: Session, work: Work, ledger: Ledger, on_batch: Progress | None = None
 ) -> tuple[ApplyResult, dict[Cell, str]]:
-    """Run the outstanding work, then re-read the touched users and report any cell that is not as planned.
+    """Run the outstanding work while reading back the touched users, and report any cell not as planned.
 
     A cell reported failed whose live state is nevertheless right (an earlier attempt whose answer was lost
-    had done it) is not a failure; the re-read decides.
+    had done it) is not a failure; the read-back decides.
     """
-    executor = Executor(session.service, ledger=ledger, on_batch=on_batch)
-    result = await executor.run(work)
-    wrong = await verify(session, work)
+    verifier = Verifier(session.service, work)
+    executor = Executor(session.service, ledger=ledger, on_batch=on_batch, on_settled=verifier.settled)
+    try:
+        result = await executor.run(work)
+    except BaseException:
+        verifier.cancel()
+        raise
+    wrong = await verifier.finish()
     result.failures = [f for f in result.failures if (f.user, f.target) in wrong]
     ledger.compact()
     return result, wrong
-
-
-async def verify(session: Session, work: Work) -> dict[Cell, str]:
-    """Cells of the plan that are not as it intends, each with what is wrong."""
-    users = {u for u, _ in work.granted} | {u for u, _ in work.revoked}
-    after = await refresh(session.service, users)
-    live: set[Cell] = set(after.cells())
-    wrong = dict.fromkeys(work.granted - live, "granted by the plan but not live")
-    wrong.update(dict.fromkeys(work.revoked & live, "revoked by the plan but still live"))
-    return wrong
