@@ -30,6 +30,7 @@ from reconciler.lock import TargetLock
 
 LOCK_FILE = "lock.json"
 POLL_SECONDS = 3.0
+MAX_ATTEMPTS = 10_000  # a bound on re-reads while waiting for the lock (lock_timeout decides first)
 
 
 class StateBackend(Protocol):
@@ -98,7 +99,9 @@ class GitState:
     @contextlib.contextmanager
     def applying(self, break_lock: bool = False) -> Iterator[Path]:
         deadline = time.monotonic() + self.lock_timeout
-        while True:
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt >= 3 and time.monotonic() >= deadline:
+                break
             with self._checkout() as (folder, base):
                 holder = _lock_holder(folder)
                 if holder and not break_lock:
@@ -119,6 +122,12 @@ class GitState:
                         return
             # someone moved the branch or holds the lock: read it again after a short, jittered pause
             self.sleep(min(POLL_SECONDS * (0.5 + random.random()), max(deadline - time.monotonic(), 0.1)))
+        raise ReconcilerError(
+            Problem(
+                f"target '{self.target}' state ({self.describe()}) kept moving: could not take its lock",
+                hint="another process is pushing to the state branch; check what writes to it",
+            )
+        )
 
     # ---- git ----------------------------------------------------------------------------------------------
 
