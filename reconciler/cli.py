@@ -87,8 +87,7 @@ def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
 
     async def run_tests() -> tuple[list[Problem], list[Problem]]:
         async with open_target(obj.config, obj.target) as session:
-            warnings = await usecases.policy_warnings(session, policy, _today())
-            return await usecases.check_policy_tests(session, policy, _today()), warnings
+            return await usecases.check_policy(session, policy, _today())
 
     failures, warnings = asyncio.run(run_tests())
     for warning in warnings:

@@ -202,24 +202,7 @@ class _Resolver:
             users: set[str] = set()
             for name, location in rule.principals:
                 users |= self._principal(name, location)
-            rule_targets = []
-            for target_name in rule.targets:
-                if target_name.kind == "llm_cube" and self.cube_readback == "dataset" and target_name.name[:3] == "id:":
-                    self.problems.append(
-                        Problem(
-                            f"llm_cube '{target_name.name}' is an LlmCube ID, but this target reads grants back by "
-                            "dataset ID",
-                            target_name.location,
-                            "declare the cube under resources.llm_cubes as {dataset: <cube id>} and use its alias",
-                        )
-                    )
-                    continue
-                if target_name.name.startswith("id:"):
-                    rule_targets.append(
-                        self._inline_target(target_name.kind, target_name.name[3:], target_name.location)
-                    )
-                else:
-                    rule_targets.append(targets[(target_name.kind, target_name.name)])
+            rule_targets = [self._named_target(name, targets) for name in rule.targets]
             for user in users:
                 for target in rule_targets:
                     if target is None:
@@ -232,6 +215,7 @@ class _Resolver:
         protected: set[str] = set()
         for name, location in self.policy.protected:
             protected |= self._principal(name, location)
+        embeds = self._embeds(targets)
         if self.problems:
             raise ReconcilerError(self.problems)
         managed = None if self.policy.manage_all_targets else frozenset(t for t in targets.values() if t)
@@ -248,8 +232,23 @@ class _Resolver:
             trace=self.trace,
             principals=self._all_principals(),
             resources=self._resource_targets(targets),
-            embeds=self._embeds(targets),
+            embeds=embeds,
         )
+
+    def _named_target(self, name: TargetName, targets: dict[tuple[ResourceKind, str], Target | None]) -> Target | None:
+        """The target a grant or an embed names: an alias under resources, or an inline id:<ID>."""
+        if name.kind == "llm_cube" and self.cube_readback == "dataset" and name.name.startswith("id:"):
+            self.problems.append(
+                Problem(
+                    f"llm_cube '{name.name}' is an LlmCube ID, but this target reads grants back by dataset ID",
+                    name.location,
+                    "declare the cube under resources.llm_cubes as {dataset: <cube id>} and use its alias",
+                )
+            )
+            return None
+        if name.name.startswith("id:"):
+            return self._inline_target(name.kind, name.name[3:], name.location)
+        return targets[(name.kind, name.name)]
 
     def _embeds(self, targets: dict[tuple[ResourceKind, str], Target | None]) -> dict[str, Embed]:
         embeds = {}
@@ -259,12 +258,7 @@ class _Resolver:
                 users |= self._principal(who, location)
             reach = None
             if embed.data_range is not None:
-                named = [
-                    self._inline_target(t.kind, t.name[3:], t.location)
-                    if t.name.startswith("id:")
-                    else targets.get((t.kind, t.name))
-                    for t in embed.data_range
-                ]
+                named = [self._named_target(t, targets) for t in embed.data_range]
                 reach = frozenset(t for t in named if t is not None)
             embeds[name] = Embed(
                 name,

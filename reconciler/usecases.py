@@ -243,7 +243,7 @@ def changed_users(before: Desired, after: Desired, ledger: Mapping[Cell, dt.date
 
 async def explain(session: Session, policy: Policy, today: dt.date, user_ref: str) -> list[AccessLine]:
     """Every grant of one user, live or wanted, traced to the policy line and group path that gives it."""
-    desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
+    desired = await _resolved(session, policy, today)
     users = desired.users_named(user_ref)
     if len(users) != 1:
         what = "no user" if not users else f"{len(users)} users"
@@ -278,7 +278,7 @@ async def import_live(
     )
     managed = None
     if policy is not None:
-        desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
+        desired = await _resolved(session, policy, today)
         managed = desired.managed_record()
     by_name: dict[str, list[str]] = defaultdict(list)
     for group in groups:
@@ -300,16 +300,15 @@ async def import_live(
     )
 
 
-async def check_policy_tests(session: Session, policy: Policy, today: dt.date) -> list[Problem]:
-    """The policy's `tests:` against the resolved policy alone (no live grants read)."""
-    desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
-    return check_tests(policy.tests, desired)
+async def check_policy(session: Session, policy: Policy, today: dt.date) -> tuple[list[Problem], list[Problem]]:
+    """What only the resolved policy can tell, no live grants read: failing `tests:`, and warnings (embeds that
+    widen access beyond their ticket holders' grants)."""
+    desired = await _resolved(session, policy, today)
+    return check_tests(policy.tests, desired), embed_warnings(desired)
 
 
-async def policy_warnings(session: Session, policy: Policy, today: dt.date) -> list[Problem]:
-    """What only the resolved policy can tell: embeds that widen access beyond the holders' grants."""
-    desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
-    return embed_warnings(desired)
+async def _resolved(session: Session, policy: Policy, today: dt.date) -> Desired:
+    return await resolve(policy, session.service, today, read_state(session.state_dir).targets)
 
 
 async def issue_ticket(
@@ -320,7 +319,7 @@ async def issue_ticket(
     A ticket is access: whoever holds it can ask questions of the module's data range. So the request is
     checked against today's policy and directory first, and refused before any call if it does not fit.
     """
-    desired = await resolve(policy, session.service, today, read_state(session.state_dir).targets)
+    desired = await _resolved(session, policy, today)
     embed = desired.embeds.get(embed_name)
     if embed is None:
         known = ", ".join(sorted(desired.embeds)) or "none"
