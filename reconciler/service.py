@@ -8,8 +8,9 @@ implementation today; its wire details (SmartqAuthorize's fields, CubeIds readba
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.cells import CubeReadback, Target
 from reconciler.quickbi import QuickBIClient, QuickBIError, TransportFailure
@@ -145,3 +146,32 @@ class QuickBIAccess:
             )
             for f in answer
         ]
+
+
+class DirectoryOnce:
+    """An AccessService that reads the directory and catalogue once, however many resolutions share it (e.g.
+    a pull request's plan resolving both the base and the changed policy). Everything else passes through."""
+
+    def __init__(self, service: AccessService) -> None:
+        self._service = service
+        self._reads: dict[tuple[str, str], asyncio.Future[Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._service, name)
+
+    def _once(self, key: tuple[str, str], read: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
+        if key not in self._reads:
+            self._reads[key] = asyncio.ensure_future(read())
+        return self._reads[key]
+
+    async def users(self) -> list[DirectoryUser]:
+        return list(await self._once(("users", ""), self._service.users))
+
+    async def groups(self) -> list[DirectoryGroup]:
+        return list(await self._once(("groups", ""), self._service.groups))
+
+    async def catalogue(self) -> dict[Target, str]:
+        return dict(await self._once(("catalogue", ""), self._service.catalogue))
+
+    async def group_users(self, group_id: str) -> set[str]:
+        return set(await self._once(("group", group_id), lambda: self._service.group_users(group_id)))

@@ -27,6 +27,7 @@ from reconciler.plan import Plan, PlanInputs, build_plan
 from reconciler.policy import Policy
 from reconciler.redaction import mask
 from reconciler.resolve import Desired, resolve
+from reconciler.service import DirectoryOnce
 from reconciler.snapshot import Snapshot, refresh
 from reconciler.state import LEDGER, ManagedRecord, read_state, write_managed
 from reconciler.verifier import Verifier
@@ -208,8 +209,10 @@ async def make_changed_plan(
     """
     record = read_state(session.state_dir)
     ledger = ledger_for(session)
+    directory = DirectoryOnce(session.service)
     desired, before = await asyncio.gather(
-        resolve(policy, session.service, today, record.targets), resolve(base, session.service, today, record.targets)
+        resolve(policy, directory, today, record.targets),
+        resolve(base, directory, today, record.targets),
     )
     users, scope_note = changed_users(before, desired, ledger)
     with (track or _untracked)(len(users), "refresh") as tick:

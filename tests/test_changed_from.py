@@ -21,6 +21,8 @@ def test_a_change_reads_only_the_users_it_touches(workspace: Path, run_cli: Run)
     partial = run_cli("-v", "plan", "--changed-from", "base", "--detailed-exitcode")
     assert partial.code == 2
     assert full.err.count(READ) == 13 and partial.err.count(READ) == 1  # ivan only
+    # both the base and the changed policy are resolved, from one read of the directory
+    assert partial.err.count("reconciler.quickbi: QueryUserList") == full.err.count("reconciler.quickbi: QueryUserList")
     assert "+ u-ivan (ivan)  llm_cube:c-sales (Sales)  (expires 2099-12-31)" in partial.out
     assert (
         "Partial plan, changed from the base policies: only the 1 users whose access the change touches" in partial.out
