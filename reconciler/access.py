@@ -49,7 +49,7 @@ def access_lines(
     lines = []
     for cell in sorted(cells):
         user, target = cell
-        is_live = target in live.grants.get(user, frozenset())
+        is_live = live.has(cell)
         recorded = ledger.get(cell)
         wanted = desired.cells.get(cell)
         if wanted is not None:

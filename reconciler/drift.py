@@ -70,7 +70,7 @@ def drift(
     findings: dict[str, list[Finding]] = {kind: [] for kind in (*ACTIONABLE, *INFORMATIONAL)}
     for day, cells in changes.grants.items():
         for user, cell_target in cells:
-            live = cell_target in snapshot.grants.get(user, frozenset())
+            live = snapshot.has((user, cell_target))
             recorded = ledger.get((user, cell_target))
             if not live:
                 kind, detail = "missing", f"expires {day.isoformat()}"

@@ -52,7 +52,7 @@ def outstanding(plan: Plan, live: Snapshot, ledger: Mapping[Cell, dt.date], cap:
     what an earlier run believed it did, so no such record can make a run skip work that is still undone.
     """
     expiry = plan.grant_cells()
-    revoked = frozenset(cell for cell in plan.revoke_cells() if cell[1] in live.grants.get(cell[0], frozenset()))
+    revoked = frozenset(cell for cell in plan.revoke_cells() if live.has(cell))
     batches: list[Batch] = []
     remaining: dict[dt.date, set[Cell]] = defaultdict(set)
     done = 0
@@ -64,7 +64,7 @@ def outstanding(plan: Plan, live: Snapshot, ledger: Mapping[Cell, dt.date], cap:
                 done += 1
             continue
         day = batch.day()
-        undone = [cell for cell in batch.cells() if not (_is_live(cell, live) and ledger.get(cell) == day)]
+        undone = [cell for cell in batch.cells() if not (live.has(cell) and ledger.get(cell) == day)]
         if not undone:
             done += 1
         elif len(undone) == batch.size or plan.allow_regrant:
@@ -75,10 +75,6 @@ def outstanding(plan: Plan, live: Snapshot, ledger: Mapping[Cell, dt.date], cap:
         batches.extend(exact_batches(remaining, (), cap))
     granted = frozenset(cell for batch in batches if batch.operation == "grant" for cell in batch.cells())
     return Work(batches, done, expiry, granted, revoked)
-
-
-def _is_live(cell: Cell, live: Snapshot) -> bool:
-    return cell[1] in live.grants.get(cell[0], frozenset())
 
 
 @dataclass

@@ -24,6 +24,10 @@ class Snapshot:
     grants: dict[str, frozenset[Target]]
     taken_at: str = ""
 
+    def has(self, cell: Cell) -> bool:
+        """Whether `cell` is live (False for a user that was not read)."""
+        return cell[1] in self.grants.get(cell[0], frozenset())
+
     def cells(self) -> Iterable[Cell]:
         for user, targets in self.grants.items():
             for target in targets:

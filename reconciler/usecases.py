@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
@@ -114,9 +114,23 @@ async def desired_and_snapshot(
     record = record or read_state(session.state_dir)
     desired = await resolve(policy, session.service, today, record.targets)
     if snapshot is None:
-        with (track or _untracked)(len(desired.directory), "refresh") as tick:
-            snapshot = await refresh(session.service, desired.directory, tick)
+        snapshot = await _read_users(session, desired.directory, track)
     return desired, snapshot
+
+
+async def _read_users(session: Session, users: Collection[str], track: Tracker | None) -> Snapshot:
+    """One read per user, with progress: a large organisation takes a while at the read quota."""
+    with (track or _untracked)(len(users), "refresh") as tick:
+        return await refresh(session.service, users, tick)
+
+
+def _one_user(desired: Desired, ref: str) -> str:
+    users = desired.users_named(ref)
+    if len(users) != 1:
+        what = "no user" if not users else f"{len(users)} users"
+        raise ReconcilerError(Problem(f"{what} named '{ref}'", hint="give an alias, account name or id:<UserId>"))
+    (user,) = users
+    return user
 
 
 def plan_from(
@@ -174,8 +188,7 @@ def _by_statement(changes: Changes, desired: Desired) -> dict[str, int]:
 async def take_snapshot(session: Session, track: Tracker | None = None) -> Snapshot:
     """Every user's live grants (`refresh --out`): the directory, then one read per user."""
     users = await session.service.users()
-    with (track or _untracked)(len(users), "refresh") as tick:
-        return await refresh(session.service, [u.user_id for u in users], tick)
+    return await _read_users(session, [u.user_id for u in users], track)
 
 
 async def make_plan(
@@ -215,8 +228,7 @@ async def make_changed_plan(
         resolve(base, directory, today, record.targets),
     )
     users, scope_note = changed_users(before, desired, ledger)
-    with (track or _untracked)(len(users), "refresh") as tick:
-        live = await refresh(session.service, users, tick)
+    live = await _read_users(session, users, track)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
     plan, _ = plan_from(session, desired, live, ledger, today, scoped, [*_state_notes(record), *scope_note])
     failures = _test_failures(policy, desired, live, plan)
@@ -247,12 +259,9 @@ def changed_users(before: Desired, after: Desired, ledger: Mapping[Cell, dt.date
 async def explain(session: Session, policy: Policy, today: dt.date, user_ref: str) -> list[AccessLine]:
     """Every grant of one user, live or wanted, traced to the policy line and group path that gives it."""
     desired = await _resolved(session, policy, today)
-    users = desired.users_named(user_ref)
-    if len(users) != 1:
-        what = "no user" if not users else f"{len(users)} users"
-        raise ReconcilerError(Problem(f"{what} named '{user_ref}'", hint="give an alias, account name or id:<UserId>"))
-    live = await refresh(session.service, users)
-    return access_lines(desired, live, ledger_for(session), users=users)
+    user = _one_user(desired, user_ref)
+    live = await refresh(session.service, [user])
+    return access_lines(desired, live, ledger_for(session), users={user})
 
 
 async def who_can(
@@ -276,20 +285,18 @@ async def import_live(
     session: Session, policy: Policy | None, today: dt.date, track: Tracker | None = None
 ) -> Imported:
     """Policy reproducing today's live grants: on the targets `policy` manages, or on every target if None."""
-    users, groups, catalogue = await asyncio.gather(
-        session.service.users(), session.service.groups(), session.service.catalogue()
-    )
+    directory = DirectoryOnce(session.service)  # resolving the current policy reads the same directory
+    users, groups, catalogue = await asyncio.gather(directory.users(), directory.groups(), directory.catalogue())
     managed = None
     if policy is not None:
-        desired = await _resolved(session, policy, today)
+        desired = await resolve(policy, directory, today, read_state(session.state_dir).targets)
         managed = desired.managed_record()
     by_name: dict[str, list[str]] = defaultdict(list)
     for group in groups:
         by_name[group.name].append(group.group_id)
     unique = {name: ids[0] for name, ids in by_name.items() if len(ids) == 1}
-    members = await asyncio.gather(*(session.service.group_users(gid) for gid in unique.values()))
-    with (track or _untracked)(len(users), "refresh") as tick:
-        live = await refresh(session.service, [u.user_id for u in users], tick)
+    members = await asyncio.gather(*(directory.group_users(gid) for gid in unique.values()))
+    live = await _read_users(session, [u.user_id for u in users], track)
     active = {u.user_id for u in users if not u.deactivated}
     return import_policy(
         session.name,
@@ -327,11 +334,7 @@ async def issue_ticket(
     if embed is None:
         known = ", ".join(sorted(desired.embeds)) or "none"
         raise ReconcilerError(Problem(f"no copilot embed '{embed_name}' in the policy (embeds: {known})"))
-    users = desired.users_named(user_ref)
-    if len(users) != 1:
-        what = "no user" if not users else f"{len(users)} users"
-        raise ReconcilerError(Problem(f"{what} named '{user_ref}'", hint="give an alias, account name or id:<UserId>"))
-    (user,) = users
+    user = _one_user(desired, user_ref)
     where = f"copilot_embeds.{embed_name} at {embed.location}"
     if user not in embed.users:
         raise ReconcilerError(
