@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from reconciler.cells import Cell
+from reconciler.embeds import DataRange
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.plan import Batch, Plan
 from reconciler.policy import Rolling
@@ -48,6 +49,26 @@ def admit(
                     )
                 )
     _check_touched_users(plan, live)
+    _check_embed_changes(plan, desired)
+
+
+def _check_embed_changes(plan: Plan, desired: Desired) -> None:
+    """Each data range the plan sets must be the one today's policy gives that module."""
+    for number, change in enumerate(plan.embed_changes, 1):
+        embed = desired.embeds.get(change.embed)
+        if embed is None or embed.copilot_id != change.copilot_id:
+            reason = "today's policy has no such embed for that module"
+        elif DataRange.of(embed) != change.after:
+            reason = f"today's policy gives it {DataRange.of(embed).describe()}"
+        else:
+            continue
+        raise ReconcilerError(
+            Problem(
+                f"refusing the plan: embed change {number} sets module {change.copilot_id} ('{change.embed}') to "
+                f"{change.after.describe()}: {reason}",
+                hint=_HINT,
+            )
+        )
 
 
 def _grant_refusal(cell: Cell, batch: Batch, desired: Desired, today: dt.date) -> str | None:

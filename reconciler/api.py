@@ -1,10 +1,12 @@
-"""A small Python API for applications that embed Smart Q: tickets issued only as the policy allows.
+"""A small Python API for applications that embed Smart Q or DataArts Insight: tickets issued only as the
+policy allows.
 
     from reconciler.api import issue_ticket
     ticket = issue_ticket("sales-bot", user="alice", uses=1, minutes=30)
 
-The same checks as `reconciler ticket issue`: the policy's `copilot_embeds` must list the user and allow the
-uses and minutes, or `ReconcilerError` is raised before any call. The ticket is returned, never logged.
+The same checks as `reconciler ticket issue`: the policy's `copilot_embeds` (Quick BI) or `dataarts_embeds`
+(DataArts Insight) must list the user and allow the uses (and minutes), or `ReconcilerError` is raised before
+any call. The ticket is returned, never logged.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import datetime as dt
 from pathlib import Path
 
 from reconciler import usecases
-from reconciler.config import load_config
+from reconciler.config import Config, load_config
 from reconciler.errors import ReconcilerError
-from reconciler.policy import load_policy
-from reconciler.workspace import open_target
+from reconciler.policy import Policy, load_policy
+from reconciler.workspace import open_insight, open_target
 
-__all__ = ["ReconcilerError", "issue_ticket"]
+__all__ = ["ReconcilerError", "issue_ticket", "issue_ticket_async"]
 
 
 def issue_ticket(
@@ -30,13 +32,27 @@ def issue_ticket(
     config: Path | str = "reconciler.yaml",
     target: str | None = None,
 ) -> str:
-    """A ticket to the embedded Smart Q module `embed` for `user`, within the policy's limits."""
+    """A ticket to the embed named `embed` for `user`, within the policy's limits."""
     settings = load_config(Path(config))
     today = dt.datetime.now(dt.UTC).date()
     policy = load_policy(settings.policy_paths(), today, settings.policies_recursive)
+    return asyncio.run(issue_ticket_async(settings, policy, today, target, embed, user, uses, minutes))
 
-    async def go() -> str:
-        async with open_target(settings, target, exclusive=True) as session:
-            return await usecases.issue_ticket(session, policy, today, embed, user, uses, minutes)
 
-    return asyncio.run(go())
+async def issue_ticket_async(
+    config: Config,
+    policy: Policy,
+    today: dt.date,
+    target: str | None,
+    embed: str,
+    user: str,
+    uses: int,
+    minutes: int | None,
+) -> str:
+    """The embed's kind picks the service: a DataArts Insight embed goes to the DataArts Insight target (the
+    one named, or the only one configured), a copilot embed to the Quick BI target."""
+    if embed in policy.dataarts_embeds:
+        async with open_insight(config, target) as insight:
+            return await usecases.issue_insight_ticket(insight, policy, embed, user, uses, minutes)
+    async with open_target(config, target, exclusive=True) as session:
+        return await usecases.issue_ticket(session, policy, today, embed, user, uses, minutes)

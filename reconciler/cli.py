@@ -16,7 +16,9 @@ import click
 
 from reconciler import render, usecases
 from reconciler.access import AccessLine
+from reconciler.api import issue_ticket_async
 from reconciler.config import Config, load_config
+from reconciler.dataarts import DataArtsError
 from reconciler.diff import DiffOptions
 from reconciler.drift import DriftReport
 from reconciler.errors import Problem, ReconcilerError
@@ -29,7 +31,8 @@ from reconciler.quickbi import QuickBIError, TransportFailure
 from reconciler.redaction import configure_logging, redact
 from reconciler.schema import schemas
 from reconciler.snapshot import Snapshot
-from reconciler.workspace import open_target
+from reconciler.ticket_audit import AuditReport
+from reconciler.workspace import open_insight, open_target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 MAX_PRINTED_PROBLEMS = 100
@@ -331,6 +334,8 @@ async def _apply(
         click.echo("Apply cancelled.")
         return EXIT_ERROR
     result = outcome.result
+    for problem in outcome.embed_failures:
+        click.echo(f"failed: {problem}", err=True)
     for failure in result.failures:
         click.echo(f"failed: {failure}", err=True)
     reported = {(f.user, f.target) for f in result.failures}
@@ -340,7 +345,13 @@ async def _apply(
     resumed = f", {result.resumed} already in place" if result.resumed else ""
     click.echo(
         f"Apply {'complete' if outcome.ok else 'incomplete'}: {result.calls} calls for "
-        f"{result.planned_calls} planned batches{resumed}; {len(result.failures)} cells failed."
+        f"{result.planned_calls} planned batches{resumed}; {len(result.failures)} cells failed"
+        + (
+            f"; {len(outcome.plan.embed_changes) - len(outcome.embed_failures)} of {len(outcome.plan.embed_changes)} "
+            "embed data ranges set."
+            if outcome.plan.embed_changes
+            else "."
+        )
     )
     return EXIT_OK if outcome.ok else EXIT_ERROR
 
@@ -457,24 +468,51 @@ def schema_command(out: Path | None) -> None:
 
 @cli.group()
 def ticket() -> None:
-    """Embed tickets, issued only as the policy's copilot_embeds allow."""
+    """Embed tickets, issued only as the policy's copilot_embeds and dataarts_embeds allow."""
 
 
 @ticket.command("issue")
 @click.argument("embed")
-@click.option("--user", "user_ref", required=True, help="Who gets it: alias, account name or id:<UserId>.")
+@click.option(
+    "--user", "user_ref", required=True, help="Who gets it: alias, account name, id:<UserId> or dataarts:<IAM ID>."
+)
 @click.option("--uses", type=click.IntRange(1, 99999), default=1, show_default=True, help="How many accesses.")
-@click.option("--minutes", type=click.IntRange(1, 240), help="Validity (default: the embed's max_minutes).")
+@click.option("--minutes", type=click.IntRange(1, 240), help="Validity (Quick BI; default: the embed's max_minutes).")
 @click.pass_obj
 def ticket_issue(obj: _Context, embed: str, user_ref: str, uses: int, minutes: int | None) -> None:
-    """Issue a Smart Q embed ticket for EMBED; the ticket goes to stdout and nowhere else."""
+    """Issue an embed ticket for EMBED; the ticket goes to stdout and nowhere else.
 
-    async def go() -> str:
-        policy = _load_policy(obj.config.policy_paths(), obj.config)
-        async with open_target(obj.config, obj.target, exclusive=True) as session:
-            return await usecases.issue_ticket(session, policy, _today(), embed, user_ref, uses, minutes)
+    A DataArts Insight embed uses the DataArts Insight target (--target, or the only one configured)."""
+    policy = _load_policy(obj.config.policy_paths(), obj.config)
+    go = issue_ticket_async(obj.config, policy, _today(), obj.target, embed, user_ref, uses, minutes)
+    click.echo(asyncio.run(go))
 
-    click.echo(asyncio.run(go()))
+
+@ticket.command("audit")
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
+)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here too.")
+@click.pass_obj
+def ticket_audit(obj: _Context, output_format: str, out: Path | None) -> None:
+    """Every still-valid DataArts Insight ticket against the policy; exit 2 on findings.
+
+    Uses the DataArts Insight target (--target, or the only one configured). Quick BI has no API that lists
+    copilot tickets; the report says so."""
+    policy = _load_policy(obj.config.policy_paths(), obj.config)
+
+    async def go() -> AuditReport:
+        async with open_insight(obj.config, obj.target) as session:
+            return await usecases.audit_tickets(session, policy)
+
+    report = asyncio.run(go())
+    text = (
+        render.audit_json(report) if output_format == "json" else render.audit_text(report, output_format == "markdown")
+    )
+    if out is not None:
+        write_text_file(out, text)
+    click.echo(text, nl=False)
+    sys.exit(EXIT_OK if report.clean else EXIT_CHANGES)
 
 
 @cli.group()
@@ -503,6 +541,7 @@ def emulator() -> None:
 @click.option("--throttle-status", type=click.Choice(["400", "429"]), default="400", show_default=True)
 @click.option("--cube-readback", type=click.Choice(["llm_cube", "dataset"]), default="llm_cube", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--dataarts", is_flag=True, help="Serve the DataArts Insight emulator (ticket API) for --org instead.")
 def serve(
     org_file: Path,
     host: str,
@@ -517,9 +556,11 @@ def serve(
     throttle_status: str,
     cube_readback: str,
     seed: int,
+    dataarts: bool,
 ) -> None:
-    """Serve the Quick BI emulator over HTTP."""
+    """Serve the Quick BI emulator (or with --dataarts, DataArts Insight's) over HTTP."""
     from reconciler.emulator import Emulator, FaultSettings
+    from reconciler.emulator.dataarts import InsightEmulator
     from reconciler.emulator.serve import serve_forever
 
     faults = FaultSettings(
@@ -531,9 +572,14 @@ def serve(
         partial_rate=partial_rate,
         seed=seed,
     )
-    emu = Emulator.from_file(org_file, faults=faults, cube_readback=cube_readback)
-    emu.app.throttle_status = int(throttle_status)
-    click.echo(f"Quick BI emulator for {org_file} on http://{host}:{port}", err=True)
+    emu: Emulator | InsightEmulator
+    if dataarts:
+        emu = InsightEmulator.from_file(org_file, faults=faults)
+    else:
+        emu = Emulator.from_file(org_file, faults=faults, cube_readback=cube_readback)
+        emu.app.throttle_status = int(throttle_status)
+    service = "DataArts Insight" if dataarts else "Quick BI"
+    click.echo(f"{service} emulator for {org_file} on http://{host}:{port}", err=True)
     try:
         serve_forever(emu.app, host, port)
     finally:
@@ -550,7 +596,7 @@ def main() -> NoReturn:
         if len(exc.problems) > MAX_PRINTED_PROBLEMS:
             click.echo(f"error: … and {len(exc.problems) - MAX_PRINTED_PROBLEMS:,} more problems", err=True)
         sys.exit(EXIT_ERROR)
-    except (QuickBIError, TransportFailure) as exc:
+    except (QuickBIError, TransportFailure, DataArtsError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_ERROR)
     except click.exceptions.Abort:

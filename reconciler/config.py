@@ -50,22 +50,56 @@ class QuickBITarget(StrictModel):
 
     @model_validator(mode="after")
     def _where(self) -> QuickBITarget:
-        if (self.region is None) == (self.endpoint is None):
-            raise ValueError("give exactly one of region or endpoint")
-        if self.endpoint is not None:
-            parsed = urllib.parse.urlsplit(self.endpoint if "://" in self.endpoint else f"https://{self.endpoint}")
-            if parsed.scheme not in ("http", "https") or not parsed.hostname:
-                raise ValueError("endpoint must be an https:// URL")
-            if parsed.scheme == "http" and not _loopback(parsed.hostname) and not self.allow_insecure_http:
-                raise ValueError(
-                    "endpoint uses plain http:// to a host that is not this machine; use https://, or set "
-                    "allow_insecure_http: true if you really mean it"
-                )
+        _check_where(self.region, self.endpoint, self.allow_insecure_http)
         return self
 
     @property
     def url(self) -> str:
         return self.endpoint or f"https://quickbi-public.{self.region}.aliyuncs.com"
+
+
+class DataArtsEmulator(StrictModel):
+    org: Path
+    state: Path
+    faults: FaultSettings = Field(default_factory=FaultSettings)
+
+
+class DataArtsTarget(StrictModel):
+    """Huawei Cloud DataArts Insight (embed tickets only): a region or endpoint, or the built-in emulator."""
+
+    project_id: str = Field(min_length=1)
+    region: str | None = None
+    endpoint: str | None = None
+    emulator: DataArtsEmulator | None = None
+    # plain HTTP exposes every request (and an IAM token) on the network
+    allow_insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _where(self) -> DataArtsTarget:
+        if self.emulator is not None:
+            if self.region is not None or self.endpoint is not None:
+                raise ValueError("an emulated DataArts Insight takes no region or endpoint")
+            return self
+        _check_where(self.region, self.endpoint, self.allow_insecure_http)
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.endpoint or f"https://dataartsinsight.{self.region}.myhuaweicloud.com"
+
+
+def _check_where(region: str | None, endpoint: str | None, allow_insecure_http: bool) -> None:
+    if (region is None) == (endpoint is None):
+        raise ValueError("give exactly one of region or endpoint")
+    if endpoint is not None:
+        parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError("endpoint must be an https:// URL")
+        if parsed.scheme == "http" and not _loopback(parsed.hostname) and not allow_insecure_http:
+            raise ValueError(
+                "endpoint uses plain http:// to a host that is not this machine; use https://, or set "
+                "allow_insecure_http: true if you really mean it"
+            )
 
 
 def _loopback(host: str) -> bool:
@@ -88,6 +122,7 @@ class StateRepo(StrictModel):
 class TargetConfig(StrictModel):
     emulator: EmulatorTarget | None = None
     quickbi: QuickBITarget | None = None
+    dataarts: DataArtsTarget | None = None
     qps: float | None = Field(default=None, gt=0)
     directory_qps: float | None = Field(default=None, gt=0)
     max_concurrency: int = Field(default=16, ge=1, le=256)
@@ -98,8 +133,8 @@ class TargetConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> TargetConfig:
-        if (self.emulator is None) == (self.quickbi is None):
-            raise ValueError("a target is either 'emulator' or 'quickbi'")
+        if sum(kind is not None for kind in (self.emulator, self.quickbi, self.dataarts)) != 1:
+            raise ValueError("a target is one of 'emulator', 'quickbi' or 'dataarts'")
         if self.state_dir is not None and self.state_repo is not None:
             raise ValueError("give state_dir or state_repo, not both")
         return self
@@ -118,6 +153,27 @@ class Config(StrictModel):
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.base / path
+
+    def dataarts_target(self, name: str | None) -> tuple[str, TargetConfig]:
+        """The DataArts Insight target named, or the only one configured when none is named."""
+        if name is not None:
+            chosen, target = self.target(name)
+            if target.dataarts is None:
+                raise ReconcilerError(
+                    Problem(f"target '{chosen}' is not a DataArts Insight target", hint=self._dataarts_hint())
+                )
+            return chosen, target
+        found = sorted(n for n, t in self.targets.items() if t.dataarts is not None)
+        if len(found) != 1:
+            what = "no DataArts Insight target is configured" if not found else "several DataArts Insight targets"
+            raise ReconcilerError(Problem(what, hint=self._dataarts_hint()))
+        return found[0], self.targets[found[0]]
+
+    def _dataarts_hint(self) -> str:
+        found = sorted(n for n, t in self.targets.items() if t.dataarts is not None)
+        if not found:
+            return "add a target with dataarts: {region, project_id} (docs/reference.md)"
+        return "choose one with --target (" + ", ".join(found) + ")"
 
     def target(self, name: str | None) -> tuple[str, TargetConfig]:
         chosen = name or self.default_target
@@ -149,6 +205,8 @@ class Config(StrictModel):
             return self.resolve(target.state_dir)
         if target.emulator is not None:
             return self.resolve(target.emulator.state).parent
+        if target.dataarts is not None and target.dataarts.emulator is not None:
+            return self.resolve(target.dataarts.emulator.state).parent
         return self.base / ".reconciler" / name
 
 

@@ -12,15 +12,18 @@ from typing import Any
 
 from reconciler.cells import Cell
 from reconciler.diff import diff
+from reconciler.embeds import EmbedDrift
 from reconciler.policy import Rolling
 from reconciler.resolve import Desired
 from reconciler.snapshot import Snapshot
 
-# (user, target, detail): detail says what differs, e.g. the recorded and wanted expiry
+# (user, target, detail): detail says what differs, e.g. the recorded and wanted expiry; for embed kinds
+# (embed name, module ID, detail)
 Finding = tuple[str, str, str]
 
 # kinds a plan acts on (exit 2), then kinds reported for information
-ACTIONABLE = ("missing", "unexpected", "removed_target", "expiry_differs", "renewal_due")
+ACTIONABLE = ("missing", "unexpected", "removed_target", "expiry_differs", "renewal_due", "embed_range")
+EMBED_KINDS = ("embed_range",)
 INFORMATIONAL = ("unrecorded_expiry", "protected", "unmanaged")
 HEADINGS = {
     "missing": "Missing (policy grants, not live)",
@@ -28,6 +31,7 @@ HEADINGS = {
     "removed_target": "On targets removed from policy (live, to be revoked)",
     "expiry_differs": "Expiry differs from policy (ledger → policy)",
     "renewal_due": "Rolling expiry due for renewal (ledger → renewed)",
+    "embed_range": "Embedded Smart Q module data range differs from policy (live → policy)",
     "unrecorded_expiry": "Live, expiry unknown (not set by reconciler; see --unrecorded)",
     "protected": "Protected (live, not in policy, kept for protected users)",
     "unmanaged": "Unmanaged (live on targets no policy manages)",
@@ -52,8 +56,9 @@ class DriftReport:
     def to_dict(self) -> dict[str, Any]:
         report: dict[str, Any] = {"target": self.target, "clean": self.clean, "notes": self.notes}
         for kind in (*ACTIONABLE, *INFORMATIONAL):
+            keys = ("embed", "copilot_id") if kind in EMBED_KINDS else ("user", "target")
             report[kind] = [
-                {"user": u, "target": t, **({"detail": d} if d else {})} for u, t, d in self.findings.get(kind, [])
+                {keys[0]: u, keys[1]: t, **({"detail": d} if d else {})} for u, t, d in self.findings.get(kind, [])
             ]
         return report
 
@@ -65,6 +70,7 @@ def drift(
     ledger: Mapping[Cell, dt.date],
     today: dt.date,
     notes: list[str] | None = None,
+    embeds: EmbedDrift | None = None,
 ) -> DriftReport:
     changes = diff(desired, snapshot, ledger, today)
     findings: dict[str, list[Finding]] = {kind: [] for kind in (*ACTIONABLE, *INFORMATIONAL)}
@@ -85,11 +91,20 @@ def drift(
     for user, cell_target in snapshot.cells():
         if (user, cell_target) in desired.cells and (user, cell_target) not in ledger:
             findings["unrecorded_expiry"].append((user, str(cell_target), ""))
+    target_names = {str(t): n for t, n in desired.target_names.items()}
+    for change in embeds.changes if embeds else []:
+        wider = "; live reaches targets the policy does not give it" if change.narrows else ""
+        findings["embed_range"].append(
+            (change.embed, change.copilot_id, f"{change.before} → {change.after.describe(target_names)}{wider}")
+        )
+    notes = [
+        *(notes or []),
+        *(f"copilot embed '{n}': Quick BI has no module {c}" for n, c in (embeds.missing if embeds else [])),
+    ]
     findings["protected"] = [(u, str(t), "") for u, t in changes.protected]
     findings["unmanaged"] = [(u, str(t), "") for u, t in changes.unmanaged]
-    names = dict(desired.directory)
-    names.update({str(t): n for t, n in desired.target_names.items()})
-    return DriftReport(target, {k: sorted(v) for k, v in findings.items()}, names, notes or [])
+    names = {**desired.directory, **target_names}
+    return DriftReport(target, {k: sorted(v) for k, v in findings.items()}, names, notes)
 
 
 def _day(day: dt.date | None) -> str:

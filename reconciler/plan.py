@@ -16,6 +16,7 @@ from reconciler import planner
 from reconciler.base import utc_timestamp
 from reconciler.cells import Cell, Target
 from reconciler.diff import Changes
+from reconciler.embeds import EmbedChange
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.files import read_regular_file, write_text_file
 
@@ -110,10 +111,12 @@ class Plan(BaseModel):
     failed_tests: list[str] = Field(default_factory=list)
     # cells to grant per grant statement (`file:line (to: …)`), for reviewers: which policy change does what
     grants_by_statement: dict[str, int] = Field(default_factory=dict)
+    # embedded Smart Q modules whose data range to set (ModifyCopilotEmbedConfig), before the batches run
+    embed_changes: list[EmbedChange] = Field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not self.batches
+        return not self.batches and not self.embed_changes
 
     def touched_users(self) -> list[str]:
         return sorted({user for batch in self.batches for user in batch.user_ids})

@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 
 from reconciler.access import AccessLine
 from reconciler.drift import ACTIONABLE, HEADINGS, INFORMATIONAL, DriftReport
+from reconciler.embeds import EmbedChange
 from reconciler.plan import Plan
+from reconciler.ticket_audit import HEADINGS as AUDIT_HEADINGS
+from reconciler.ticket_audit import KINDS as AUDIT_KINDS
+from reconciler.ticket_audit import AuditReport
 
 MAX_LISTED_FINDINGS = 200
 MAX_LISTED_LINES = 2000
@@ -106,15 +110,16 @@ def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) 
     )
     changes = _change_lines(plan, _by_user(plan, _first_users(counts, MAX_LISTED_LINES)))[:MAX_LISTED_LINES]
     lines += [_code(line) for line in changes] if markdown else changes
-    if counts.changes > len(changes):
-        lines.append(f"  … and {counts.changes - len(changes)} more changes (see the JSON plan)")
+    total = counts.changes + len(plan.embed_changes)
+    if total > len(changes):
+        lines.append(f"  … and {total - len(changes)} more changes (see the JSON plan)")
     if markdown:
         lines += ["```", ""]
     return "\n".join(lines + footer) + "\n"
 
 
 def _change_lines(plan: Plan, by_user: dict[str, _UserLines]) -> list[str]:
-    lines = []
+    lines = [_embed_line(change, plan.names) for change in plan.embed_changes]
     for user, change in by_user.items():
         who = _name(plan.names, user)
         lines += [f"+ {who}  {_name(plan.names, t)}  (expires {day})" for t, day in sorted(change.granted)]
@@ -127,6 +132,13 @@ def _change_lines(plan: Plan, by_user: dict[str, _UserLines]) -> list[str]:
     return lines
 
 
+def _embed_line(change: EmbedChange, names: dict[str, str]) -> str:
+    effect = " and ".join(word for word, flag in (("widens", change.widens), ("narrows", change.narrows)) if flag)
+    return f"~ embed {change.embed}  data range: {change.before} → {change.after.describe(names)}" + (
+        f"  ({effect} what ticket holders reach)" if effect else ""
+    )
+
+
 def _footer(plan: Plan, counts: _Counts, markdown: bool) -> list[str]:
     s = plan.summary
     lines = []
@@ -136,9 +148,14 @@ def _footer(plan: Plan, counts: _Counts, markdown: bool) -> list[str]:
     if plan.empty:
         lines.append("No changes. Live Smart Q grants match the policy.")
     else:
+        embeds = (
+            f" and {len(plan.embed_changes)} embed data ranges to set (ModifyCopilotEmbedConfig)"
+            if plan.embed_changes
+            else ""
+        )
         lines.append(
             f"Plan: {s.grant_cells} to grant, {s.revoke_cells} to revoke, in {s.calls} SmartqAuthorize "
-            f"calls (lower bound {s.lower_bound})."
+            f"calls (lower bound {s.lower_bound}){embeds}."
         )
     if plan.partial:
         left = f" {s.out_of_scope_cells} other changes left for later." if s.out_of_scope_cells else ""
@@ -205,7 +222,7 @@ def _bounded(plan: Plan, all_counts: _Counts, by_user: dict[str, _UserLines], fo
             break
         shown.append(_code(line))
         budget -= cost
-    cut = all_counts.changes - len(shown)
+    cut = all_counts.changes + len(plan.embed_changes) - len(shown)
     notice = [
         f"… {cut} of {all_counts.changes} changes not shown here: the full plan is in the job summary and artefact."
     ]
@@ -245,7 +262,7 @@ def drift_text(report: DriftReport, markdown: bool = False) -> str:
             lines.append(f"  … and {len(findings) - MAX_LISTED_FINDINGS} more")
     lines.append("")
     lines.extend(f"Note: {_md(note, markdown)}" for note in report.notes)
-    lines.append("Drift: none." if report.clean else f"Drift: {report.drift_count} cells differ from policy.")
+    lines.append("Drift: none." if report.clean else f"Drift: {report.drift_count} differences from policy.")
     return "\n".join(lines) + "\n"
 
 
@@ -257,7 +274,7 @@ def drift_html(report: DriftReport) -> str:
                 f"<tr><td>{kind}</td><td>{html.escape(_name(report.names, user))}</td>"
                 f"<td>{html.escape(_name(report.names, target))}</td><td>{html.escape(detail)}</td></tr>"
             )
-    status = "clean" if report.clean else f"{report.drift_count} cells differ from policy"
+    status = "clean" if report.clean else f"{report.drift_count} differences from policy"
     notes = "".join(f"<p>{html.escape(note)}</p>" for note in report.notes)
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
@@ -270,4 +287,32 @@ def drift_html(report: DriftReport) -> str:
 
 
 def drift_json(report: DriftReport) -> str:
+    return json.dumps(report.to_dict(), indent=1, sort_keys=True) + "\n"
+
+
+def audit_text(report: AuditReport, markdown: bool = False) -> str:
+    """The ticket audit for people: findings by kind (tickets masked), then the totals and notes."""
+    title = f"Ticket audit for DataArts Insight target '{report.target}'"
+    lines = [f"### {_md(title, markdown)}" if markdown else title]
+    for kind in AUDIT_KINDS:
+        findings = report.findings.get(kind, [])
+        if not findings:
+            continue
+        heading = f"{AUDIT_HEADINGS[kind]}: {len(findings)}"
+        lines += ["", f"#### {heading}" if markdown else heading]
+        for ticket, embed, user, detail in findings[:MAX_LISTED_FINDINGS]:
+            text = "  ".join(part for part in (ticket, f"embed {embed}" if embed else "", user) if part)
+            text += f"  ({detail})" if detail else ""
+            lines.append(f"- {_md(text, True)}" if markdown else f"  {text}")
+        if len(findings) > MAX_LISTED_FINDINGS:
+            lines.append(f"  … and {len(findings) - MAX_LISTED_FINDINGS} more")
+    lines.append("")
+    lines.extend(f"Note: {_md(note, markdown)}" for note in report.notes)
+    verdict = "no findings" if report.clean else f"{report.finding_count} findings"
+    listings = f"{report.listings} listing" + ("s" if report.listings != 1 else "")
+    lines.append(f"{report.tickets} valid tickets listed in {listings}: {verdict}.")
+    return "\n".join(lines) + "\n"
+
+
+def audit_json(report: AuditReport) -> str:
     return json.dumps(report.to_dict(), indent=1, sort_keys=True) + "\n"

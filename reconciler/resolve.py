@@ -79,12 +79,15 @@ class Desired:
 
 @dataclass(frozen=True)
 class Embed:
-    """A copilot embed resolved: the module, who may get tickets, its data range (None: all) and limits."""
+    """A copilot embed resolved: the module, who may get tickets, its data range and limits.
+
+    The data range is every target of `range_kind` when `targets` is None, else exactly `targets`."""
 
     name: str
     copilot_id: str
     users: frozenset[str]
     targets: frozenset[Target] | None
+    range_kind: ResourceKind
     max_uses: int
     max_minutes: int
     widens_access: bool
@@ -265,6 +268,7 @@ class _Resolver:
                 embed.copilot_id,
                 frozenset(users),
                 reach,
+                embed.range_kind,
                 embed.max_uses,
                 embed.max_minutes,
                 embed.widens_access,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.cells import CubeReadback, Target
+from reconciler.embeds import DataRange, LiveEmbed
 from reconciler.quickbi import QuickBIClient, QuickBIError, TransportFailure
 from reconciler.quickbi import models as m
 
@@ -78,6 +79,12 @@ class AccessService(Protocol):
     async def create_ticket(self, copilot_id: str, user_id: str, uses: int, minutes: int) -> str:
         """A ticket to an embedded Smart Q module for one user; never retried after an ambiguous failure."""
 
+    async def embeds(self) -> dict[str, LiveEmbed]:
+        """Every embedded Smart Q module with its data range, by module ID."""
+
+    async def set_embed_range(self, copilot_id: str, data_range: DataRange) -> str | None:
+        """Set a module's data range: None when done, else why not."""
+
 
 class QuickBIAccess:
     """Quick BI Smart Q behind the protocol: SmartqAuthorize, QueryLlmCubeWithThemeListByUserId, the directory."""
@@ -118,6 +125,17 @@ class QuickBIAccess:
     async def create_ticket(self, copilot_id: str, user_id: str, uses: int, minutes: int) -> str:
         request = m.CreateTicket4Copilot(copilot_id=copilot_id, user_id=user_id, ticket_num=uses, expire_time=minutes)
         return await self.client.create_copilot_ticket(request)
+
+    async def embeds(self) -> dict[str, LiveEmbed]:
+        return {c.copilot_id: _live_embed(c) for c in await self.client.copilot_embed_configs()}
+
+    async def set_embed_range(self, copilot_id: str, data_range: DataRange) -> str | None:
+        request = m.ModifyCopilotEmbedConfig(copilot_id=copilot_id, data_range=data_range.wire())
+        try:
+            done = await self.client.modify_copilot_embed_config(request)
+        except (QuickBIError, TransportFailure) as exc:
+            return str(exc)
+        return None if done else "Quick BI answered Result=false"
 
     async def authorize(self, batch: Batch) -> list[CellFailure]:
         request = m.SmartqAuthorize(
@@ -175,3 +193,23 @@ class DirectoryOnce:
 
     async def group_users(self, group_id: str) -> set[str]:
         return set(await self._once(("group", group_id), lambda: self._service.group_users(group_id)))
+
+
+def _live_embed(config: m.CopilotEmbedConfig) -> LiveEmbed:
+    """A module's data range as one kind, when Quick BI's answer can be read so (an "all" switch wins over
+    lists, as ModifyCopilotEmbedConfig documents); otherwise described as it came."""
+    wire = config.data_range or m.CopilotDataRange()
+    candidates = [
+        DataRange(kind="llm_cube", all=True) if wire.all_cube else None,
+        DataRange(kind="theme", all=True) if wire.all_theme else None,
+    ]
+    if not any(candidates):
+        candidates = [
+            DataRange(kind="llm_cube", ids=tuple(sorted(wire.llm_cubes))) if wire.llm_cubes else None,
+            DataRange(kind="theme", ids=tuple(sorted(wire.themes))) if wire.themes else None,
+        ]
+    found = [c for c in candidates if c is not None]
+    if len(found) == 1:
+        return LiveEmbed(config.copilot_id, config.show_name or config.module_name, found[0], found[0].describe())
+    described = "no data range" if not found else " and ".join(c.describe() for c in found) + " (ambiguous)"
+    return LiveEmbed(config.copilot_id, config.show_name or config.module_name, None, described)

@@ -17,8 +17,10 @@ from reconciler.access import AccessLine, access_lines, check_tests, embed_warni
 from reconciler.admission import admit
 from reconciler.audit import AuditLog
 from reconciler.cells import Cell, Target
+from reconciler.dataarts import TicketPage
 from reconciler.diff import Changes, DiffOptions, diff
 from reconciler.drift import DriftReport, drift
+from reconciler.embeds import EmbedChange, EmbedDrift, LiveEmbed, embed_drift
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.executor import ApplyResult, Executor, Work, outstanding
 from reconciler.importer import Imported, import_policy
@@ -30,8 +32,9 @@ from reconciler.resolve import Desired, resolve
 from reconciler.service import DirectoryOnce
 from reconciler.snapshot import Snapshot, refresh
 from reconciler.state import LEDGER, ManagedRecord, read_state, write_managed
+from reconciler.ticket_audit import AuditReport, audit, list_every_ticket
 from reconciler.verifier import Verifier
-from reconciler.workspace import Session
+from reconciler.workspace import InsightSession, Session
 
 Progress = Callable[[], None]
 Tracker = Callable[[int, str], AbstractContextManager[Progress]]
@@ -46,6 +49,11 @@ class PlanOptions:
     only_users: tuple[str, ...] = ()
     only_groups: tuple[str, ...] = ()
     only_resources: tuple[str, ...] = ()
+
+    @property
+    def limited(self) -> bool:
+        """Limited to some users or targets: embed data ranges are left to a full run."""
+        return bool(self.only_users or self.only_groups or self.only_resources)
 
     def scoped(self, desired: Desired) -> DiffOptions:
         """The diff options with the --user/--group/--resource names resolved to UserIds and targets."""
@@ -83,10 +91,12 @@ class ApplyOutcome:
     mismatches: dict[Cell, str] = field(default_factory=dict)
     cancelled: bool = False
     nothing_to_do: bool = False
+    # embed data ranges not set as planned, each "embed 'name' (module id): why"
+    embed_failures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.cancelled and self.result.ok and not self.mismatches
+        return not self.cancelled and self.result.ok and not self.mismatches and not self.embed_failures
 
 
 def ledger_for(session: Session) -> Ledger:
@@ -203,8 +213,27 @@ async def make_plan(
     desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
     notes = [*_state_notes(record), *map(str, embed_warnings(desired))]
     plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, notes)
+    if not options.limited:
+        plan = _with_embeds(plan, (await _live_embeds(session, desired))[1], desired)
     failures = _test_failures(policy, desired, live, plan)
     return plan.model_copy(update={"failed_tests": [str(problem) for problem in failures]})
+
+
+async def _live_embeds(session: Session, desired: Desired) -> tuple[dict[str, LiveEmbed], EmbedDrift]:
+    """The modules Quick BI has (one call; none when the policy has no embeds) and how they differ from policy."""
+    live = await session.service.embeds() if desired.embeds else {}
+    return live, embed_drift(desired, live)
+
+
+def _with_embeds(plan: Plan, found: EmbedDrift, desired: Desired) -> Plan:
+    """The plan with the embed data ranges to set (and the names to show them by)."""
+    shown = {f"{c.after.kind}:{i}" for c in found.changes for i in c.after.ids}
+    names = {**plan.names, **{str(t): n for t, n in desired.target_names.items() if str(t) in shown}}
+    missing = [
+        f"copilot embed '{name}': Quick BI has no module {copilot_id}; tickets for it cannot be issued"
+        for name, copilot_id in found.missing
+    ]
+    return plan.model_copy(update={"embed_changes": found.changes, "notes": [*plan.notes, *missing], "names": names})
 
 
 async def make_changed_plan(
@@ -231,6 +260,8 @@ async def make_changed_plan(
     live = await _read_users(session, users, track)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
     plan, _ = plan_from(session, desired, live, ledger, today, scoped, [*_state_notes(record), *scope_note])
+    if not options.limited:
+        plan = _with_embeds(plan, (await _live_embeds(session, desired))[1], desired)
     failures = _test_failures(policy, desired, live, plan)
     partial = (
         f"changed from the base policies: only the {len(users)} users whose access the change touches were read "
@@ -364,6 +395,54 @@ async def issue_ticket(
     return ticket
 
 
+async def issue_insight_ticket(
+    session: InsightSession, policy: Policy, embed_name: str, user_ref: str, uses: int, minutes: int | None
+) -> str:
+    """A DataArts Insight ticket (CreateTickets), only for a user the embed's `to:` reaches, within max_uses.
+
+    Users are named by their IAM user ID: a policy user's `dataarts:` ID, or inline `dataarts:<ID>`.
+    """
+    embed = policy.dataarts_embeds[embed_name]
+    where = f"dataarts_embeds.{embed_name} at {embed.location}"
+    if minutes is not None:
+        raise ReconcilerError(
+            Problem("refusing: DataArts Insight tickets take no validity period", hint="leave out --minutes")
+        )
+    user = policy.users.get(user_ref)
+    user_id = user.ref.dataarts if user is not None else user_ref.removeprefix("dataarts:")
+    if user_id is None or user_id not in embed.holders:
+        unnamed = f"; users.{user_ref} has no dataarts: IAM user ID" if user is not None and user_id is None else ""
+        raise ReconcilerError(
+            Problem(
+                f"refusing: '{user_ref}' may not be issued tickets for '{embed_name}' ({where} does not list them"
+                f"{unnamed})"
+            )
+        )
+    if uses > embed.max_uses:
+        raise ReconcilerError(Problem(f"refusing: {uses} uses is more than {where} allows ({embed.max_uses} uses)"))
+    ticket = await session.client.create_ticket(embed.embed_id, user_id, uses)
+    AuditLog(session.state_dir / "audit.jsonl")(
+        "TicketIssued",
+        {"embed": embed_name, "embed_id": embed.embed_id, "user_id": user_id, "uses": str(uses)},
+        "",
+        f"ticket {mask(ticket)}",
+    )
+    return ticket
+
+
+async def audit_tickets(session: InsightSession, policy: Policy) -> AuditReport:
+    """Every still-valid DataArts Insight ticket against the policy's `dataarts_embeds`."""
+    known: dict[str, frozenset[str]] = defaultdict(frozenset)
+    for embed in policy.dataarts_embeds.values():
+        known[embed.embed_id] |= embed.holders
+
+    async def page(filters: Mapping[str, str], offset: int, descending: bool) -> TicketPage:
+        return await session.client.list_tickets(filters, offset, descending=descending)
+
+    listing = await list_every_ticket(page, known)
+    return audit(session.name, policy, listing)
+
+
 def _test_failures(policy: Policy, desired: Desired, live: Snapshot, plan: Plan) -> list[Problem]:
     """The policy's tests against the plan's end state; a partial plan leaves other users' and targets' live
     grants as they are, so it is judged by the policy alone."""
@@ -391,7 +470,8 @@ def _state_notes(record: ManagedRecord) -> list[str]:
 async def make_drift(session: Session, policy: Policy, today: dt.date, track: Tracker | None = None) -> DriftReport:
     record = read_state(session.state_dir)
     desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
-    return drift(session.name, desired, live, ledger_for(session), today, _state_notes(record))
+    _, found = await _live_embeds(session, desired)
+    return drift(session.name, desired, live, ledger_for(session), today, _state_notes(record), found)
 
 
 async def apply(
@@ -415,25 +495,60 @@ async def apply(
     record = read_state(session.state_dir)
     ledger = ledger_for(session)
     desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
+    options = options or PlanOptions()
+    live_embeds, found = await _live_embeds(session, desired)
     if saved is not None:
         admit(saved, session.name, policy.digest, desired, live, today, session.service.cap)
         chosen = saved
     else:
-        chosen, _ = plan_from(session, desired, live, ledger, today, options or PlanOptions(), _state_notes(record))
+        chosen, _ = plan_from(session, desired, live, ledger, today, options, _state_notes(record))
+        if not options.limited:
+            chosen = _with_embeds(chosen, found, desired)
     failures = _test_failures(policy, desired, live, chosen)
     if failures:
         raise ReconcilerError(failures)
     work = outstanding(chosen, live, ledger, session.service.cap)
-    if not work.batches:
+    embeds = [c for c in chosen.embed_changes if _unset(c, live_embeds)]
+    if not work.batches and not embeds:
         _remember_managed(session, desired, live, chosen, {}, ledger)
         return ApplyOutcome(chosen, ApplyResult(resumed=work.already_done), nothing_to_do=True)
     check_breakers(work, live, desired, breakers or Breakers())
     if not confirm(chosen):
         return ApplyOutcome(chosen, cancelled=True)
+    embed_failures = await set_embed_ranges(session, embeds)
     with track(len(work.batches), "apply") as tick:
         result, mismatches = await execute_and_verify(session, work, ledger, tick)
     _remember_managed(session, desired, live, chosen, mismatches, ledger)
-    return ApplyOutcome(chosen, result, mismatches)
+    return ApplyOutcome(chosen, result, mismatches, embed_failures=embed_failures)
+
+
+def _unset(change: EmbedChange, live: Mapping[str, LiveEmbed]) -> bool:
+    return change.copilot_id not in live or live[change.copilot_id].range != change.after
+
+
+async def set_embed_ranges(session: Session, changes: list[EmbedChange]) -> list[str]:
+    """Set each module's data range, then read them back: what is not as planned, and why.
+
+    Narrowing a module before the grant batches run means a ticket never reaches more than policy allows
+    for longer than it must. Setting a range is idempotent, so a failed call is safe to run again next time.
+    """
+    if not changes:
+        return []
+    problems: dict[str, str] = {}
+    for change in changes:
+        failure = await session.service.set_embed_range(change.copilot_id, change.after)
+        if failure is not None:
+            problems[change.copilot_id] = failure
+    now = await session.service.embeds()
+    for change in changes:
+        current = now.get(change.copilot_id)
+        if change.copilot_id not in problems and (current is None or current.range != change.after):
+            problems[change.copilot_id] = f"read back as {current.described if current else 'missing'}"
+    return [
+        f"embed '{c.embed}' (module {c.copilot_id}): {problems[c.copilot_id]}"
+        for c in changes
+        if c.copilot_id in problems
+    ]
 
 
 def _remember_managed(

@@ -10,12 +10,17 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.audit import AuditLog
 from reconciler.cells import CubeReadback
 from reconciler.config import Config, TargetConfig
+from reconciler.errors import Problem, ReconcilerError
 from reconciler.quickbi import ClientSettings, CredentialSource, QuickBIClient, default_chain
 from reconciler.service import AccessService, QuickBIAccess
+
+if TYPE_CHECKING:  # Huawei Cloud's SDK is loaded only by a run against DataArts Insight
+    from reconciler.dataarts import DataArtsClient
 
 
 @dataclass
@@ -51,6 +56,13 @@ async def open_target(
     """Yield a session over the target's state: as it is, or `exclusive`ly for an apply (locked, saved at the
     end, API calls written to its audit log). An embedded emulator's own state is saved whatever happened."""
     chosen, target = config.target(name)
+    if target.dataarts is not None:
+        raise ReconcilerError(
+            Problem(
+                f"target '{chosen}' is DataArts Insight, which has embed tickets only (ticket issue, ticket audit)",
+                hint="choose a Quick BI target with --target",
+            )
+        )
     credentials = None
     if target.quickbi is not None:
         credentials = default_chain()
@@ -88,3 +100,39 @@ async def _session(
     assert target.quickbi is not None and credentials is not None
     async with QuickBIClient(target.quickbi.url, credentials, settings, observer=observer) as client:
         yield Session(chosen, QuickBIAccess(client, target.cube_readback), state_dir, exclusive)
+
+
+@dataclass
+class InsightSession:
+    """An open DataArts Insight target: its ticket client, and where its audit log lives."""
+
+    name: str
+    client: DataArtsClient
+    state_dir: Path
+
+
+@contextlib.asynccontextmanager
+async def open_insight(config: Config, name: str | None) -> AsyncIterator[InsightSession]:
+    """Yield a session on a DataArts Insight target (the one named, or the only one configured). An emulated
+    tenant's state is saved whatever happened."""
+    from reconciler.dataarts import DataArtsClient, default_auth
+
+    chosen, target = config.dataarts_target(name)
+    assert target.dataarts is not None
+    where = target.dataarts
+    state_dir = config.state_dir(chosen, target)
+    if where.emulator is None:
+        async with DataArtsClient(where.url, where.project_id, default_auth(where.project_id)) as client:
+            yield InsightSession(chosen, client, state_dir)
+        return
+    from reconciler.emulator.dataarts import InsightEmulator
+
+    state = config.resolve(where.emulator.state)
+    source = state if state.exists() else config.resolve(where.emulator.org)
+    emulator = InsightEmulator.from_file(source, faults=where.emulator.faults)
+    try:
+        auth = emulator.auth(where.project_id)
+        async with DataArtsClient(emulator.ENDPOINT, where.project_id, auth, emulator.transport()) as client:
+            yield InsightSession(chosen, client, state_dir)
+    finally:
+        emulator.save(state)

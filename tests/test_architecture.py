@@ -78,15 +78,26 @@ def test_private_modules_are_not_imported_across_packages() -> None:
 
 
 def test_the_pure_stages_do_no_io() -> None:
-    for stage in ("reconciler.diff", "reconciler.planner", "reconciler.admission", "reconciler.drift"):
-        io = {m for m in GRAPH[stage] if m.split(".")[1] in ("quickbi", "emulator", "workspace", "cli", "service")}
+    for stage in (
+        "reconciler.diff",
+        "reconciler.planner",
+        "reconciler.admission",
+        "reconciler.drift",
+        "reconciler.embeds",
+    ):
+        io = {
+            m
+            for m in GRAPH[stage]
+            if m.split(".")[1] in ("quickbi", "dataarts", "emulator", "workspace", "cli", "service")
+        }
         assert not io, f"{stage} imports {io}"
 
 
-def test_a_quickbi_run_never_loads_the_emulator(tmp_path: Path) -> None:
+def test_a_quickbi_run_never_loads_the_emulator_or_huaweis_sdk(tmp_path: Path) -> None:
     probe = (
         "import sys, reconciler.cli, reconciler.usecases, reconciler.workspace, reconciler.config\n"
-        "loaded = sorted(m for m in sys.modules if m.startswith(('reconciler.emulator', 'uvicorn')))\n"
+        "kept_out = ('reconciler.emulator', 'uvicorn', 'huaweicloudsdkcore')\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(kept_out))\n"
         "print(loaded)"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -109,6 +120,10 @@ def test_every_module_has_a_test_file() -> None:
         "reconciler.quickbi.errors": "test_client",
         "reconciler.quickbi.signing": "test_signing",
         "reconciler.emulator.backend": "test_backend",
+        "reconciler.emulator.dataarts": "test_dataarts",
+        "reconciler.dataarts._client": "test_dataarts",
+        "reconciler.dataarts._auth": "test_dataarts",
+        "reconciler.ticket_audit": "test_dataarts",
         "reconciler.emulator.wire": "test_emulator_wire",
         "reconciler.emulator.faults": "test_emulator_wire",
         "reconciler.emulator.orgfile": "test_backend",

@@ -105,6 +105,15 @@ def test_every_operation_matches_the_emulator_state(served: Any, algorithm: str 
     configs = client.query_copilot_embed_config(m.QueryCopilotEmbedConfigRequest()).body.result
     assert [c.copilot_id for c in configs] == list(backend.copilots)
 
+    modified = client.modify_copilot_embed_config(
+        m.ModifyCopilotEmbedConfigRequest(
+            copilot_id="ccd3428c-dd23-460c-a608-26bae29dffee", data_range='{"themes":["t-q4"]}', module_name="Sales"
+        )
+    ).body
+    assert modified.success and modified.result is True
+    (config,) = client.query_copilot_embed_config(m.QueryCopilotEmbedConfigRequest()).body.result
+    assert config.data_range.themes == ["t-q4"] and not config.data_range.all_cube and config.module_name == "Sales"
+
     revoked = client.smartq_authorize(
         m.SmartqAuthorizeRequest(operation_type=1, user_ids="u-bob", llm_cubes="c-hr,c-budget", llm_cube_themes="t-q4")
     ).body

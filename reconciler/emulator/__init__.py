@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -25,7 +25,7 @@ class _InProcessTransport(httpx.AsyncBaseTransport):
     """`httpx.ASGITransport`, behaving as on a socket: a deliberately dropped answer is a transport error, and
     an answer slower than the client's read timeout is a timeout."""
 
-    def __init__(self, app: EmulatorApp) -> None:
+    def __init__(self, app: Any) -> None:
         self._inner = httpx.ASGITransport(app=app)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -38,6 +38,11 @@ class _InProcessTransport(httpx.AsyncBaseTransport):
             raise httpx.RemoteProtocolError(str(exc), request=request) from None
         except TimeoutError:
             raise httpx.ReadTimeout("the emulator did not answer within the read timeout", request=request) from None
+
+
+def in_process_transport(app: Any) -> httpx.AsyncBaseTransport:
+    """An emulator's ASGI app mounted in-process (no socket), failing as it would over the network."""
+    return _InProcessTransport(app)
 
 
 class Emulator:
@@ -61,7 +66,7 @@ class Emulator:
         write_org_file(self.backend.to_org_file(), path)
 
     def transport(self) -> httpx.AsyncBaseTransport:
-        return _InProcessTransport(self.app)
+        return in_process_transport(self.app)
 
     def client(
         self,
@@ -85,4 +90,13 @@ class Emulator:
         return BackgroundServer(self.app, host, port)
 
 
-__all__ = ["ApiError", "Backend", "Clock", "Emulator", "EmulatorApp", "FaultSettings", "OrgFile"]
+__all__ = [
+    "ApiError",
+    "Backend",
+    "Clock",
+    "Emulator",
+    "EmulatorApp",
+    "FaultSettings",
+    "OrgFile",
+    "in_process_transport",
+]

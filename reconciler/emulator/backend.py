@@ -7,6 +7,7 @@ API's `Result`. Business errors raise `ApiError`; the wire layer turns them into
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import threading
 import uuid
@@ -94,7 +95,8 @@ class Backend:
             ]
             now = self.clock.now()
             tickets = [t for t in self.tickets.values() if t.expires_at > now and t.uses_left > 0]
-            return self.org.model_copy(update={"grants": grants, "tickets": tickets})
+            copilots = list(self.copilots.values())
+            return self.org.model_copy(update={"grants": grants, "tickets": tickets, "copilots": copilots})
 
     # ---- Smart Q authorisation ---------------------------------------------------------------------
 
@@ -359,15 +361,54 @@ class Backend:
                 "CreateUserName": "admin",
                 "ModifyUser": "u-admin",
                 "DataRange": {
-                    "AllTheme": False,
+                    "AllTheme": c.all_themes,
                     "AllCube": c.all_cubes,
-                    "Themes": [],
+                    "Themes": c.themes,
                     "LlmCubes": c.llm_cubes,
                 },
             }
             for c in self.copilots.values()
             if not keyword or keyword.lower() in c.name.lower()
         ]
+
+    def modify_copilot_embed_config(
+        self, copilot_id: str, data_range: str | None, module_name: str | None, agent_name: str | None
+    ) -> bool:
+        """Set a module's data range: JSON with one lower-camel-case key, an "all" switch or a list of one kind."""
+        if copilot_id not in self.copilots:
+            raise invalid(f"CopilotId {copilot_id}")
+        if module_name is not None and len(module_name) > 20:
+            raise ApiError("Copilot.Modulename.Error", "ModuleName max length limit 20.")
+        if agent_name is not None and len(agent_name) > 50:
+            raise ApiError("Copilot.AgentName.Error", "AgentName max length limit 50.")
+        update: dict[str, Any] = {}
+        if data_range is not None:
+            update = _data_range(data_range, set(self.llm_cubes), set(self.themes))
+        if module_name is not None:
+            update["name"] = module_name
+        with self.lock:
+            self.copilots[copilot_id] = self.copilots[copilot_id].model_copy(update=update)
+        return True
+
+
+def _data_range(text: str, cubes: set[str], themes: set[str]) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise invalid("DataRange is not JSON") from None
+    if not isinstance(value, dict) or len(value) != 1:
+        raise invalid("DataRange takes exactly one of allTheme, allCube, llmCubes, themes")
+    ((key, item),) = value.items()
+    cleared = {"all_cubes": False, "all_themes": False, "llm_cubes": [], "themes": []}
+    if key in ("allCube", "allTheme") and item is True:
+        return {**cleared, "all_cubes" if key == "allCube" else "all_themes": True}
+    if key in ("llmCubes", "themes") and isinstance(item, list) and all(isinstance(i, str) for i in item):
+        known = cubes if key == "llmCubes" else themes
+        unknown = sorted(set(item) - known)
+        if unknown:
+            raise invalid(f"DataRange {key} {unknown[0]}")
+        return {**cleared, "llm_cubes" if key == "llmCubes" else "themes": list(item)}
+    raise invalid(f"DataRange key {key!r}")
 
 
 def _failure(user: str, kind: ResourceKind, target: str, reason: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -13,6 +14,8 @@ from reconciler.base import StrictModel as _Strict
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.files import read_regular_file, write_text_file
 from reconciler.yamlfile import read_yaml
+
+Model = TypeVar("Model", bound=_Strict)
 
 
 class AccessKey(_Strict):
@@ -64,10 +67,14 @@ class OrgGrant(_Strict):
 
 
 class OrgCopilot(_Strict):
+    """An embedded Smart Q module; its data range is one kind, every target of it or a list."""
+
     id: str
     name: str
     all_cubes: bool = True
+    all_themes: bool = False
     llm_cubes: list[str] = Field(default_factory=list)
+    themes: list[str] = Field(default_factory=list)
 
 
 class OrgTicket(_Strict):
@@ -90,23 +97,28 @@ class OrgFile(_Strict):
 
 
 def read_org_file(path: Path) -> OrgFile:
-    """Read with the same limits as policies: a regular file of bounded size, no alias bombs."""
+    return read_model_file(path, OrgFile, "organisation file")
+
+
+def read_model_file(path: Path, model: type[Model], what: str) -> Model:
+    """An emulator's YAML or JSON file, read with the same limits as policies: a regular file of bounded size,
+    no alias bombs."""
     if path.suffix == ".json":
         try:
-            data = json.loads(read_regular_file(path, "organisation file"))
+            data = json.loads(read_regular_file(path, what))
         except (json.JSONDecodeError, RecursionError) as exc:
-            raise ReconcilerError(Problem(f"{path}: cannot read organisation file: {exc}")) from None
+            raise ReconcilerError(Problem(f"{path}: cannot read {what}: {exc}")) from None
     else:
         document, problems = read_yaml(path)
         if document is None or problems:
             raise ReconcilerError(problems)
         data = document.data
     try:
-        return OrgFile.model_validate(data or {})
+        return model.model_validate(data or {})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ReconcilerError(Problem(f"{path}: invalid organisation file at {where}: {first['msg']}")) from None
+        raise ReconcilerError(Problem(f"{path}: invalid {what} at {where}: {first['msg']}")) from None
 
 
 def write_org_file(org: OrgFile, path: Path) -> None:

@@ -6,13 +6,12 @@ import signal
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
-from reconciler.emulator.wire import EmulatorApp
 
-
-def serve_forever(app: EmulatorApp, host: str, port: int) -> None:
+def serve_forever(app: Any, host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM, then return normally (so that the caller can save the state).
 
     uvicorn shuts down gracefully on either signal and then raises it again under the handler that was there
@@ -32,12 +31,12 @@ def _exit_quietly(signum: int, frame: object) -> None:
 
 
 class BackgroundServer:
-    """Runs the app on 127.0.0.1 on a free port for the length of a `with` block."""
+    """Runs an emulator's ASGI app on 127.0.0.1 on a free port for the length of a `with` block."""
 
-    def __init__(self, app: EmulatorApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="critical", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="quickbi-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, name="emulator-server", daemon=True)
         self.host = host
         self.port = port
 

@@ -116,6 +116,12 @@ HANDLERS: dict[str, Handler] = {
         account_type=p.integer("AccountType"),
     ),
     "QueryCopilotEmbedConfig": lambda b, p, f: b.query_copilot_embed_config(p.text("Keyword")),
+    "ModifyCopilotEmbedConfig": lambda b, p, f: b.modify_copilot_embed_config(
+        copilot_id=p.text("CopilotId", required=True) or "",
+        data_range=p.text("DataRange"),
+        module_name=p.text("ModuleName"),
+        agent_name=p.text("AgentName"),
+    ),
 }
 
 

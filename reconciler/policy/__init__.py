@@ -1,6 +1,7 @@
 """Policy files: the YAML format, its validation, and the merged `Policy`."""
 
 from reconciler.policy._load import (
+    DataArtsEmbedDef,
     GroupDef,
     Policy,
     PolicyTest,
@@ -16,6 +17,7 @@ from reconciler.policy._model import NEVER, CubeRef, Expiry, PolicyFile, Rolling
 __all__ = [
     "NEVER",
     "CubeRef",
+    "DataArtsEmbedDef",
     "Expiry",
     "GroupDef",
     "Policy",

@@ -18,6 +18,7 @@ from reconciler.errors import Location, Problem, ReconcilerError
 from reconciler.policy._model import (
     CopilotEmbed,
     CubeRef,
+    DataArtsEmbed,
     Expiry,
     GrantRule,
     PolicyFile,
@@ -84,15 +85,32 @@ class PolicyTest:
 
 @dataclass(frozen=True)
 class EmbedDef:
-    """A `copilot_embeds` entry: the module, who may get tickets, its data range (None: all) and limits."""
+    """A `copilot_embeds` entry: the module, who may get tickets, its data range and limits.
+
+    The data range is every target of `range_kind` when `data_range` is None, else the targets it lists."""
 
     name: str
     copilot_id: str
     principals: tuple[tuple[str, Location], ...]
     data_range: tuple[TargetName, ...] | None
+    range_kind: ResourceKind
     max_uses: int
     max_minutes: int
     widens_access: bool
+    location: Location
+
+
+@dataclass(frozen=True)
+class DataArtsEmbedDef:
+    """A `dataarts_embeds` entry: the embedded analysis, the IAM user IDs that may hold tickets, the limit.
+
+    Resolved from the policy alone: DataArts Insight users are Huawei Cloud IAM users, named in the policy by
+    each user's `dataarts:` ID (or inline `dataarts:<ID>`), never through the Quick BI directory."""
+
+    name: str
+    embed_id: str
+    holders: frozenset[str]
+    max_uses: int
     location: Location
 
 
@@ -110,6 +128,7 @@ class Policy:
     warnings: tuple[Problem, ...] = ()
     tests: tuple[PolicyTest, ...] = ()
     embeds: dict[str, EmbedDef] = field(default_factory=dict)
+    dataarts_embeds: dict[str, DataArtsEmbedDef] = field(default_factory=dict)
 
 
 POLICY_SUFFIXES = (".yaml", ".yml")
@@ -294,6 +313,7 @@ def _merge(
     released: list[TargetName] = []
     tests: list[PolicyTest] = []
     embeds: dict[str, EmbedDef] = {}
+    dataarts: dict[str, tuple[LocatedDocument, DataArtsEmbed]] = {}
     for document, model in parsed:
         _check_expiry(model.defaults.expires, document.locate(("defaults", "expires")), today, warnings)
         for index, grant in enumerate(model.grants):
@@ -304,6 +324,16 @@ def _merge(
         released.extend(_released(document, model, resources, problems))
         for name, embed in model.copilot_embeds.items():
             _define(embeds, name, _embed(document, name, embed), problems, "copilot embed")
+        for name, dataarts_embed in model.dataarts_embeds.items():
+            if name in dataarts:
+                problems.append(
+                    Problem(
+                        f"embed '{name}' is defined twice",
+                        document.locate(("dataarts_embeds", name)),
+                        "embed names are one namespace (ticket issue EMBED); rename one",
+                    )
+                )
+            dataarts[name] = (document, dataarts_embed)
         for index, test in enumerate(model.tests):
             base = ("tests", index)
             tests.append(
@@ -322,6 +352,20 @@ def _merge(
         for name, location in embed_def.principals:
             if not _is_inline(name) and name not in users and name not in groups:
                 problems.append(Problem(f"unknown user or group '{name}'", location, "define it under users or groups"))
+    dataarts_embeds = {
+        name: _dataarts_embed(document, name, embed, policy, problems, warnings)
+        for name, (document, embed) in dataarts.items()
+    }
+    clash = sorted(set(dataarts) & set(embeds))
+    if clash:
+        document, _ = dataarts[clash[0]]
+        problems.append(
+            Problem(
+                f"embed '{clash[0]}' is both a copilot and a DataArts Insight embed",
+                document.locate(("dataarts_embeds", clash[0])),
+                "embed names are one namespace (ticket issue EMBED); rename one",
+            )
+        )
     embed_targets = [t for embed_def in embeds.values() for t in embed_def.data_range or ()]
     for target in [*(t for rule in policy.rules for t in rule.targets), *embed_targets]:
         if not target.name.startswith("id:") and (target.kind, target.name) not in resources:
@@ -347,29 +391,89 @@ def _merge(
         tuple(released),
         tests=tuple(tests),
         embeds=embeds,
+        dataarts_embeds=dataarts_embeds,
     )
+
+
+def _dataarts_embed(
+    document: LocatedDocument,
+    name: str,
+    embed: DataArtsEmbed,
+    policy: Policy,
+    problems: list[Problem],
+    warnings: list[Problem],
+) -> DataArtsEmbedDef:
+    """The IAM user IDs `to:` reaches: users' `dataarts:` IDs, through the policy's own group members.
+
+    A member without such an ID (or a Quick BI group's members, who have none) cannot be issued tickets: a
+    warning, since the same groups also carry Smart Q grants that must not be held up by it."""
+    base = ("dataarts_embeds", name)
+    holders: set[str] = set()
+    seen: set[str] = set()
+    pending = [(who, document.locate((*base, "to", i))) for i, who in enumerate(embed.to)]
+    while pending:
+        who, location = pending.pop()
+        if who in seen:
+            continue
+        seen.add(who)
+        if who.startswith("dataarts:") and len(who) > len("dataarts:"):
+            holders.add(who.removeprefix("dataarts:"))
+        elif who in policy.users:
+            user = policy.users[who]
+            if user.ref.dataarts is None:
+                warnings.append(
+                    Problem(
+                        f"user '{who}' is in the 'to' of DataArts Insight embed '{name}' but has no IAM user ID, so "
+                        "cannot be issued its tickets",
+                        user.location,
+                        f"add dataarts: <IAM user ID> to users.{who}",
+                    )
+                )
+            else:
+                holders.add(user.ref.dataarts)
+        elif who in policy.groups:
+            group = policy.groups[who]
+            if group.quickbi_group:
+                warnings.append(
+                    Problem(
+                        f"group '{who}' mirrors a Quick BI group, whose members have no DataArts Insight identity "
+                        f"and cannot be issued tickets for '{name}'",
+                        location,
+                        "list the users in the policy (with their dataarts: IDs) instead",
+                    )
+                )
+            members = group.member_locations or (group.location,) * len(group.members)
+            pending.extend(zip(group.members, members, strict=True))
+        else:
+            problems.append(
+                Problem(
+                    f"unknown user or group '{who}' for a DataArts Insight embed",
+                    location,
+                    "name a user or group of the policy, or write dataarts:<IAM user ID>",
+                )
+            )
+    return DataArtsEmbedDef(name, embed.embed_id, frozenset(holders), embed.max_uses, document.locate(base))
 
 
 def _embed(document: LocatedDocument, name: str, embed: CopilotEmbed) -> EmbedDef:
     base = ("copilot_embeds", name)
     principals = tuple((who, document.locate((*base, "to", i))) for i, who in enumerate(embed.to))
     data_range = None
+    range_kind: ResourceKind = "theme" if embed.data_range == "all_themes" else "llm_cube"
     if not isinstance(embed.data_range, str):
-        named: list[TargetName] = []
-        for kind, section, names in (
-            ("llm_cube", "llm_cubes", embed.data_range.llm_cubes),
-            ("theme", "themes", embed.data_range.themes),
-        ):
-            named += [
-                TargetName(kind, ref, document.locate((*base, "data_range", section, i)))  # type: ignore[arg-type]
-                for i, ref in enumerate(names)
-            ]
-        data_range = tuple(named)
+        range_kind = "llm_cube" if embed.data_range.llm_cubes else "theme"
+        section = "llm_cubes" if range_kind == "llm_cube" else "themes"
+        names = embed.data_range.llm_cubes or embed.data_range.themes
+        data_range = tuple(
+            TargetName(range_kind, ref, document.locate((*base, "data_range", section, i)))
+            for i, ref in enumerate(names)
+        )
     return EmbedDef(
         name,
         embed.copilot_id,
         principals,
         data_range,
+        range_kind,
         embed.max_uses,
         embed.max_minutes,
         embed.widens_access,

@@ -80,6 +80,8 @@ ExpiryField = Annotated[Expiry, BeforeValidator(_parse_expiry), WithJsonSchema(E
 class UserRef(_Strict):
     account: str | None = Field(default=None, min_length=1)
     id: str | None = Field(default=None, min_length=1)
+    # the same person's Huawei Cloud IAM user ID, for DataArts Insight embeds (`dataarts_embeds`)
+    dataarts: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> UserRef:
@@ -170,11 +172,20 @@ class CopilotEmbed(_Strict):
     """An embedded Smart Q module (CreateTicket4Copilot's CopilotId) and who may be issued tickets for it."""
 
     copilot_id: str = Field(min_length=1)
-    data_range: Literal["all"] | EmbedRange = "all"
+    # all: every LlmCube (Quick BI's allCube); all_themes: every theme (allTheme); or a list of one kind
+    data_range: Literal["all", "all_themes"] | EmbedRange = "all"
     to: list[str] = Field(min_length=1)
     max_uses: int = Field(default=1, ge=1, le=99999)
     max_minutes: int = Field(default=240, ge=1, le=240)
     widens_access: bool = False  # ticket holders may reach targets their grants do not give them
+
+
+class DataArtsEmbed(_Strict):
+    """A Huawei DataArts Insight embedded analysis (CreateTickets' embed_id) and who may be issued tickets."""
+
+    embed_id: str = Field(min_length=1)
+    to: list[str] = Field(min_length=1)
+    max_uses: int = Field(default=1, ge=1, le=99999)
 
 
 class PolicyFile(_Strict):
@@ -189,3 +200,4 @@ class PolicyFile(_Strict):
     released: Released = Field(default_factory=Released)
     tests: list[AccessTest] = Field(default_factory=list)
     copilot_embeds: dict[str, CopilotEmbed] = Field(default_factory=dict)
+    dataarts_embeds: dict[str, DataArtsEmbed] = Field(default_factory=dict)

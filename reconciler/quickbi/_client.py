@@ -261,6 +261,9 @@ class QuickBIClient:
         result = await self.call(m.QueryCopilotEmbedConfig(keyword=keyword))
         return [m.CopilotEmbedConfig.model_validate(item) for item in result or []]
 
+    async def modify_copilot_embed_config(self, request: m.ModifyCopilotEmbedConfig) -> bool:
+        return bool(await self.call(request))
+
 
 def _should_retry(request: m.ApiRequest, error: BaseException) -> bool:
     if isinstance(error, ThrottledError):

@@ -190,6 +190,15 @@ class QueryCopilotEmbedConfig(ApiRequest):
     keyword: str | None = Field(default=None, alias="Keyword")
 
 
+class ModifyCopilotEmbedConfig(ApiRequest):
+    action = "ModifyCopilotEmbedConfig"
+    group = "write"
+    copilot_id: str = Field(alias="CopilotId")
+    data_range: str | None = Field(default=None, alias="DataRange")  # JSON, one lower-camel-case key
+    module_name: str | None = Field(default=None, alias="ModuleName", max_length=20)
+    agent_name: str | None = Field(default=None, alias="AgentName")
+
+
 class CopilotDataRange(_Wire):
     all_theme: bool = Field(default=False, alias="AllTheme")
     all_cube: bool = Field(default=False, alias="AllCube")
