@@ -278,6 +278,13 @@ def show(plan_file: Path, fmt: str, max_chars: int | None) -> None:
     help="Stop if the plan revokes more than this share of currently granted managed cells.",
 )
 @click.option("--break-lock", is_flag=True, help="Remove a stale lock left by a dead apply.")
+@click.option(
+    "--verify",
+    type=click.Choice(["sampled", "full"]),
+    default="sampled",
+    show_default=True,
+    help="Read back everyone touched (full), or everyone revoked from or failed plus a sample of clean grants.",
+)
 @_with_plan_flags
 @click.pass_obj
 def apply(
@@ -287,6 +294,7 @@ def apply(
     max_revokes: int | None,
     max_revoke_ratio: float | None,
     break_lock: bool,
+    verify: str,
     additive: bool,
     allow_regrant: bool,
     unrecorded: str,
@@ -300,7 +308,7 @@ def apply(
     breakers = usecases.Breakers(max_revokes, max_revoke_ratio)
     options = _plan_options(additive, allow_regrant, unrecorded, only_user, only_group, only_resource)
     saved = Plan.read(plan_file) if plan_file else None
-    code = asyncio.run(_apply(obj, saved, options, breakers, auto_approve, break_lock))
+    code = asyncio.run(_apply(obj, saved, options, breakers, auto_approve, break_lock, verify == "full"))
     sys.exit(code)
 
 
@@ -311,6 +319,7 @@ async def _apply(
     breakers: usecases.Breakers,
     auto_approve: bool,
     break_lock: bool,
+    verify_all: bool,
 ) -> int:
     policy = _load_policy(obj.config.policy_paths(), obj.config)
 
@@ -321,7 +330,9 @@ async def _apply(
         return auto_approve or click.confirm("Apply this plan?", default=False)
 
     async with open_target(obj.config, obj.target, exclusive=True, break_lock=break_lock) as session:
-        outcome = await usecases.apply(session, policy, _today(), confirm, saved, options, breakers, progress)
+        outcome = await usecases.apply(
+            session, policy, _today(), confirm, saved, options, breakers, progress, verify_all
+        )
     if outcome.nothing_to_do:
         done = outcome.result.resumed
         click.echo(
@@ -352,6 +363,7 @@ async def _apply(
             if outcome.plan.embed_changes
             else "."
         )
+        + (f" Verified: {outcome.verification.describe()}." if outcome.verification else "")
     )
     return EXIT_OK if outcome.ok else EXIT_ERROR
 

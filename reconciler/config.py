@@ -29,6 +29,8 @@ class FaultSettings(StrictModel):
     slow_rate: float = Field(default=0.0, ge=0, le=1)
     slow_seconds: float = Field(default=15.0, gt=0)
     partial_rate: float = Field(default=0.0, ge=0, le=1)
+    # per cell: SmartqAuthorize says done but leaves it undone (a vendor bug only a read-back can see)
+    silent_rate: float = Field(default=0.0, ge=0, le=1)
     seed: int = 0
     # the APIs latency, errors, drops and slow answers apply to (all when unset); throttling applies to all
     actions: list[str] | None = None

@@ -33,7 +33,7 @@ from reconciler.service import DirectoryOnce
 from reconciler.snapshot import Snapshot, refresh
 from reconciler.state import LEDGER, ManagedRecord, read_state, write_managed
 from reconciler.ticket_audit import AuditReport, audit, list_every_ticket
-from reconciler.verifier import Verifier
+from reconciler.verifier import Verification, Verifier
 from reconciler.workspace import InsightSession, Session
 
 Progress = Callable[[], None]
@@ -93,6 +93,7 @@ class ApplyOutcome:
     nothing_to_do: bool = False
     # embed data ranges not set as planned, each "embed 'name' (module id): why"
     embed_failures: list[str] = field(default_factory=list)
+    verification: Verification | None = None
 
     @property
     def ok(self) -> bool:
@@ -483,6 +484,7 @@ async def apply(
     options: PlanOptions | None = None,
     breakers: Breakers | None = None,
     track: Tracker | None = None,
+    verify_all: bool = False,
 ) -> ApplyOutcome:
     """Plan (or admit a saved plan against today's policy and live state), confirm, execute, verify, record.
 
@@ -517,9 +519,10 @@ async def apply(
         return ApplyOutcome(chosen, cancelled=True)
     embed_failures = await set_embed_ranges(session, embeds)
     with track(len(work.batches), "apply") as tick:
-        result, mismatches = await execute_and_verify(session, work, ledger, tick)
+        seed = chosen.inputs.policy_digest
+        result, mismatches, verification = await execute_and_verify(session, work, ledger, tick, not verify_all, seed)
     _remember_managed(session, desired, live, chosen, mismatches, ledger)
-    return ApplyOutcome(chosen, result, mismatches, embed_failures=embed_failures)
+    return ApplyOutcome(chosen, result, mismatches, embed_failures=embed_failures, verification=verification)
 
 
 def _unset(change: EmbedChange, live: Mapping[str, LiveEmbed]) -> bool:
@@ -592,21 +595,27 @@ def check_breakers(work: Work, live: Snapshot, desired: Desired, breakers: Break
 
 
 async def execute_and_verify(
-    session: Session, work: Work, ledger: Ledger, on_batch: Progress | None = None
-) -> tuple[ApplyResult, dict[Cell, str]]:
-    """Run the outstanding work while reading back the touched users, and report any cell not as planned.
+    session: Session,
+    work: Work,
+    ledger: Ledger,
+    on_batch: Progress | None = None,
+    sample: bool = False,
+    seed: str = "",
+) -> tuple[ApplyResult, dict[Cell, str], Verification]:
+    """Run the outstanding work while reading back the touched users (with `sample`, see `verifier`), and
+    report any cell not as planned.
 
     A cell reported failed whose live state is nevertheless right (an earlier attempt whose answer was lost
-    had done it) is not a failure; the read-back decides.
+    had done it) is not a failure; the read-back decides. A failed cell's user is always read back.
     """
-    verifier = Verifier(session.service, work)
+    verifier = Verifier(session.service, work, sample, seed)
     executor = Executor(session.service, ledger=ledger, on_batch=on_batch, on_settled=verifier.settled)
     try:
         result = await executor.run(work)
     except BaseException:
         verifier.cancel()
         raise
-    wrong = await verifier.finish()
-    result.failures = [f for f in result.failures if (f.user, f.target) in wrong]
+    verification = await verifier.finish()
+    result.failures = [f for f in result.failures if (f.user, f.target) in verification.wrong]
     ledger.compact()
-    return result, wrong
+    return result, verification.wrong, verification

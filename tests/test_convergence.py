@@ -79,7 +79,7 @@ def test_one_apply_converges_and_leaves_the_rest_alone(scenario: tuple[dict, dic
                 desired, snapshot = await usecases.desired_and_snapshot(session, policy, TODAY)
                 ledger = usecases.ledger_for(session)
                 plan, _ = usecases.plan_from(session, desired, snapshot, ledger, TODAY, usecases.PlanOptions())
-                result, mismatches = await usecases.execute_and_verify(
+                result, mismatches, _ = await usecases.execute_and_verify(
                     session, outstanding(plan, snapshot, ledger), ledger
                 )
                 assert result.ok and not mismatches

@@ -45,7 +45,7 @@ async def _converge(emulator: Emulator, endpoint: str | None, policy: object, fo
         ledger = usecases.ledger_for(session)
         plan, _ = usecases.plan_from(session, desired, snapshot, ledger, TODAY, usecases.PlanOptions())
         assert not plan.empty
-        result, mismatches = await usecases.execute_and_verify(session, outstanding(plan, snapshot, ledger), ledger)
+        result, mismatches, _ = await usecases.execute_and_verify(session, outstanding(plan, snapshot, ledger), ledger)
         assert not mismatches
         _, after = await usecases.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
         replan, _ = usecases.plan_from(session, desired, after, ledger, TODAY, usecases.PlanOptions())
@@ -83,7 +83,9 @@ def test_failures_are_reported_per_cell(tmp_path: Path) -> None:
             desired, snapshot = await usecases.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
             ledger = usecases.ledger_for(session)
             plan, changes = usecases.plan_from(session, desired, snapshot, ledger, TODAY, usecases.PlanOptions())
-            result, mismatches = await usecases.execute_and_verify(session, outstanding(plan, snapshot, ledger), ledger)
+            result, mismatches, _ = await usecases.execute_and_verify(
+                session, outstanding(plan, snapshot, ledger), ledger
+            )
             assert len(result.failures) == changes.grant_cells + len(changes.revokes)
             assert len(mismatches) == len(result.failures)
             assert not ledger  # nothing succeeded, so nothing is recorded
@@ -126,7 +128,7 @@ def test_resume_is_judged_from_live_state(tmp_path: Path) -> None:
             regranted[revoked_user] = regranted[revoked_user] | {revoked_target}
             assert outstanding(plan, Snapshot(regranted), ledger).already_done == len(half) - 2
             calls_before = emulator.backend.authorize_calls
-            result, mismatches = await usecases.execute_and_verify(session, outstanding(plan, now, ledger), ledger)
+            result, mismatches, _ = await usecases.execute_and_verify(session, outstanding(plan, now, ledger), ledger)
             assert result.ok and not mismatches
             assert emulator.backend.authorize_calls - calls_before == len(plan.batches) - len(half) + 1
 

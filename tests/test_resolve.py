@@ -126,7 +126,9 @@ def test_dataset_readback_identifies_cubes_by_dataset(tmp_path: Path) -> None:
             ledger = usecases.ledger_for(session)
             plan, _ = usecases.plan_from(session, desired, snapshot, ledger, TODAY, usecases.PlanOptions())
             assert [b.cube_ids for b in plan.batches] == [["ds-hr"]]
-            result, mismatches = await usecases.execute_and_verify(session, outstanding(plan, snapshot, ledger), ledger)
+            result, mismatches, _ = await usecases.execute_and_verify(
+                session, outstanding(plan, snapshot, ledger), ledger
+            )
             assert result.ok and not mismatches
             _, after = await usecases.desired_and_snapshot(session, policy, TODAY)
             assert usecases.plan_from(session, desired, after, ledger, TODAY, usecases.PlanOptions())[0].empty

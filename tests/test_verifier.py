@@ -8,11 +8,15 @@ from pathlib import Path
 
 from reconciler import usecases
 from reconciler.cells import Target
+from reconciler.diff import Changes
 from reconciler.emulator import Emulator, FaultSettings
+from reconciler.emulator.orgfile import OrgFile
 from reconciler.executor import outstanding
-from reconciler.plan import Batch
+from reconciler.plan import Batch, Plan, PlanInputs, build_plan
 from reconciler.policy import load_policy
 from reconciler.service import CellFailure, QuickBIAccess
+from reconciler.snapshot import Snapshot
+from reconciler.verifier import Verification
 from reconciler.workspace import Session
 from tests.conftest import ROOT
 
@@ -50,7 +54,7 @@ def _run(emulator: Emulator, tmp_path: Path, slow_user: str) -> tuple[list[str],
             ledger = usecases.ledger_for(session)
             plan, _ = usecases.plan_from(session, desired, live, ledger, TODAY, usecases.PlanOptions())
             service.events.clear()
-            result, wrong = await usecases.execute_and_verify(session, outstanding(plan, live, ledger), ledger)
+            result, wrong, _ = await usecases.execute_and_verify(session, outstanding(plan, live, ledger), ledger)
             return service.events, result, wrong  # type: ignore[return-value]
 
     return asyncio.run(go())
@@ -72,3 +76,66 @@ def test_failed_users_are_read_after_the_last_round(tmp_path: Path) -> None:
     assert not result.ok and wrong  # type: ignore[attr-defined]
     first_read = min(i for i, e in enumerate(events) if e.startswith("read"))
     assert all(not e.startswith("write") for e in events[first_read:])  # every user failed: reads come last
+
+
+def _onboarding(users: int, silent_rate: float = 0.0) -> tuple[Emulator, Plan, Snapshot]:
+    """`users` users granted two cubes each, and the first ten's old cube revoked."""
+    org = OrgFile.model_validate(
+        {
+            "access_keys": [{"id": "ak", "secret": "sk"}],
+            "users": [{"id": f"u{i:04d}", "account": f"a{i}"} for i in range(users)],
+            "llm_cubes": [{"id": c, "alias": c} for c in ("c-a", "c-b", "c-old")],
+            "grants": [{"user": f"u{i:04d}", "llm_cube": "c-old", "expire_day": "2099-12-31"} for i in range(10)],
+        }
+    )
+    emulator = Emulator(org, faults=FaultSettings(silent_rate=silent_rate, seed=7))
+    grants = frozenset((f"u{i:04d}", Target("llm_cube", c)) for i in range(users) for c in ("c-a", "c-b"))
+    revokes = frozenset((f"u{i:04d}", Target("llm_cube", "c-old")) for i in range(10))
+    changes = Changes(grants={dt.date(2099, 12, 31): grants}, revokes=revokes, revocable={})
+    plan = build_plan("t", changes, PlanInputs(policy_digest="d", snapshot_digest="-"), {}, {})
+    live = Snapshot({f"u{i:04d}": frozenset({Target("llm_cube", "c-old")}) for i in range(10)})
+    return emulator, plan, live
+
+
+def _verify(emulator: Emulator, plan: Plan, live: Snapshot, tmp_path: Path, sample: bool) -> Verification:
+    async def go() -> Verification:
+        async with emulator.client() as client:
+            session = Session("t", QuickBIAccess(client), tmp_path, exclusive=True)
+            ledger = usecases.ledger_for(session)
+            work = outstanding(plan, live, ledger)
+            _, _, verification = await usecases.execute_and_verify(session, work, ledger, sample=sample, seed="s")
+            return verification
+
+    return asyncio.run(go())
+
+
+def test_a_clean_onboarding_reads_back_revokes_and_a_sample(tmp_path: Path) -> None:
+    emulator, plan, live = _onboarding(400)
+    verification = _verify(emulator, plan, live, tmp_path, sample=True)
+    assert not verification.wrong and not verification.escalated
+    assert verification.touched == 400
+    assert verification.read == 10 + 20  # everyone revoked from, and 5% (at least 20) of the 390 only granted
+    full = _verify(*_onboarding(400)[:3], tmp_path / "full", sample=False)
+    assert full.read == 400 and "all 400 touched users read back" in full.describe()
+
+
+def test_one_clean_answer_found_untrue_reads_back_everyone_and_finds_every_silent_failure(tmp_path: Path) -> None:
+    emulator, plan, live = _onboarding(400, silent_rate=0.05)
+    verification = _verify(emulator, plan, live, tmp_path, sample=True)
+    actually_missing = {
+        (user, target)
+        for batch in plan.batches
+        if batch.operation == "grant"
+        for user, target in batch.cells()
+        if (user, target.kind, target.id) not in emulator.backend.live_grants()
+    }
+    assert actually_missing  # the fault left cells undone while answering success
+    assert verification.escalated and verification.read == 400
+    assert {cell for cell, why in verification.wrong.items() if why.startswith("granted")} == actually_missing
+
+
+def test_a_silently_failed_revoke_is_always_found(tmp_path: Path) -> None:
+    emulator, plan, live = _onboarding(400, silent_rate=1.0)  # nothing happens, every answer says done
+    verification = _verify(emulator, plan, live, tmp_path, sample=True)
+    revoked = {cell for cell, why in verification.wrong.items() if why.startswith("revoked")}
+    assert len(revoked) == 10

@@ -109,10 +109,12 @@ class Backend:
         cube_ids: list[str],
         expire_day: str | None,
         fail_cell: Callable[[], bool] | None = None,
+        skip_cell: Callable[[], bool] | None = None,
     ) -> list[dict[str, str]]:
         """Grant (0) or delete (1) every cell of users x targets; the failed cells are returned, not raised.
 
-        `fail_cell` lets the fault injector fail single cells the way a half-successful call does.
+        `fail_cell` lets the fault injector fail single cells the way a half-successful call does; `skip_cell`
+        leave them undone while reporting success, the way only a read-back can catch.
         """
         if operation_type not in (0, 1):
             raise invalid("OperationType")
@@ -140,6 +142,8 @@ class Backend:
                             reason = "INTERNAL_ERROR"
                         if reason:
                             failures.append(_failure(user, kind, target, reason))  # type: ignore[arg-type]
+                        elif skip_cell is not None and skip_cell():
+                            continue
                         elif operation_type == 0:
                             self.grants[(user, kind, target)] = day  # type: ignore[index,assignment]
                         else:

@@ -72,7 +72,7 @@ Handler = Callable[[Backend, Params, FaultInjector], Any]
 
 
 def _smartq_authorize(backend: Backend, p: Params, faults: FaultInjector) -> Any:
-    rate = faults.settings.partial_rate
+    rate, silent = faults.settings.partial_rate, faults.settings.silent_rate
     return backend.smartq_authorize(
         operation_type=p.integer("OperationType", required=True) or 0,
         user_ids=p.listed("UserIds", required=True),
@@ -81,6 +81,7 @@ def _smartq_authorize(backend: Backend, p: Params, faults: FaultInjector) -> Any
         cube_ids=p.listed("CubeIds"),
         expire_day=p.text("ExpireDay"),
         fail_cell=(lambda: faults.roll(rate)) if rate > 0 else None,
+        skip_cell=(lambda: faults.roll(silent)) if silent > 0 else None,
     )
 
 
