@@ -134,14 +134,17 @@ def check_tests(
 def embed_warnings(desired: Desired) -> list[Problem]:
     """Embeds through which a ticket holder could reach targets their grants do not give them (a ticket is
     access too), unless the embed says `widens_access: true`."""
+    embeds = [embed for embed in desired.embeds.values() if not embed.widens_access]
+    holders = frozenset().union(*(embed.users for embed in embeds))
+    if not holders:
+        return []
     rows: dict[str, set[Target]] = {}
     for user, target in desired.cells:
-        rows.setdefault(user, set()).add(target)
+        if user in holders:
+            rows.setdefault(user, set()).add(target)
     everything = frozenset(desired.target_names)
     warnings = []
-    for embed in desired.embeds.values():
-        if embed.widens_access:
-            continue
+    for embed in embeds:
         reach = embed.targets if embed.targets is not None else everything
         wider = sorted((user, sorted(reach - rows.get(user, set()))) for user in embed.users)
         wider = [(user, extra) for user, extra in wider if extra]

@@ -7,6 +7,7 @@ import datetime as dt
 import gc
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
@@ -198,7 +199,7 @@ def _to_batches(
     cap: int,
 ) -> list[Batch]:
     # the planner works on integers; indices follow sorted names so that the plan is deterministic
-    targets = sorted({t for _, t in cells}.union(*(allowed or {}).values()))
+    targets = sorted(set(map(itemgetter(1), cells)).union(*(allowed or {}).values()))
     target_index = {t: i for i, t in enumerate(targets)}
     by_user: dict[str, list[int]] = defaultdict(list)
     for user, target in cells:

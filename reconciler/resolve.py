@@ -197,24 +197,25 @@ class _Resolver:
 
     def desired(self, today: dt.date) -> Desired:
         targets = {key: self._target(resource) for key, resource in sorted(self.policy.resources.items())}
-        cells: dict[Cell, Expiry] = {}
-        sources: dict[Cell, int] = {}
-        for index, rule in enumerate(self.policy.rules):
+        rules = self.policy.rules
+        days = [effective_day(rule.expires, today) for rule in rules]
+        sources: dict[Cell, int] = {}  # the statement that wins each cell: the latest expiry, the first on ties
+        for index, rule in enumerate(rules):
             if rule.lapsed(today):
                 continue
             users: set[str] = set()
             for name, location in rule.principals:
                 users |= self._principal(name, location)
-            rule_targets = [self._named_target(name, targets) for name in rule.targets]
-            for user in users:
-                for target in rule_targets:
-                    if target is None:
-                        continue
+            day = days[index]
+            for target in [self._named_target(name, targets) for name in rule.targets]:
+                if target is None:
+                    continue
+                for user in users:
                     cell = (user, target)
-                    previous = cells.get(cell)
-                    if previous is None or effective_day(rule.expires, today) > effective_day(previous, today):
-                        cells[cell] = rule.expires
+                    previous = sources.setdefault(cell, index)  # millions of times: one dict operation
+                    if previous != index and day > days[previous]:
                         sources[cell] = index
+        cells: dict[Cell, Expiry] = {cell: rules[index].expires for cell, index in sources.items()}
         protected: set[str] = set()
         for name, location in self.policy.protected:
             protected |= self._principal(name, location)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 
 from reconciler.access import AccessLine, access_lines, check_tests, embed_warnings, end_state
 from reconciler.admission import admit
@@ -155,14 +156,18 @@ def plan_from(
 ) -> tuple[Plan, Changes]:
     scope = options.scoped(desired)
     changes = diff(desired, snapshot, ledger, today, scope)
-    touched = sorted({u for cells in changes.grants.values() for u, _ in cells} | {u for u, _ in changes.revokes})
+    user_of = itemgetter(0)
+    touched_set = set(map(user_of, changes.revokes)).union(*(map(user_of, c) for c in changes.grants.values()))
+    touched = sorted(touched_set)
     touched_state = {u: sorted(map(str, snapshot.grants.get(u, frozenset()))) for u in touched}
     names = dict(desired.directory)
     names.update({str(t): n for t, n in desired.target_names.items()})
+    whole = snapshot.digest()
     inputs = PlanInputs(
         policy_digest=desired.policy_digest,
-        snapshot_digest=snapshot.digest(),
-        touched_users_digest=snapshot.digest(touched),
+        snapshot_digest=whole,
+        # an onboarding touches every user read: the same digest, not computed twice
+        touched_users_digest=whole if touched_set == snapshot.grants.keys() else snapshot.digest(touched),
     )
     plan = build_plan(
         session.name,
@@ -182,14 +187,16 @@ def plan_from(
 
 
 def _by_statement(changes: Changes, desired: Desired) -> dict[str, int]:
-    counts: dict[int, int] = defaultdict(int)
-    for cells in changes.grants.values():
-        for cell in cells:
-            index = desired.sources.get(cell)
-            if index is not None:
-                counts[index] += 1
+    counts: Counter[int | None] = Counter()
+    if changes.grant_cells == len(desired.sources):  # every desired cell is granted (an onboarding): count fast
+        counts.update(desired.sources.values())
+    else:
+        for cells in changes.grants.values():
+            counts.update(map(desired.sources.get, cells))
+    counts.pop(None, None)
     labels = {}
     for index, count in sorted(counts.items(), key=lambda item: -item[1]):
+        assert index is not None
         rule = desired.rules[index]
         who = ", ".join(name for name, _ in rule.principals[:4]) + (", …" if len(rule.principals) > 4 else "")
         labels[f"{rule.location} (to: {who})"] = count
@@ -260,7 +267,8 @@ async def make_changed_plan(
     users, scope_note = changed_users(before, desired, ledger)
     live = await _read_users(session, users, track)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
-    plan, _ = plan_from(session, desired, live, ledger, today, scoped, [*_state_notes(record), *scope_note])
+    notes = [*_state_notes(record), *scope_note, *map(str, embed_warnings(desired))]
+    plan, _ = plan_from(session, desired, live, ledger, today, scoped, notes)
     if not options.limited:
         plan = _with_embeds(plan, (await _live_embeds(session, desired))[1], desired)
     failures = _test_failures(policy, desired, live, plan)

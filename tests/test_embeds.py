@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,14 @@ def test_the_emulator_limits_the_module_name(demo: Emulator) -> None:
     (config,) = demo.backend.query_copilot_embed_config(None)
     assert config["ShowName"] == "Sales" and config["DataRange"]["Themes"] == ["t-q4"]
     assert not config["DataRange"]["AllCube"]
+
+
+def test_a_pull_request_plan_shows_module_changes_and_widening_warnings(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
+    shutil.copytree(workspace / "policies", workspace / "base")
+    sales = workspace / "policies" / "sales.yaml"
+    sales.write_text(sales.read_text().replace("data_range: {llm_cubes: [sales, pipeline]}", "data_range: all"))
+    plan = run_cli("plan", "--changed-from", "base", "--detailed-exitcode")
+    assert plan.code == 2
+    assert "~ embed sales-bot  data range: LlmCubes Pipeline, Sales → all LlmCubes  (widens" in plan.out
+    assert "Note: policies/sales.yaml:" in plan.out and "ticket holders reach targets their grants" in plan.out
