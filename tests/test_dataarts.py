@@ -310,3 +310,32 @@ def test_dataarts_embed_mistakes_name_file_and_line(
     result = run_cli("validate")
     assert result.code == code and message in result.err and ".yaml:" in result.err
     assert run_cli("plan").code == code
+
+
+def test_a_configured_endpoint_with_sdk_credentials_never_shows_the_secret(
+    workspace: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    emulator = InsightEmulator.from_file(ROOT / "examples" / "demo-insight.yaml")
+    secret = emulator.backend.org.access_keys[0].secret
+    monkeypatch.delenv("HUAWEICLOUD_IAM_TOKEN", raising=False)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", emulator.backend.org.access_keys[0].id)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", secret)
+    with emulator.serve() as server:
+        config = workspace / "reconciler.yaml"
+        config.write_text(
+            config.read_text()
+            + f"  live-insight:\n    dataarts: {{endpoint: '{server.endpoint}', project_id: demo-project}}\n"
+        )
+        outputs = [
+            run_cli("-v", "--target", "live-insight", "ticket", "issue", "sales-dashboard", "--user", "bob"),
+            run_cli("-v", "--target", "live-insight", "ticket", "audit", "--out", str(tmp_path / "audit.txt")),
+        ]
+        monkeypatch.setenv("HUAWEICLOUD_SDK_SK", "wrong-" + secret)
+        outputs.append(run_cli("-v", "--target", "live-insight", "ticket", "audit"))
+    issued, audited, refused = outputs
+    assert issued.code == 0 and audited.code == 2 and refused.code == 1
+    assert "APIGW.0301" in refused.err and len(refused.err.strip().splitlines()) == 1
+    files = [p.read_text() for p in [tmp_path / "audit.txt", *workspace.rglob("*.jsonl")]]
+    for text in [*(o.out + o.err for o in outputs), *files]:
+        assert secret not in text
+    assert issued.out.strip() not in audited.out + "".join(files)  # the ticket itself only on issue's stdout
