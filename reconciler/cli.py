@@ -363,7 +363,11 @@ async def _apply(
             if outcome.plan.embed_changes
             else "."
         )
-        + (f" Verified: {outcome.verification.describe()}." if outcome.verification else "")
+        + (
+            f" Verified: {outcome.verification.describe()}."
+            if outcome.verification and outcome.verification.touched
+            else ""
+        )
     )
     return EXIT_OK if outcome.ok else EXIT_ERROR
 

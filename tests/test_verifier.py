@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 from reconciler import usecases
@@ -18,7 +19,7 @@ from reconciler.service import CellFailure, QuickBIAccess
 from reconciler.snapshot import Snapshot
 from reconciler.verifier import Verification
 from reconciler.workspace import Session
-from tests.conftest import ROOT
+from tests.conftest import ROOT, CliResult
 
 TODAY = dt.datetime.now(dt.UTC).date()
 
@@ -139,3 +140,13 @@ def test_a_silently_failed_revoke_is_always_found(tmp_path: Path) -> None:
     verification = _verify(emulator, plan, live, tmp_path, sample=True)
     revoked = {cell for cell, why in verification.wrong.items() if why.startswith("revoked")}
     assert len(revoked) == 10
+
+
+def test_apply_says_what_it_read_back(workspace: Path, run_cli: Callable[..., CliResult]) -> None:
+    applied = run_cli("apply", "--auto-approve")
+    assert applied.code == 0 and "Verified: all 11 touched users read back." in applied.out
+    sales = workspace / "policies" / "sales.yaml"
+    sales.write_text(sales.read_text().replace("data_range: {llm_cubes: [sales, pipeline]}", "data_range: all"))
+    embed_only = run_cli("apply", "--auto-approve", "--verify", "full")
+    assert embed_only.code == 0 and "1 of 1 embed data ranges set" in embed_only.out
+    assert "Verified" not in embed_only.out  # no user was touched
