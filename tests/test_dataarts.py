@@ -15,6 +15,7 @@ import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 
 from reconciler.dataarts import DataArtsClient, DataArtsError, SdkSigning, TokenAuth, default_auth
+from reconciler.emulator import FaultSettings
 from reconciler.emulator.dataarts import InsightEmulator, InsightOrg
 from reconciler.errors import ReconcilerError
 from tests.conftest import ROOT, CliResult
@@ -339,3 +340,16 @@ def test_a_configured_endpoint_with_sdk_credentials_never_shows_the_secret(
     for text in [*(o.out + o.err for o in outputs), *files]:
         assert secret not in text
     assert issued.out.strip() not in audited.out + "".join(files)  # the ticket itself only on issue's stdout
+
+
+def test_a_lost_answer_over_the_network_is_not_retried() -> None:
+    emulator = InsightEmulator(_tenant(), faults=FaultSettings(drop_rate=1.0, actions=["CreateTickets"]))
+
+    async def go(endpoint: str) -> None:
+        auth = SdkSigning(BasicCredentials("hw-ak", "hw-secret-key", "p1"))
+        async with DataArtsClient(endpoint, "p1", auth) as client:
+            await client.create_ticket("e1", "iam-alice", 1)
+
+    with emulator.serve() as server, pytest.raises(DataArtsError, match="did not answer"):
+        asyncio.run(go(server.endpoint))
+    assert len(emulator.backend.tickets) == 1
