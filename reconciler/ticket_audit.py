@@ -61,11 +61,12 @@ async def _partition(
     count, seen = await _window(list_page, filters)
     for ticket in seen:
         listing.tickets[ticket.ticket] = ticket
-    if len({t.ticket for t in seen}) >= count:
+    reached = len({t.ticket for t in seen})  # the two ends of a window may overlap
+    if reached >= count:
         return count
     level = len(filters)
     if level == len(_SPLITS):
-        listing.unlisted.append((filters, count - len({t.ticket for t in seen})))
+        listing.unlisted.append((filters, count - reached))
         return count
     key = _SPLITS[level]
     values = {getattr(t, key) for t in seen}

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
+from pathlib import Path
 
 from reconciler.access import AccessLine, access_lines, check_tests, embed_warnings, end_state
 from reconciler.admission import admit
@@ -221,10 +222,14 @@ async def make_plan(
     desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
     notes = [*_state_notes(record), *map(str, embed_warnings(desired))]
     plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, notes)
-    if not options.limited:
-        plan = _with_embeds(plan, (await _live_embeds(session, desired))[1], desired)
+    plan = await _embeds_into(session, plan, desired, options)
     failures = _test_failures(policy, desired, live, plan)
     return plan.model_copy(update={"failed_tests": [str(problem) for problem in failures]})
+
+
+async def _embeds_into(session: Session, plan: Plan, desired: Desired, options: PlanOptions) -> Plan:
+    """A plan with the embed data ranges to set, unless the run is limited to some users or targets."""
+    return plan if options.limited else _with_embeds(plan, (await _live_embeds(session, desired))[1], desired)
 
 
 async def _live_embeds(session: Session, desired: Desired) -> tuple[dict[str, LiveEmbed], EmbedDrift]:
@@ -269,8 +274,7 @@ async def make_changed_plan(
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
     notes = [*_state_notes(record), *scope_note, *map(str, embed_warnings(desired))]
     plan, _ = plan_from(session, desired, live, ledger, today, scoped, notes)
-    if not options.limited:
-        plan = _with_embeds(plan, (await _live_embeds(session, desired))[1], desired)
+    plan = await _embeds_into(session, plan, desired, options)
     failures = _test_failures(policy, desired, live, plan)
     partial = (
         f"changed from the base policies: only the {len(users)} users whose access the change touches were read "
@@ -389,19 +393,14 @@ async def issue_ticket(
             )
         )
     ticket = await session.service.create_ticket(embed.copilot_id, user, uses, minutes)
-    AuditLog(session.state_dir / "audit.jsonl")(
-        "TicketIssued",
-        {
-            "embed": embed_name,
-            "CopilotId": embed.copilot_id,
-            "UserId": user,
-            "uses": str(uses),
-            "minutes": str(minutes),
-        },
-        "",
-        f"ticket {mask(ticket)}",
-    )
+    params = {"CopilotId": embed.copilot_id, "UserId": user, "uses": str(uses), "minutes": str(minutes)}
+    _record_ticket(session.state_dir, embed_name, params, ticket)
     return ticket
+
+
+def _record_ticket(state_dir: Path, embed_name: str, params: dict[str, str], ticket: str) -> None:
+    """The audit line of an issued ticket: who, for what and how long, and the ticket masked."""
+    AuditLog(state_dir / "audit.jsonl")("TicketIssued", {"embed": embed_name, **params}, "", f"ticket {mask(ticket)}")
 
 
 async def issue_insight_ticket(
@@ -430,11 +429,8 @@ async def issue_insight_ticket(
     if uses > embed.max_uses:
         raise ReconcilerError(Problem(f"refusing: {uses} uses is more than {where} allows ({embed.max_uses} uses)"))
     ticket = await session.client.create_ticket(embed.embed_id, user_id, uses)
-    AuditLog(session.state_dir / "audit.jsonl")(
-        "TicketIssued",
-        {"embed": embed_name, "embed_id": embed.embed_id, "user_id": user_id, "uses": str(uses)},
-        "",
-        f"ticket {mask(ticket)}",
+    _record_ticket(
+        session.state_dir, embed_name, {"embed_id": embed.embed_id, "user_id": user_id, "uses": str(uses)}, ticket
     )
     return ticket
 

@@ -225,14 +225,11 @@ class InsightApp:
                 raise InsightError(403, "20010003", "no permission for this project")
             if self.faults.admit(action) is not None:
                 raise InsightError(429, "APIGW.0308", "The throttling threshold has been reached.")
-            settings = self.faults.settings
-            if settings.actions is None or action in settings.actions:
-                if settings.latency_ms:
-                    await asyncio.sleep(settings.latency_ms / 1000)
-                if self.faults.roll(settings.error_rate):
-                    raise InsightError(500, "24010000", "internal error")
-            else:
-                settings = FaultSettings()
+            settings = self.faults.for_action(action)
+            if settings.latency_ms:
+                await asyncio.sleep(settings.latency_ms / 1000)
+            if self.faults.roll(settings.error_rate):
+                raise InsightError(500, "24010000", "internal error")
             if scope["method"] == "GET":
                 result = self.backend.list_tickets(dict(query))
             else:

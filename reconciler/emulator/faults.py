@@ -24,6 +24,11 @@ class FaultInjector:
         self.throttled = 0
         self.accepted = 0
 
+    def for_action(self, action: str) -> FaultSettings:
+        """The faults that apply to one API: all of them, or none when `actions` leaves it out."""
+        actions = self.settings.actions
+        return self.settings if actions is None or action in actions else _NO_FAULTS
+
     def roll(self, rate: float) -> bool:
         if rate <= 0:
             return False
@@ -46,3 +51,6 @@ class FaultInjector:
             window.append(now)
             self.accepted += 1
             return None
+
+
+_NO_FAULTS = FaultSettings()

@@ -187,9 +187,7 @@ class EmulatorApp:
                 retry_after_ms = str(max(1, int(wait * 1000)))
                 error = _error(request_id, "Throttling.User", "Request was denied due to user flow control.")
                 return self.throttle_status, error, {"x-acs-retry-after": retry_after_ms}
-            settings = self.faults.settings
-            if settings.actions is not None and action not in settings.actions:
-                settings = _NO_FAULTS
+            settings = self.faults.for_action(action)
             if settings.latency_ms:
                 await asyncio.sleep(settings.latency_ms / 1000)
             if self.faults.roll(settings.slow_rate):
@@ -320,7 +318,6 @@ def _start(status: int, body: bytes, headers: dict[str, str]) -> Message:
 
 
 _TOO_LARGE = f"The request body is larger than {MAX_BODY_BYTES} bytes."
-_NO_FAULTS = FaultSettings()
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
