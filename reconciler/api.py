@@ -11,11 +11,11 @@ any call. The ticket is returned, never logged.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from pathlib import Path
 
 from reconciler import usecases
+from reconciler.base import run
 from reconciler.config import Config, load_config
 from reconciler.errors import ReconcilerError
 from reconciler.policy import Policy, load_policy
@@ -36,7 +36,7 @@ def issue_ticket(
     settings = load_config(Path(config))
     today = dt.datetime.now(dt.UTC).date()
     policy = load_policy(settings.policy_paths(), today, settings.policies_recursive)
-    return asyncio.run(issue_ticket_async(settings, policy, today, target, embed, user, uses, minutes))
+    return run(issue_ticket_async(settings, policy, today, target, embed, user, uses, minutes))
 
 
 async def issue_ticket_async(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -17,6 +16,7 @@ import click
 from reconciler import render, usecases
 from reconciler.access import AccessLine
 from reconciler.api import issue_ticket_async
+from reconciler.base import run
 from reconciler.config import Config, load_config
 from reconciler.dataarts import DataArtsError
 from reconciler.diff import DiffOptions
@@ -92,7 +92,7 @@ def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
         async with open_target(obj.config, obj.target) as session:
             return await usecases.check_policy(session, policy, _today())
 
-    failures, warnings = asyncio.run(run_tests())
+    failures, warnings = run(run_tests())
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if failures:
@@ -111,7 +111,7 @@ def refresh_command(obj: _Context, out: Path) -> None:
         async with open_target(obj.config, obj.target) as session:
             return await usecases.take_snapshot(session, progress)
 
-    snapshot = asyncio.run(go())
+    snapshot = run(go())
     write_text_file(out, snapshot.to_json())
     click.echo(f"Wrote {out}: {len(snapshot.grants)} users, {sum(1 for _ in snapshot.cells())} live grants.")
 
@@ -228,7 +228,7 @@ def plan(
     options = _plan_options(additive, allow_regrant, unrecorded, only_user, only_group, only_resource)
     if changed_from is not None and snapshot_path is not None:
         raise ReconcilerError("--changed-from reads the users it needs: it does not take --snapshot")
-    result = asyncio.run(_make_plan(obj, options, snapshot_path, changed_from))
+    result = run(_make_plan(obj, options, snapshot_path, changed_from))
     click.echo(_format_plan(result, fmt, max_chars), nl=False)
     if result.failed_tests:
         for failure in result.failed_tests:
@@ -308,7 +308,7 @@ def apply(
     breakers = usecases.Breakers(max_revokes, max_revoke_ratio)
     options = _plan_options(additive, allow_regrant, unrecorded, only_user, only_group, only_resource)
     saved = Plan.read(plan_file) if plan_file else None
-    code = asyncio.run(_apply(obj, saved, options, breakers, auto_approve, break_lock, verify == "full"))
+    code = run(_apply(obj, saved, options, breakers, auto_approve, break_lock, verify == "full"))
     sys.exit(code)
 
 
@@ -390,7 +390,7 @@ def drift(obj: _Context, fmt: str, out: Path | None) -> None:
         async with open_target(obj.config, obj.target) as session:
             return await usecases.make_drift(session, policy, _today(), progress)
 
-    report = asyncio.run(go())
+    report = run(go())
     renderers = {
         "text": render.drift_text,
         "markdown": lambda r: render.drift_text(r, markdown=True),
@@ -417,7 +417,7 @@ def explain(obj: _Context, user: str, fmt: str) -> None:
         async with open_target(obj.config, obj.target) as session:
             return await usecases.explain(session, policy, _today(), user)
 
-    lines = asyncio.run(go())
+    lines = run(go())
     click.echo(_access_output(lines, fmt, f"Access of {user}:"), nl=False)
 
 
@@ -435,7 +435,7 @@ def who_can(obj: _Context, target: str, snapshot_path: Path | None, fmt: str) ->
         async with open_target(obj.config, obj.target) as session:
             return await usecases.who_can(session, policy, _today(), target, snapshot, progress)
 
-    lines = asyncio.run(go())
+    lines = run(go())
     click.echo(_access_output(lines, fmt, f"Who can query {target}:"), nl=False)
 
 
@@ -461,7 +461,7 @@ def import_command(obj: _Context, out: Path, all_targets: bool, force: bool) -> 
         async with open_target(obj.config, obj.target) as session:
             return await usecases.import_live(session, policy, _today(), progress)
 
-    imported = asyncio.run(go())
+    imported = run(go())
     write_text_file(destination, imported.text)
     click.echo(
         f"Wrote {destination}: {imported.users} users, {imported.groups} Quick BI groups, {imported.statements} "
@@ -501,7 +501,7 @@ def ticket_issue(obj: _Context, embed: str, user_ref: str, uses: int, minutes: i
     A DataArts Insight embed uses the DataArts Insight target (--target, or the only one configured)."""
     policy = _load_policy(obj.config.policy_paths(), obj.config)
     go = issue_ticket_async(obj.config, policy, _today(), obj.target, embed, user_ref, uses, minutes)
-    click.echo(asyncio.run(go))
+    click.echo(run(go))
 
 
 @ticket.command("audit")
@@ -521,7 +521,7 @@ def ticket_audit(obj: _Context, output_format: str, out: Path | None) -> None:
         async with open_insight(obj.config, obj.target) as session:
             return await usecases.audit_tickets(session, policy)
 
-    report = asyncio.run(go())
+    report = run(go())
     text = (
         render.audit_json(report) if output_format == "json" else render.audit_text(report, output_format == "markdown")
     )

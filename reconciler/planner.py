@@ -30,6 +30,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from itertools import chain
 
 CAP = 100
 GREEDY_PATTERN_LIMIT = 3000
@@ -41,6 +42,7 @@ BLOCK_SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 25, 33, 50, 100)
 
 Rect = tuple[tuple[int, ...], tuple[int, ...]]
 Rows = Mapping[int, frozenset[int]]
+Pattern = tuple[tuple[int, ...], tuple[int, ...]]  # sorted users (or targets) sharing one sorted row
 
 
 def lower_bound(cells: int, cap: int = CAP) -> int:
@@ -174,7 +176,7 @@ def cover_exact(rows: Rows, cap: int = CAP) -> list[Rect]:
     patterns = _patterns(rows)
     best = _by_rows(patterns, cap)
     if len(best) > floor:
-        columns = _by_rows(_patterns(_transpose(rows)), cap)
+        columns = _by_rows(_column_patterns(patterns), cap)
         if len(columns) < len(best):
             best = [(u, t) for t, u in columns]
     if len(best) > floor and 1 < len(patterns) <= GREEDY_PATTERN_LIMIT:
@@ -184,7 +186,7 @@ def cover_exact(rows: Rows, cap: int = CAP) -> list[Rect]:
     return best
 
 
-def _patterns(rows: Rows) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+def _patterns(rows: Rows) -> list[Pattern]:
     """Distinct rows, each with the sorted users that have it, in a stable order."""
     groups: dict[frozenset[int], list[int]] = defaultdict(list)
     for user in sorted(rows):
@@ -192,22 +194,34 @@ def _patterns(rows: Rows) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     return sorted((tuple(users), tuple(sorted(row))) for row, users in groups.items())
 
 
-def _transpose(rows: Rows) -> dict[int, frozenset[int]]:
-    columns: dict[int, set[int]] = defaultdict(set)
-    for user, row in rows.items():
+def _column_patterns(patterns: Sequence[Pattern]) -> list[Pattern]:
+    """Distinct columns, each with the sorted targets that have it: `_patterns` of the transpose.
+
+    Computed from the distinct rows, not the cells: since the rows' patterns partition the users, two targets
+    have the same users exactly when they appear in the same patterns (at 3 M cells, a transpose of every cell
+    cost 300 MB and a second).
+    """
+    holders: dict[int, list[int]] = defaultdict(list)
+    for index, (_, row) in enumerate(patterns):
         for target in row:
-            columns[target].add(user)
-    return {target: frozenset(users) for target, users in columns.items()}
+            holders[target].append(index)
+    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for target in sorted(holders):
+        groups[tuple(holders[target])].append(target)
+    return sorted(
+        (tuple(targets), tuple(sorted(chain.from_iterable(patterns[i][0] for i in indices))))
+        for indices, targets in groups.items()
+    )
 
 
-def _by_rows(patterns: Iterable[tuple[tuple[int, ...], tuple[int, ...]]], cap: int) -> list[Rect]:
+def _by_rows(patterns: Iterable[Pattern], cap: int) -> list[Rect]:
     rects: list[Rect] = []
     for users, targets in patterns:
         rects.extend(tile(users, targets, cap))
     return rects
 
 
-def _greedy(patterns: list[tuple[tuple[int, ...], tuple[int, ...]]], cap: int) -> list[Rect]:
+def _greedy(patterns: list[Pattern], cap: int) -> list[Rect]:
     groups: dict[frozenset[int], list[int]] = {frozenset(row): list(users) for users, row in patterns}
     rects: list[Rect] = []
     while len(groups) > 1:
@@ -230,8 +244,7 @@ def _greedy(patterns: list[tuple[tuple[int, ...], tuple[int, ...]]], cap: int) -
     residue = [(tuple(sorted(users)), tuple(sorted(row))) for row, users in groups.items()]
     if residue:
         by_rows = _by_rows(sorted(residue), cap)
-        columns = _transpose({u: frozenset(row) for users, row in residue for u in users})
-        by_columns = [(u, t) for t, u in _by_rows(_patterns(columns), cap)]
+        by_columns = [(u, t) for t, u in _by_rows(_column_patterns(sorted(residue)), cap)]
         rects.extend(by_rows if len(by_rows) <= len(by_columns) else by_columns)
     return rects
 

@@ -65,14 +65,26 @@ class _Counts:
 
 def _counts(plan: Plan) -> _Counts:
     counts = _Counts()
-    live = {user: set(targets) for user, targets in plan.touched_state.items()}
+    live = {user: set(targets) for user, targets in plan.touched_state.items() if targets}
     for batch in plan.batches:
         names = [str(t) for t in batch.targets()]
+        grant = batch.operation == "grant"
+        # users with nothing live (an onboarding: millions of cells) are counted per batch, not per cell
+        fresh = [user for user in batch.user_ids if user not in live]
+        if fresh and grant:
+            for target in names:
+                counts.per_target[target][0] += len(fresh)
+            for user in fresh:
+                counts.per_user[user] += len(names)
+        elif fresh:
+            counts.no_op_deletes += len(fresh) * len(names)
         for user in batch.user_ids:
             was_live = live.get(user)
+            if was_live is None:
+                continue
             for target in names:
-                hit = was_live is not None and target in was_live
-                if batch.operation == "grant":
+                hit = target in was_live
+                if grant:
                     counts.per_target[target][1 if hit else 0] += 1
                 elif hit:
                     counts.per_target[target][2] += 1

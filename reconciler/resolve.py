@@ -4,20 +4,65 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field, replace
+from itertools import chain, product
 
+from reconciler.base import bulk_data
 from reconciler.cells import Cell, ResourceKind, Target
 from reconciler.errors import Location, Problem, ReconcilerError
 from reconciler.policy import CubeRef, Expiry, Policy, ResourceDef, Rule, TargetName
 from reconciler.service import AccessService, DirectoryGroup, DirectoryUser
 
 
+class CellExpiries(Mapping[Cell, Expiry]):
+    """Each desired cell's expiry, looked up through the statement that wins the cell.
+
+    A view, not a copy: at 3 M cells a second dict from cell to expiry cost 2 s and 150 MB. `keys()` is the
+    underlying dict's, so the diff's set algebra over it runs at C speed.
+    """
+
+    def __init__(self, sources: dict[Cell, int], expiries: Sequence[Expiry]) -> None:
+        self._sources = sources
+        self._expiries = expiries
+
+    def __getitem__(self, cell: Cell) -> Expiry:
+        return self._expiries[self._sources[cell]]
+
+    def __iter__(self) -> Iterator[Cell]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def __contains__(self, cell: object) -> bool:
+        return cell in self._sources
+
+    def keys(self) -> KeysView[Cell]:
+        return self._sources.keys()
+
+    def values(self) -> ValuesView[Expiry]:
+        return _ExpiryValues(self)
+
+    def _iter_values(self) -> Iterator[Expiry]:
+        return map(self._expiries.__getitem__, self._sources.values())
+
+
+class _ExpiryValues(ValuesView[Expiry]):
+    def __init__(self, expiries: CellExpiries) -> None:
+        super().__init__(expiries)
+        self._of = expiries
+
+    def __iter__(self) -> Iterator[Expiry]:
+        return self._of._iter_values()
+
+
 @dataclass(frozen=True)
 class Desired:
     """What the policy wants, in Quick BI IDs, and the scope within which it may revoke."""
 
-    cells: dict[Cell, Expiry]
+    cells: Mapping[Cell, Expiry]
     managed: frozenset[Target] | None  # None: every target is managed (manage_all_targets)
     protected: frozenset[str]
     directory: dict[str, str]  # every user of the organisation: UserId -> account name
@@ -143,7 +188,8 @@ async def resolve(
     resolver = _Resolver(policy, directory, service)
     await resolver.load_groups()
     await resolver.check_datasets()
-    desired = resolver.desired(today)
+    with bulk_data():
+        desired = resolver.desired(today)
     if desired.managed is None:
         return desired
     released = frozenset(resolver.released_target(name) for name in policy.released)
@@ -200,22 +246,31 @@ class _Resolver:
         rules = self.policy.rules
         days = [effective_day(rule.expires, today) for rule in rules]
         sources: dict[Cell, int] = {}  # the statement that wins each cell: the latest expiry, the first on ties
+        spans: list[tuple[set[str], set[Target]]] = []  # each statement's users and targets, by index
+        statements_of: dict[str, list[int]] = defaultdict(list)  # user -> the statements giving them cells
         for index, rule in enumerate(rules):
+            users: set[str] = set()
+            rule_targets: set[Target] = set()
+            spans.append((users, rule_targets))
             if rule.lapsed(today):
                 continue
-            users: set[str] = set()
             for name, location in rule.principals:
                 users |= self._principal(name, location)
-            day = days[index]
-            for target in [self._named_target(name, targets) for name in rule.targets]:
-                if target is None:
-                    continue
-                for user in users:
-                    cell = (user, target)
-                    previous = sources.setdefault(cell, index)  # millions of times: one dict operation
-                    if previous != index and day > days[previous]:
-                        sources[cell] = index
-        cells: dict[Cell, Expiry] = {cell: rules[index].expires for cell, index in sources.items()}
+            named = (self._named_target(name, targets) for name in rule.targets)
+            rule_targets.update(t for t in named if t is not None)
+            # millions of cells: they are made and stored at C speed; only the cells an earlier statement
+            # shares (found from the statements' users and targets, not by probing every cell) are compared
+            earlier_wins: dict[Cell, int] = {}
+            for other in set(chain.from_iterable(statements_of.get(user, ()) for user in users)):
+                other_users, other_targets = spans[other]
+                if days[index] <= days[other] and not rule_targets.isdisjoint(other_targets):
+                    for cell in product(users & other_users, rule_targets & other_targets):
+                        earlier_wins.setdefault(cell, sources[cell])
+            sources.update(dict.fromkeys(product(users, rule_targets), index))
+            sources.update(earlier_wins)
+            for user in users:
+                statements_of[user].append(index)
+        cells = CellExpiries(sources, [rule.expires for rule in rules])
         protected: set[str] = set()
         for name, location in self.policy.protected:
             protected |= self._principal(name, location)

@@ -18,6 +18,7 @@ from pathlib import Path
 from reconciler.access import AccessLine, access_lines, check_tests, embed_warnings, end_state
 from reconciler.admission import admit
 from reconciler.audit import AuditLog
+from reconciler.base import bulk_data
 from reconciler.cells import Cell, Target
 from reconciler.dataarts import TicketPage
 from reconciler.diff import Changes, DiffOptions, diff
@@ -155,36 +156,37 @@ def plan_from(
     options: PlanOptions,
     notes: list[str] | None = None,
 ) -> tuple[Plan, Changes]:
-    scope = options.scoped(desired)
-    changes = diff(desired, snapshot, ledger, today, scope)
-    user_of = itemgetter(0)
-    touched_set = set(map(user_of, changes.revokes)).union(*(map(user_of, c) for c in changes.grants.values()))
-    touched = sorted(touched_set)
-    touched_state = {u: sorted(map(str, snapshot.grants.get(u, frozenset()))) for u in touched}
-    names = dict(desired.directory)
-    names.update({str(t): n for t, n in desired.target_names.items()})
-    whole = snapshot.digest()
-    inputs = PlanInputs(
-        policy_digest=desired.policy_digest,
-        snapshot_digest=whole,
-        # an onboarding touches every user read: the same digest, not computed twice
-        touched_users_digest=whole if touched_set == snapshot.grants.keys() else snapshot.digest(touched),
-    )
-    plan = build_plan(
-        session.name,
-        changes,
-        inputs,
-        touched_state,
-        names,
-        options.allow_regrant,
-        removed_targets=desired.removed,
-        notes=notes or [],
-        cap=session.service.cap,
-        previous_expiry=ledger,
-        partial=_partial(scope, desired),
-    )
-    plan.grants_by_statement = _by_statement(changes, desired)
-    return plan, changes
+    with bulk_data():
+        scope = options.scoped(desired)
+        changes = diff(desired, snapshot, ledger, today, scope)
+        user_of = itemgetter(0)
+        touched_set = set(map(user_of, changes.revokes)).union(*(map(user_of, c) for c in changes.grants.values()))
+        touched = sorted(touched_set)
+        touched_state = {u: sorted(map(str, snapshot.grants.get(u, frozenset()))) for u in touched}
+        names = dict(desired.directory)
+        names.update({str(t): n for t, n in desired.target_names.items()})
+        whole = snapshot.digest()
+        inputs = PlanInputs(
+            policy_digest=desired.policy_digest,
+            snapshot_digest=whole,
+            # an onboarding touches every user read: the same digest, not computed twice
+            touched_users_digest=whole if touched_set == snapshot.grants.keys() else snapshot.digest(touched),
+        )
+        plan = build_plan(
+            session.name,
+            changes,
+            inputs,
+            touched_state,
+            names,
+            options.allow_regrant,
+            removed_targets=desired.removed,
+            notes=notes or [],
+            cap=session.service.cap,
+            previous_expiry=ledger,
+            partial=_partial(scope, desired),
+        )
+        plan.grants_by_statement = _by_statement(changes, desired)
+        return plan, changes
 
 
 def _by_statement(changes: Changes, desired: Desired) -> dict[str, int]:

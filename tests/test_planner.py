@@ -142,3 +142,18 @@ def test_regrant_option_may_include_unchanged_cells_with_the_same_expiry() -> No
     assert len(relaxed) < len(strict)
     for batch in strict:
         assert not {(u, t) for u in batch.user_ids for t in batch.targets()} & unchanged
+
+
+@given(rows_strategy)
+def test_distinct_columns_come_from_the_distinct_rows(rows: dict[int, frozenset[int]]) -> None:
+    """The column strategy groups targets by their users without transposing every cell."""
+    rows = {u: r for u, r in rows.items() if r}
+    columns: dict[int, set[int]] = {}
+    for user, row in rows.items():
+        for target in row:
+            columns.setdefault(target, set()).add(user)
+    by_users: dict[frozenset[int], list[int]] = {}
+    for target in sorted(columns):
+        by_users.setdefault(frozenset(columns[target]), []).append(target)
+    transposed = sorted((tuple(targets), tuple(sorted(users))) for users, targets in by_users.items())
+    assert planner._column_patterns(planner._patterns(rows)) == transposed

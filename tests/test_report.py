@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 
 from reconciler.cells import Target
 from reconciler.diff import Changes, diff
 from reconciler.drift import drift
-from reconciler.plan import PlanInputs, build_plan
+from reconciler.plan import Batch, Plan, PlanInputs, PlanSummary, build_plan
 from reconciler.policy import Rolling
-from reconciler.render import drift_html, drift_json, drift_text, plan_text
+from reconciler.render import _counts, drift_html, drift_json, drift_text, plan_text
 from reconciler.resolve import Desired
 from reconciler.snapshot import Snapshot
 
@@ -131,3 +132,49 @@ def test_a_large_onboarding_comment_fits_github() -> None:
     assert "changes not shown here: the full plan is in the job summary and artefact" in comment
     assert comment.count("```") == 2 and "Plan: 24000 to grant" in comment
     assert len(full) > len(comment)
+
+
+def test_counts_per_batch_match_the_cells_one_by_one() -> None:
+    """Users with nothing live are counted per batch (an onboarding has millions of cells); users with live
+    grants cell by cell. Both must agree with counting every cell, for grants and for revokes."""
+    rng = random.Random(3)
+    targets = [Target("llm_cube", f"c{i}") for i in range(6)]
+    for case in range(100):
+        users = [f"u{i}" for i in range(10)]
+        touched = {u: sorted(str(t) for t in targets if rng.random() < 0.3) for u in users if rng.random() < 0.7}
+        batches = [
+            Batch(
+                operation=operation,
+                user_ids=rng.sample(users, rng.randint(1, 5)),
+                llm_cubes=[t.id for t in rng.sample(targets, rng.randint(1, 4))],
+                llm_cube_themes=[],
+                expire_day="2099-12-31" if operation == "grant" else None,
+            )
+            for operation in rng.choices(["grant", "revoke"], k=4)
+        ]
+        plan = Plan(
+            target="t",
+            created_at="",
+            inputs=PlanInputs(policy_digest="p", snapshot_digest="s"),
+            summary=PlanSummary(),
+            batches=batches,
+            touched_state=touched,
+        )
+        per_target: dict[str, list[int]] = {}
+        per_user: dict[str, int] = {}
+        no_op = 0
+        for batch in batches:
+            for user, target in batch.cells():
+                hit = str(target) in touched.get(user, [])
+                if batch.operation == "revoke" and not hit:
+                    no_op += 1
+                    continue
+                column = (1 if hit else 0) if batch.operation == "grant" else 2
+                per_target.setdefault(str(target), [0, 0, 0])[column] += 1
+                per_user[user] = per_user.get(user, 0) + 1
+        counts = _counts(plan)
+        assert (dict(counts.per_target), dict(counts.per_user), counts.no_op_deletes) == (
+            per_target,
+            per_user,
+            no_op,
+        ), case

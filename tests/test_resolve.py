@@ -71,6 +71,45 @@ def test_latest_expiry_wins(demo: Emulator, tmp_path: Path) -> None:
     assert desired.cells == {("u-alice", Target("llm_cube", "c-hr")): dt.date(2031, 1, 1)}
 
 
+def test_overlapping_statements_each_cell_goes_to_the_latest_expiry_then_the_first(
+    demo: Emulator, tmp_path: Path
+) -> None:
+    desired = resolved(
+        demo,
+        tmp_path,
+        """
+        version: 1
+        grants:
+          - {to: [id:u-alice, id:u-bob], llm_cubes: [id:c-hr, id:c-sales], expires: 2030-01-01}
+          - {to: [id:u-bob, id:u-carol], llm_cubes: [id:c-sales], expires: 2031-01-01}
+          - {to: [id:u-alice], llm_cubes: [id:c-hr], expires: 2030-01-01}
+          - {to: [id:u-bob], llm_cubes: [id:c-sales, id:c-hr], expires: 2030-06-01}
+          - {to: [id:u-carol], llm_cubes: [id:c-sales], expires: 2029-01-01}
+        """,
+    )
+    hr, sales = Target("llm_cube", "c-hr"), Target("llm_cube", "c-sales")
+    line_of = {cell: desired.provenance(cell).rule.line for cell in desired.cells}  # type: ignore[union-attr]
+    assert line_of == {
+        ("u-alice", hr): 3,  # statement 3 ties with statement 1: the first keeps it
+        ("u-alice", sales): 3,
+        ("u-bob", hr): 6,  # statement 4 expires after statement 1
+        ("u-bob", sales): 4,  # statement 2 expires after 1 and 4
+        ("u-carol", sales): 4,  # statement 5 expires earlier
+    }
+    assert dict(desired.cells) == {
+        ("u-alice", hr): dt.date(2030, 1, 1),
+        ("u-alice", sales): dt.date(2030, 1, 1),
+        ("u-bob", hr): dt.date(2030, 6, 1),
+        ("u-bob", sales): dt.date(2031, 1, 1),
+        ("u-carol", sales): dt.date(2031, 1, 1),
+    }
+    # the cells are a read-only view over the winning statements, with the mapping behaviour callers rely on
+    assert len(desired.cells) == 5 and ("u-bob", hr) in desired.cells and ("u-bob", "x") not in desired.cells
+    assert desired.cells.get(("u-dave", hr)) is None
+    assert sorted(desired.cells.values()) == sorted(dict(desired.cells).values())
+    assert desired.cells.keys() - {("u-alice", hr)} == set(desired.cells) - {("u-alice", hr)}
+
+
 @pytest.mark.parametrize(
     ("body", "line", "message"),
     [
