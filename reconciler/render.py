@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import html
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import chain
 
 from reconciler.access import AccessLine
 from reconciler.drift import ACTIONABLE, HEADINGS, INFORMATIONAL, DriftReport
 from reconciler.embeds import EmbedChange
-from reconciler.plan import Plan
+from reconciler.plan import Batch, Plan
 from reconciler.ticket_audit import HEADINGS as AUDIT_HEADINGS
 from reconciler.ticket_audit import KINDS as AUDIT_KINDS
 from reconciler.ticket_audit import AuditReport
@@ -25,9 +26,11 @@ MAX_TABLE_ROWS = 50
 
 @dataclass
 class _UserLines:
-    granted: list[tuple[str, str]] = field(default_factory=list)  # (target, day), new grants
-    regranted: list[tuple[str, str]] = field(default_factory=list)  # live already: expiry set again
-    revoked: list[str] = field(default_factory=list)
+    """One user's changes; sets, since batches may overlap (a cell granted by two calls is one change)."""
+
+    granted: set[tuple[str, str]] = field(default_factory=set)  # (target, day), new grants
+    regranted: set[tuple[str, str]] = field(default_factory=set)  # live already: expiry set again
+    revoked: set[str] = field(default_factory=set)
 
 
 def _by_user(plan: Plan, only: set[str]) -> dict[str, _UserLines]:
@@ -36,6 +39,8 @@ def _by_user(plan: Plan, only: set[str]) -> dict[str, _UserLines]:
     users: dict[str, _UserLines] = defaultdict(_UserLines)
     live = {user: set(targets) for user, targets in plan.touched_state.items() if user in only}
     for batch in plan.batches:
+        if only.isdisjoint(batch.user_ids):
+            continue
         names = [str(t) for t in batch.targets()]
         for user in batch.user_ids:
             if user not in only:
@@ -44,9 +49,9 @@ def _by_user(plan: Plan, only: set[str]) -> dict[str, _UserLines]:
             lines = users[user]
             for target in names:
                 if batch.operation == "grant":
-                    (lines.regranted if target in was_live else lines.granted).append((target, batch.expire_day or ""))
+                    (lines.regranted if target in was_live else lines.granted).add((target, batch.expire_day or ""))
                 elif target in was_live:
-                    lines.revoked.append(target)
+                    lines.revoked.add(target)
     return dict(sorted(users.items()))
 
 
@@ -66,11 +71,18 @@ class _Counts:
 def _counts(plan: Plan) -> _Counts:
     counts = _Counts()
     live = {user: set(targets) for user, targets in plan.touched_state.items() if targets}
+    # batches may overlap: a user in several batches of one operation has each cell counted once
+    repeated = {
+        operation: {user for user, n in Counter(chain.from_iterable(b.user_ids for b in batches)).items() if n > 1}
+        for operation, batches in _by_operation(plan).items()
+    }
+    seen: dict[tuple[str, str], set[str]] = defaultdict(set)
     for batch in plan.batches:
         names = [str(t) for t in batch.targets()]
         grant = batch.operation == "grant"
+        again = repeated[batch.operation]
         # users with nothing live (an onboarding: millions of cells) are counted per batch, not per cell
-        fresh = [user for user in batch.user_ids if user not in live]
+        fresh = [user for user in batch.user_ids if user not in live and user not in again]
         if fresh and grant:
             for target in names:
                 counts.per_target[target][0] += len(fresh)
@@ -79,10 +91,14 @@ def _counts(plan: Plan) -> _Counts:
         elif fresh:
             counts.no_op_deletes += len(fresh) * len(names)
         for user in batch.user_ids:
-            was_live = live.get(user)
-            if was_live is None:
+            if user not in live and user not in again:
                 continue
+            was_live = live.get(user, set())
+            done = seen[(batch.operation, user)] if user in again else set()
             for target in names:
+                if target in done:
+                    continue
+                done.add(target)
                 hit = target in was_live
                 if grant:
                     counts.per_target[target][1 if hit else 0] += 1
@@ -93,6 +109,13 @@ def _counts(plan: Plan) -> _Counts:
                     continue
                 counts.per_user[user] += 1
     return counts
+
+
+def _by_operation(plan: Plan) -> dict[str, list[Batch]]:
+    batches: dict[str, list[Batch]] = {"grant": [], "revoke": []}
+    for batch in plan.batches:
+        batches[batch.operation].append(batch)
+    return batches
 
 
 def _first_users(counts: _Counts, lines: int) -> set[str]:

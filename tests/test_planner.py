@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import random
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -157,3 +158,36 @@ def test_distinct_columns_come_from_the_distinct_rows(rows: dict[int, frozenset[
         by_users.setdefault(frozenset(columns[target]), []).append(target)
     transposed = sorted((tuple(targets), tuple(sorted(users))) for users, targets in by_users.items())
     assert planner._column_patterns(planner._patterns(rows)) == transposed
+
+
+@given(rows_strategy)
+@settings(max_examples=150, deadline=None)
+def test_set_cover_covers_exactly_within_the_cap(rows: dict[int, frozenset[int]]) -> None:
+    rects = planner.set_cover(rows)
+    assert rects is not None
+    assert set(cells_of(rects)) == {(u, t) for u, r in rows.items() for t in r}  # overlap, but nothing stray
+    assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
+    assert planner.set_cover(rows) == rects
+
+
+def overlapping_roles(seed: int, users: int = 40) -> dict[int, frozenset[int]]:
+    """Each user holds one or two of six roles; the roles share targets."""
+    rng = random.Random(seed)
+    roles = [frozenset(rng.sample(range(40), rng.randint(3, 15))) for _ in range(6)]
+    return {u: frozenset().union(*rng.sample(roles, rng.choice((1, 2)))) for u in range(users)}
+
+
+def test_overlapping_roles_cost_fewer_calls_when_batches_may_overlap() -> None:
+    for seed in range(10):
+        rows = overlapping_roles(seed)
+        disjoint = planner.cover_exact(rows)
+        chosen = planner.cover(rows)
+        assert len(chosen) < len(disjoint), seed
+        assert set(cells_of(chosen)) == set(cells_of(disjoint))
+    assert (len(planner.cover_exact(overlapping_roles(1))), len(planner.cover(overlapping_roles(1)))) == (18, 7)
+
+
+def test_set_cover_declines_rows_with_too_many_patterns() -> None:
+    many = {u: frozenset({u, u + 1}) for u in range(planner.SET_COVER_PATTERN_LIMIT + 1)}
+    assert planner.set_cover(many) is None
+    assert set(cells_of(planner.cover(many))) == {(u, t) for u, r in many.items() for t in r}
