@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal, NamedTuple
 
 # what a policy declares and the API lists: LlmCubes (Q&A resources) and analysis themes
@@ -30,7 +31,14 @@ class Target(NamedTuple):
         kind, _, target_id = text.partition(":")
         if kind not in ("llm_cube", "theme", "dataset") or not target_id:
             raise ValueError(f"not a target: {text!r} (expected llm_cube:<id>, theme:<id> or dataset:<id>)")
-        return cls(kind, target_id)  # type: ignore[arg-type]
+        return shared_target(kind, target_id)
+
+
+@lru_cache(maxsize=1 << 16)
+def shared_target(kind: TargetKind, target_id: str) -> Target:
+    """One object per target, however many grants name it: a tenant's live grants name a few thousand targets
+    millions of times."""
+    return Target(kind, target_id)
 
 
 Cell = tuple[str, Target]

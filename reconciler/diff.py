@@ -41,7 +41,7 @@ class Changes:
     # per user, the targets a revoke batch may touch: managed, not desired, user not protected
     revocable: dict[str, frozenset[Target]]
     # desired cells already live whose ledger expiry matches, by day: safe to re-grant if the user allows it
-    regrantable: dict[dt.date, frozenset[Cell]] = field(default_factory=dict)
+    regrantable: dict[dt.date, Set[Cell]] = field(default_factory=dict)
     protected: frozenset[Cell] = frozenset()
     unmanaged: frozenset[Cell] = frozenset()
     unchanged: int = 0
@@ -77,14 +77,19 @@ def diff(
         if fresh:
             grants[only_day] = fresh  # an onboarding: every cell not live is granted, all on one day
     else:
-        for cell in fresh:
+        for cell, expiry in desired.expiries_of(fresh):
             if options.in_scope(cell):
-                grants[_fresh_day(desired.cells[cell], today)].add(cell)
+                grants[_fresh_day(expiry, today)].add(cell)
             else:
                 out_of_scope += 1
-    for cell in wanted & live:
+    trust = options.unrecorded == "trust"
+    for cell, expiry in desired.expiries_of(wanted & live):
         recorded = ledger.get(cell)
-        day = _wanted_day(desired.cells[cell], recorded, today, options.unrecorded)
+        # a steady state is millions of live cells with their recorded expiry: decided inline, no call
+        if type(expiry) is dt.date and (recorded == expiry or (recorded is None and trust)):
+            day = None
+        else:
+            day = _wanted_day(expiry, recorded, today, options.unrecorded)
         if day is None:
             unchanged += 1
             if recorded is not None and options.in_scope(cell):
@@ -123,7 +128,7 @@ def diff(
         grants=dict(grants),
         revokes=frozenset(revokes),
         revocable=revocable,
-        regrantable={day: frozenset(cells) for day, cells in regrantable.items()},
+        regrantable=dict(regrantable),
         protected=frozenset(protected),
         unmanaged=frozenset(unmanaged),
         unchanged=unchanged,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence, ValuesView
+from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field, replace
 from itertools import chain, product
 
@@ -45,6 +45,11 @@ class CellExpiries(Mapping[Cell, Expiry]):
     def values(self) -> ValuesView[Expiry]:
         return _ExpiryValues(self)
 
+    def items_of(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, Expiry]]:
+        """(cell, expiry) for each of `cells`, all of them desired, without a method call per cell."""
+        sources, expiries = self._sources, self._expiries
+        return ((cell, expiries[sources[cell]]) for cell in cells)
+
     def _iter_values(self) -> Iterator[Expiry]:
         return map(self._expiries.__getitem__, self._sources.values())
 
@@ -80,6 +85,12 @@ class Desired:
     principals: dict[str, frozenset[str]] = field(default_factory=dict)
     resources: dict[str, frozenset[Target]] = field(default_factory=dict)
     embeds: dict[str, Embed] = field(default_factory=dict)
+
+    def expiries_of(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, Expiry]]:
+        """(cell, expiry) for each of `cells`, all of them desired: the diff's loop over millions of cells."""
+        if isinstance(self.cells, CellExpiries):
+            return self.cells.items_of(cells)
+        return ((cell, self.cells[cell]) for cell in cells)
 
     def users_named(self, ref: str) -> frozenset[str]:
         """UserIds for a user alias, a group, `id:<UserId>`, `account:<name>` or a bare account name."""

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reconciler.cells import CubeReadback, Target
+from reconciler.cells import CubeReadback, Target, shared_target
 from reconciler.embeds import DataRange, LiveEmbed
 from reconciler.quickbi import QuickBIClient, QuickBIError, TransportFailure
 from reconciler.quickbi import models as m
@@ -119,8 +119,8 @@ class QuickBIAccess:
 
     async def user_targets(self, user_id: str) -> frozenset[Target]:
         answer = await self.client.user_grants(user_id)
-        cubes = [Target(self._cube_readback, c) for c in answer.cube_ids]
-        return frozenset(cubes + [Target("theme", t) for t in answer.theme_ids])
+        cubes = [shared_target(self._cube_readback, c) for c in answer.cube_ids]
+        return frozenset(cubes + [shared_target("theme", t) for t in answer.theme_ids])
 
     async def create_ticket(self, copilot_id: str, user_id: str, uses: int, minutes: int) -> str:
         request = m.CreateTicket4Copilot(copilot_id=copilot_id, user_id=user_id, ticket_num=uses, expire_time=minutes)

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from reconciler.base import utc_timestamp
@@ -53,7 +54,10 @@ class Snapshot:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("format_version") != SNAPSHOT_FORMAT:
                 raise ValueError(f"unsupported format_version {data.get('format_version')!r}")
-            grants = {u: frozenset(Target.parse(t) for t in ts) for u, ts in data["users"].items()}
+            users = data["users"]
+            # a snapshot names a few thousand targets millions of times: parse each once, share the objects
+            parsed = {text: Target.parse(text) for text in set(chain.from_iterable(users.values()))}
+            grants = {u: frozenset(map(parsed.__getitem__, ts)) for u, ts in users.items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ReconcilerError(
                 Problem(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,20 @@ def test_snapshot_round_trip_and_digest(tmp_path: Path) -> None:
     path.write_text('{"format_version": 9}')
     with pytest.raises(ReconcilerError, match="not a reconciler snapshot"):
         Snapshot.read(path)
+
+
+def test_a_snapshot_shares_one_object_per_target_and_still_refuses_bad_entries(tmp_path: Path) -> None:
+    """A live snapshot names a few thousand targets millions of times; each is read into one shared object."""
+    path = tmp_path / "snap.json"
+    users = {f"u{i}": ["llm_cube:a", "theme:b"] for i in range(50)}
+    path.write_text(json.dumps({"format_version": 1, "taken_at": "", "users": users}))
+    snapshot = Snapshot.read(path)
+    assert len({id(t) for targets in snapshot.grants.values() for t in targets}) == 2
+    assert snapshot.grants["u7"] == {Target("llm_cube", "a"), Target("theme", "b")}
+    for bad in (["cube:a"], "llm_cube:a", [["llm_cube:a"]], [7]):
+        path.write_text(json.dumps({"format_version": 1, "taken_at": "", "users": {"u1": bad}}))
+        with pytest.raises(ReconcilerError, match="not a reconciler snapshot"):
+            Snapshot.read(path)
 
 
 def test_request_serialisation_matches_the_sdk() -> None:

@@ -77,3 +77,13 @@ def test_a_holder_elsewhere_needs_break_lock(tmp_path: Path) -> None:
         pass
     with TargetLock(path, "demo", break_stale=True):
         assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def test_ledger_lookups_answer_without_raising_for_unrecorded_cells(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.tsv")
+    cell = ("u1", Target("llm_cube", "a"))
+    ledger[cell] = dt.date(2030, 1, 1)
+    assert ledger.get(cell) == dt.date(2030, 1, 1) and cell in ledger
+    missing = ("u2", Target("llm_cube", "a"))
+    assert ledger.get(missing) is None and ledger.get(missing, dt.date(2000, 1, 1)) == dt.date(2000, 1, 1)
+    assert missing not in ledger and dict(ledger) == {cell: dt.date(2030, 1, 1)}
