@@ -1,8 +1,9 @@
 """Whole-command benchmark: `reconciler plan --snapshot` end to end (policy load, directory reads from a served
 emulator, diff, planning, plan file, rendering), against the planner alone on the same changes.
 
-Run: python -m benchmarks.command_bench [--scales 12500,25000,50000,100000] [--targets 2000]
-Each case is a role-structured onboarding: users in 60 roles, 30 targets each, nothing live yet. Reported per
+Run: python -m benchmarks.command_bench [--scales 12500,25000,50000,100000] [--targets 2000] [--live]
+Each case is a role-structured onboarding: users in 60 roles, 30 targets each, nothing live yet; with --live,
+the steady state instead: every desired cell already live (a scheduled run that finds nothing to do). Reported per
 case: cells, wall time of the command, the planner alone (`make_batches`), their ratio, the command's peak
 memory (child process), and the plan file's bytes per cell. Ratios are the figures to compare across machines.
 """
@@ -41,7 +42,7 @@ def _target(i: int) -> Target:
     return Target("llm_cube" if i % 3 else "theme", f"t{i:05d}")
 
 
-def _write_case(folder: Path, users: int, targets: int, port: int) -> None:
+def _write_case(folder: Path, users: int, targets: int, port: int, live: bool = False) -> None:
     roles = _roles(users, targets)
     org = {
         "access_keys": [{"id": "bench-ak", "secret": "bench-secret"}],
@@ -67,7 +68,8 @@ def _write_case(folder: Path, users: int, targets: int, port: int) -> None:
     }
     (folder / "policies").mkdir()
     (folder / "policies" / "bench.yaml").write_text(yaml.safe_dump(policy, width=10**6))
-    snapshot = {"format_version": 1, "taken_at": "", "users": {f"u{u:06d}": [] for u in range(users)}}
+    held = {f"u{u:06d}": sorted(str(_target(t)) for t in roles[u % ROLES]) if live else [] for u in range(users)}
+    snapshot = {"format_version": 1, "taken_at": "", "users": held}
     (folder / "snapshot.json").write_text(json.dumps(snapshot))
     target = {"quickbi": {"endpoint": f"http://127.0.0.1:{port}"}, "directory_qps": 1000, "qps": 1000}
     config = {"policies": "policies/", "default_target": "b", "targets": {"b": {**target, "state_dir": "state"}}}
@@ -89,11 +91,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _case(users: int, targets: int) -> dict[str, float]:
+def _case(users: int, targets: int, live: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         port = _free_port()
-        _write_case(folder, users, targets, port)
+        _write_case(folder, users, targets, port, live)
         env = {
             **os.environ,
             "ALIBABA_CLOUD_ACCESS_KEY_ID": "bench-ak",
@@ -122,8 +124,8 @@ def _case(users: int, targets: int) -> dict[str, float]:
             )
             wall, peak_kib = done.stderr.strip().splitlines()[-1].split()
             plan = json.loads((folder / "plan.json").read_text())
-            cells = plan["summary"]["grant_cells"]
-            size = (folder / "plan.json").stat().st_size
+            cells = plan["summary"]["unchanged_cells" if live else "grant_cells"]
+            size = 0 if live else (folder / "plan.json").stat().st_size
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -141,14 +143,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="12500,25000,50000,100000")
     parser.add_argument("--targets", type=int, default=2000)
+    parser.add_argument("--live", action="store_true", help="Every desired cell already live: nothing to do.")
     args = parser.parse_args()
-    print("| users | cells | command s | planner s | command / planner | peak MiB | plan bytes / cell |")
+    cells = "live cells (no change)" if args.live else "cells"
+    planner = "planner s (all of them as changes)" if args.live else "planner s"
+    print(f"| users | {cells} | command s | {planner} | command / planner | peak MiB | plan bytes / cell |")
     print("|---|---|---|---|---|---|---|")
     for users in (int(s) for s in args.scales.split(",")):
-        row = _case(users, args.targets)
+        row = _case(users, args.targets, args.live)
         print(
             f"| {users:,} | {row['cells']:,} | {row['wall']:.1f} | {row['planner']:.1f} | "
-            f"{row['wall'] / row['planner']:.2f} | {row['peak_mib']:,.0f} | {row['bytes_per_cell']:.1f} |",
+            f"{row['wall'] / row['planner']:.2f} | {row['peak_mib']:,.0f} | "
+            f"{'-' if args.live else format(row['bytes_per_cell'], '.1f')} |",
             flush=True,
         )
 
