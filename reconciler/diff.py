@@ -6,7 +6,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Set
 from dataclasses import dataclass, field
-from itertools import chain, product
+from itertools import filterfalse
 from typing import Literal
 
 from reconciler.cells import Cell, Target
@@ -69,21 +69,19 @@ def diff(
     regrantable: dict[dt.date, set[Cell]] = defaultdict(set)
     unchanged = skipped = out_of_scope = 0
     wanted = desired.cells.keys()
-    live = _live_cells(snapshot)
-    # millions of cells: the set algebra runs at C speed, and only what needs a decision is looped over
-    fresh = wanted - live
+    # millions of cells: split at C speed, no set of the live cells is built, only what needs a decision is
+    # looped over (an onboarding grants the desired cells themselves; a steady state keeps them)
+    kept = set(filter(snapshot.has, wanted)) if any(snapshot.grants.values()) else set()
+    fresh: Set[Cell] = set(filterfalse(kept.__contains__, wanted)) if kept else wanted
     only_day = None if options.partial else _only_fresh_day(desired.cells.values(), today)
-    if only_day is not None:
-        if fresh:
-            grants[only_day] = fresh  # an onboarding: every cell not live is granted, all on one day
-    else:
+    if only_day is None:
         for cell, expiry in desired.expiries_of(fresh):
             if options.in_scope(cell):
                 grants[_fresh_day(expiry, today)].add(cell)
             else:
                 out_of_scope += 1
     trust = options.unrecorded == "trust"
-    for cell, expiry in desired.expiries_of(wanted & live):
+    for cell, expiry in desired.expiries_of(kept):
         recorded = ledger.get(cell)
         # a steady state is millions of live cells with their recorded expiry: decided inline, no call
         if type(expiry) is dt.date and (recorded == expiry or (recorded is None and trust)):
@@ -101,7 +99,7 @@ def diff(
     revokes: set[Cell] = set()
     protected: set[Cell] = set()
     unmanaged: set[Cell] = set()
-    for cell in live - wanted:
+    for cell in filterfalse(wanted.__contains__, snapshot.cells()):
         user, target = cell
         if not desired.is_managed(target):
             unmanaged.add(cell)
@@ -125,7 +123,7 @@ def diff(
         for user in {u for u, _ in revokes}:
             revocable[user] = frozenset(managed - targets_of.get(user, set()))
     return Changes(
-        grants=dict(grants),
+        grants=_with_fresh(grants, only_day, fresh),
         revokes=frozenset(revokes),
         revocable=revocable,
         regrantable=dict(regrantable),
@@ -137,8 +135,14 @@ def diff(
     )
 
 
-def _live_cells(snapshot: Snapshot) -> set[Cell]:
-    return set(chain.from_iterable(product((user,), targets) for user, targets in snapshot.grants.items()))
+def _with_fresh(
+    grants: dict[dt.date, set[Cell]], only_day: dt.date | None, fresh: Set[Cell]
+) -> dict[dt.date, Set[Cell]]:
+    """The grants by day, with the cells not live added on their one day (when they all share one)."""
+    by_day: dict[dt.date, Set[Cell]] = dict(grants)
+    if only_day is not None and fresh:
+        by_day[only_day] = fresh | grants[only_day] if only_day in grants else fresh
+    return by_day
 
 
 def _fresh_day(expiry: Expiry, today: dt.date) -> dt.date:

@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, product
 from pathlib import Path
 
 from reconciler.base import utc_timestamp
@@ -30,15 +30,21 @@ class Snapshot:
         return cell[1] in self.grants.get(cell[0], frozenset())
 
     def cells(self) -> Iterable[Cell]:
-        for user, targets in self.grants.items():
-            for target in targets:
-                yield user, target
+        # millions of live cells in a steady state: made at C speed
+        return chain.from_iterable(product((user,), targets) for user, targets in self.grants.items())
 
     def digest(self, users: Iterable[str] | None = None) -> str:
-        chosen = sorted(self.grants if users is None else set(users))
-        canonical = {u: sorted(map(str, self.grants.get(u, frozenset()))) for u in chosen}
-        payload = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-        return "sha256:" + hashlib.sha256(payload).hexdigest()
+        """SHA-256 of the compact JSON of {user: sorted targets} over the chosen users, keys sorted.
+
+        Hashed a user at a time rather than built whole: the JSON of 3 M live cells is 100 MB.
+        """
+        hashed = hashlib.sha256(b"{")
+        compact = json.JSONEncoder(separators=(",", ":")).encode
+        for number, user in enumerate(sorted(self.grants if users is None else set(users))):
+            targets = sorted(map(str, self.grants.get(user, frozenset())))
+            hashed.update(f"{',' if number else ''}{compact(user)}:{compact(targets)}".encode())
+        hashed.update(b"}")
+        return "sha256:" + hashed.hexdigest()
 
     def to_json(self) -> str:
         data = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -89,3 +90,19 @@ def test_plain_progress_lines_without_a_terminal(
             tick()
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("apply: 1/3 (") and lines[-1].startswith("apply: 3/3 (") and "eta" in lines[-1]
+
+
+def test_the_digest_is_the_hash_of_the_compact_sorted_json() -> None:
+    """Plan files record snapshot digests: the streamed digest must equal the documented canonical form."""
+    snapshot = Snapshot(
+        {
+            "u-2": frozenset({Target("theme", "t\u00e9"), Target("llm_cube", "a")}),
+            'u"1': frozenset(),
+            "u-3": frozenset({Target("dataset", "ds")}),
+        }
+    )
+    for users in (None, ["u-3", 'u"1'], [], ["nobody"]):
+        chosen = sorted(snapshot.grants if users is None else set(users))
+        canonical = {u: sorted(map(str, snapshot.grants.get(u, frozenset()))) for u in chosen}
+        payload = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+        assert snapshot.digest(users) == "sha256:" + hashlib.sha256(payload).hexdigest()
