@@ -169,7 +169,7 @@ def _wanted_day(
             return None
         if recorded is None and unrecorded == "trust":
             return None
-        return today + dt.timedelta(days=expiry.ttl)
+        return _fresh_day(expiry, today)
     if recorded is None:
         return None if unrecorded == "trust" else expiry
     return None if recorded == expiry else expiry

@@ -9,12 +9,11 @@ import html
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from itertools import chain
 
 from reconciler.access import AccessLine
 from reconciler.drift import ACTIONABLE, HEADINGS, INFORMATIONAL, DriftReport
 from reconciler.embeds import EmbedChange
-from reconciler.plan import Batch, Plan
+from reconciler.plan import Plan
 from reconciler.ticket_audit import HEADINGS as AUDIT_HEADINGS
 from reconciler.ticket_audit import KINDS as AUDIT_KINDS
 from reconciler.ticket_audit import AuditReport
@@ -72,10 +71,10 @@ def _counts(plan: Plan) -> _Counts:
     counts = _Counts()
     live = {user: set(targets) for user, targets in plan.touched_state.items() if targets}
     # batches may overlap: a user in several batches of one operation has each cell counted once
-    repeated = {
-        operation: {user for user, n in Counter(chain.from_iterable(b.user_ids for b in batches)).items() if n > 1}
-        for operation, batches in _by_operation(plan).items()
-    }
+    appearances: dict[str, Counter[str]] = {"grant": Counter(), "revoke": Counter()}
+    for batch in plan.batches:
+        appearances[batch.operation].update(batch.user_ids)
+    repeated = {operation: {u for u, n in counted.items() if n > 1} for operation, counted in appearances.items()}
     seen: dict[tuple[str, str], set[str]] = defaultdict(set)
     for batch in plan.batches:
         names = [str(t) for t in batch.targets()]
@@ -109,13 +108,6 @@ def _counts(plan: Plan) -> _Counts:
                     continue
                 counts.per_user[user] += 1
     return counts
-
-
-def _by_operation(plan: Plan) -> dict[str, list[Batch]]:
-    batches: dict[str, list[Batch]] = {"grant": [], "revoke": []}
-    for batch in plan.batches:
-        batches[batch.operation].append(batch)
-    return batches
 
 
 def _first_users(counts: _Counts, lines: int) -> set[str]:
