@@ -1,6 +1,9 @@
 """Batch planner benchmark: calls versus the lower bound and the naive strategies, on generated and real data.
 
-Run: python -m benchmarks.plan_bench [--quick] [--scale-only]
+Run: python -m benchmarks.plan_bench [--quick] [--scale-only] [--only FAMILY] [--rbac DIR]
+The `rbac` family reads the HP Labs user-permission matrices (`user permission` per line) from DIR, or from
+$RECONCILER_RBAC_DATA: the role-mining datasets redistributed in github.com/RoleMining/ConstrainedRM
+(`datasets/realWorld/`). Without either it is skipped with a note.
 Every family is generated with a fixed seed, so the table is reproducible; times are wall-clock seconds of
 `make_batches` (Changes -> Batches), and peak memory is the process's maximum RSS measured in a child process.
 """
@@ -11,6 +14,7 @@ import argparse
 import datetime as dt
 import math
 import multiprocessing
+import os
 import random
 import resource
 import sys
@@ -24,7 +28,7 @@ from reconciler.diff import Changes
 from reconciler.plan import make_batches
 
 DAY = dt.date(2099, 12, 31)
-RBAC = Path(__file__).resolve().parents[2] / "shared" / "data" / "rbac"
+RBAC_FILES = ("hc", "domino", "emea", "apj", "fire1", "fire2", "customer", "americas_small", "americas_large")
 Family = tuple[str, str, Callable[[], Changes]]
 
 
@@ -87,13 +91,24 @@ def scattered_revokes(users: int, targets: int, per_user: int, desired_density: 
     return Changes(grants={}, revokes=frozenset(revokes), revocable=revocable)
 
 
-def rbac(name: str) -> Changes:
+def rbac_dir(given: str | None) -> Path | None:
+    """Where the HP Labs matrices are: --rbac, else $RECONCILER_RBAC_DATA, else nowhere (the family is skipped)."""
+    folder = given or os.environ.get("RECONCILER_RBAC_DATA")
+    return Path(folder) if folder else None
+
+
+def rbac_cells(path: Path) -> set[tuple[int, int]]:
+    """One matrix's `user permission` lines as (user, permission) integer pairs."""
     cells = set()
-    for line in (RBAC / name).read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.strip():
             u, p = line.split()
             cells.add((int(u), int(p)))
-    return grants(cells)
+    return cells
+
+
+def rbac(path: Path) -> Changes:
+    return grants(rbac_cells(path))
 
 
 def scale(cells_wanted: int) -> Changes:
@@ -130,9 +145,19 @@ def naive(changes: Changes) -> tuple[int, int]:
 
 
 # Minimum role counts (minimum biclique covers) of the HP Labs matrices, from Ene et al., "Fast exact and
-# heuristic methods for role minimization problems", SACMAT 2008. Every batch of an exact cover is a biclique
-# of the user x target graph, so no plan can use fewer calls than this either.
-MIN_ROLES = {"hc": 14, "domino": 20, "emea": 34, "fire1": 64}
+# heuristic methods for role minimization problems", SACMAT 2008, as tabulated with the datasets in
+# RoleMining/ConstrainedRM. Every batch of a cover is a biclique of the user x target graph, so no plan can use
+# fewer calls than this either. customer's minimum is not known.
+MIN_ROLES = {
+    "hc": 14,
+    "domino": 20,
+    "emea": 34,
+    "apj": 453,
+    "fire1": 64,
+    "fire2": 10,
+    "americas_small": 178,
+    "americas_large": 398,
+}
 
 
 def bound(changes: Changes, name: str = "") -> int:
@@ -154,7 +179,7 @@ def measure(family: Family, queue: multiprocessing.Queue) -> None:  # type: igno
     queue.put((group, name, cells, low, len(batches), by_user, by_target, elapsed, peak))
 
 
-def families(quick: bool, scale_only: bool) -> list[Family]:
+def families(quick: bool, scale_only: bool, matrices: Path | None) -> list[Family]:
     found: list[Family] = []
     if not scale_only:
         for width in (1, 3, 7, 51, 101, 150):
@@ -187,8 +212,10 @@ def families(quick: bool, scale_only: bool) -> list[Family]:
         found.append(
             ("revoke", "1000 users x 500 targets, 10 revokes each", lambda: scattered_revokes(1000, 500, 10, 0.05, 9))
         )
-        for name in ("hc.txt", "domino.txt", "emea.txt", "fire1.txt"):
-            found.append(("rbac", name.removesuffix(".txt"), lambda n=name: rbac(n)))
+        for name in RBAC_FILES if matrices else ():
+            path = matrices / f"{name}.txt"
+            if path.exists():
+                found.append(("rbac", name, lambda p=path: rbac(p)))
     sizes = (375_000, 750_000, 1_500_000, 3_000_000) if not quick else (375_000, 750_000)
     for size in sizes:
         found.append(("scale", f"{size // 30:,} users in roles, {size:,} cells", lambda s=size: scale(s)))
@@ -200,13 +227,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Smaller sizes, for a fast look.")
     parser.add_argument("--scale-only", action="store_true", help="Only the scale family.")
     parser.add_argument("--only", help="Only this family (role, small-role, overlap, random, revoke, rbac, scale).")
+    parser.add_argument("--rbac", help="Folder of the HP Labs matrices (default: $RECONCILER_RBAC_DATA).")
     args = parser.parse_args()
+    matrices = rbac_dir(args.rbac)
+    if matrices is None and args.only in (None, "rbac"):
+        print("note: no --rbac folder or $RECONCILER_RBAC_DATA, so the real matrices are skipped", file=sys.stderr)
     context = multiprocessing.get_context("fork")
     columns = ["family", "case", "cells", "lower bound", "calls", "calls/bound", "per-user", "per-target"]
     columns += ["calls/naive", "time s", "peak MiB"]
     print("| " + " | ".join(columns) + " |")
     print("|---" * len(columns) + "|")
-    for family in families(args.quick, args.scale_only):
+    for family in families(args.quick, args.scale_only, matrices):
         if args.only and family[0] != args.only:
             continue
         queue = context.Queue()

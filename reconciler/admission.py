@@ -107,7 +107,7 @@ def _check_touched_users(plan: Plan, live: Snapshot) -> None:
     revokes_by_user: dict[str, set[str]] = {}
     for batch in plan.batches:
         table = grants_by_user if batch.operation == "grant" else revokes_by_user
-        names = [str(t) for t in batch.targets()]
+        names = batch.target_keys()
         for user in batch.user_ids:
             table.setdefault(user, set()).update(names)
     for user in plan.touched_users():

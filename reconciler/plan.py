@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import Literal
@@ -38,6 +39,14 @@ class Batch(BaseModel):
             [Target("llm_cube", c) for c in self.llm_cubes]
             + [Target("theme", t) for t in self.llm_cube_themes]
             + [Target("dataset", d) for d in self.cube_ids]
+        )
+
+    def target_keys(self) -> list[str]:
+        """`str()` of each of `targets()`, built directly: renderings name every batch's targets."""
+        return (
+            [f"llm_cube:{c}" for c in self.llm_cubes]
+            + [f"theme:{t}" for t in self.llm_cube_themes]
+            + [f"dataset:{d}" for d in self.cube_ids]
         )
 
     def cells(self) -> Iterator[Cell]:
@@ -269,7 +278,7 @@ def build_plan(
         out_of_scope_cells=changes.out_of_scope,
     )
     named = {user for batch in batches for user in batch.user_ids}
-    named.update(str(t) for batch in batches for t in batch.targets())
+    named.update(chain.from_iterable(batch.target_keys() for batch in batches))
     named.update(str(t) for t in removed_targets)
     return Plan(
         target=target,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from reconciler.access import AccessLine
@@ -40,7 +41,7 @@ def _by_user(plan: Plan, only: set[str]) -> dict[str, _UserLines]:
     for batch in plan.batches:
         if only.isdisjoint(batch.user_ids):
             continue
-        names = [str(t) for t in batch.targets()]
+        names = batch.target_keys()
         for user in batch.user_ids:
             if user not in only:
                 continue
@@ -59,7 +60,7 @@ class _Counts:
     """Per target: cells granted new, granted again (expiry set), revoked; and deletes of cells not live."""
 
     per_target: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
-    per_user: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    per_user: Counter[str] = field(default_factory=Counter)
     no_op_deletes: int = 0
 
     @property
@@ -68,45 +69,33 @@ class _Counts:
 
 
 def _counts(plan: Plan) -> _Counts:
+    """Each distinct cell once, though batches may overlap; set operations per target, not a step per cell
+    (an onboarding has millions of cells)."""
     counts = _Counts()
-    live = {user: set(targets) for user, targets in plan.touched_state.items() if targets}
-    # batches may overlap: a user in several batches of one operation has each cell counted once
-    appearances: dict[str, Counter[str]] = {"grant": Counter(), "revoke": Counter()}
+    holders: dict[str, set[str]] = defaultdict(set)  # target -> the touched users that have it live
+    for user, targets in plan.touched_state.items():
+        for target in targets:
+            holders[target].add(user)
+    reached: dict[tuple[str, str], list[list[str]]] = defaultdict(list)  # (operation, target) -> user lists
     for batch in plan.batches:
-        appearances[batch.operation].update(batch.user_ids)
-    repeated = {operation: {u for u, n in counted.items() if n > 1} for operation, counted in appearances.items()}
-    seen: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for batch in plan.batches:
-        names = [str(t) for t in batch.targets()]
-        grant = batch.operation == "grant"
-        again = repeated[batch.operation]
-        # users with nothing live (an onboarding: millions of cells) are counted per batch, not per cell
-        fresh = [user for user in batch.user_ids if user not in live and user not in again]
-        if fresh and grant:
-            for target in names:
-                counts.per_target[target][0] += len(fresh)
-            for user in fresh:
-                counts.per_user[user] += len(names)
-        elif fresh:
-            counts.no_op_deletes += len(fresh) * len(names)
-        for user in batch.user_ids:
-            if user not in live and user not in again:
-                continue
-            was_live = live.get(user, set())
-            done = seen[(batch.operation, user)] if user in again else set()
-            for target in names:
-                if target in done:
-                    continue
-                done.add(target)
-                hit = target in was_live
-                if grant:
-                    counts.per_target[target][1 if hit else 0] += 1
-                elif hit:
-                    counts.per_target[target][2] += 1
-                else:
-                    counts.no_op_deletes += 1
-                    continue
-                counts.per_user[user] += 1
+        for target in batch.target_keys():
+            reached[(batch.operation, target)].append(batch.user_ids)
+    no_one: set[str] = set()
+    for (operation, target), user_lists in reached.items():
+        # a batch names each user once, so one batch needs no set; several are joined
+        users: Collection[str] = user_lists[0] if len(user_lists) == 1 else set().union(*user_lists)
+        live = holders.get(target)
+        hit = live.intersection(users) if live else no_one
+        if operation == "grant":
+            row = counts.per_target[target]
+            row[0] += len(users) - len(hit)
+            row[1] += len(hit)
+            counts.per_user.update(users)
+        else:
+            if hit:
+                counts.per_target[target][2] += len(hit)
+                counts.per_user.update(hit)
+            counts.no_op_deletes += len(users) - len(hit)
     return counts
 
 

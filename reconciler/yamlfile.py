@@ -23,6 +23,8 @@ MAX_YAML_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
 # values built again through aliases: far above any real use of anchors, far below what hurts
 MAX_ALIAS_VALUES = 100_000
+DEPTH_HINT = "flatten the structure"
+STR_TAG = "tag:yaml.org,2002:str"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: fast, and no Python recursion while parsing
 
 
@@ -40,6 +42,9 @@ class LocatedDocument:
 
     def locate(self, path: PathKey) -> Location:
         """The line of `path`, or of its nearest ancestor that has one."""
+        line = self.lines.get(path)
+        if line is not None:
+            return Location(self.file, line)
         for end in range(len(path), -1, -1):
             line = self.lines.get(tuple(path[:end]))
             if line is not None:
@@ -64,11 +69,13 @@ def parse_yaml(text: str, name: str) -> tuple[LocatedDocument | None, list[Probl
     try:
         node = yaml.compose(text, Loader=_LOADER)
     except RecursionError:
-        return None, [Problem("YAML nested too deeply to read", Location(name, 1), "flatten the structure")]
+        return None, [Problem("YAML nested too deeply to read", Location(name, 1), DEPTH_HINT)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         reason = exc.problem or exc.context or "invalid YAML"
+        if "nesting depth" in reason:  # libyaml's own depth limit (PyYAML 6.0.4 on), deeper than ours
+            return None, [Problem(f"nested more than {MAX_DEPTH} levels deep", Location(name, line), DEPTH_HINT)]
         return None, [Problem(f"YAML syntax error: {reason}", Location(name, line), "fix the YAML syntax")]
     except yaml.YAMLError as exc:
         return None, [Problem(f"YAML error: {exc}", Location(name, 1), "fix the YAML syntax")]
@@ -97,7 +104,7 @@ class _Builder:
     def build(self, node: yaml.Node, path: PathKey) -> Any:
         self.document.lines.setdefault(path, node.start_mark.line + 1)
         if len(path) > MAX_DEPTH:
-            self._stop(f"nested more than {MAX_DEPTH} levels deep", path, "flatten the structure")
+            self._stop(f"nested more than {MAX_DEPTH} levels deep", path, DEPTH_HINT)
         key = id(node)
         if key in self.seen:
             self.alias_values += 1
@@ -125,8 +132,10 @@ class _Builder:
         raise _Stop
 
     def _scalar(self, node: yaml.Node) -> Any:
+        if node.tag == STR_TAG:  # what SafeConstructor makes of it, without its dispatch (a policy has 10^5)
+            return node.value
         try:
-            return self.constructor.construct_object(node, deep=True)
+            return self._construct(node)
         except yaml.constructor.ConstructorError as exc:
             self.problems.append(Problem(f"invalid value: {exc.problem}", self._loc(node)))
         except ValueError as exc:  # e.g. a timestamp-shaped scalar that is not a real date: 2027-02-30
@@ -134,6 +143,9 @@ class _Builder:
                 Problem(f"invalid value {node.value!r}: {exc}", self._loc(node), "write a real date as yyyy-mm-dd")
             )
         return None
+
+    def _construct(self, node: yaml.Node) -> Any:
+        return self.constructor.construct_object(node, deep=True)
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
@@ -148,7 +160,7 @@ class _Builder:
                 self.problems.append(Problem("mapping keys must be plain scalars", self._loc(key_node)))
                 continue
             try:
-                key = self.constructor.construct_object(key_node, deep=True)
+                key = key_node.value if key_node.tag == STR_TAG else self._construct(key_node)
             except (yaml.constructor.ConstructorError, ValueError):
                 # e.g. `=` (YAML's obscure value tag) or a malformed timestamp used as a key
                 self.problems.append(Problem(f"invalid mapping key {key_node.value!r}", self._loc(key_node)))

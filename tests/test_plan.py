@@ -11,7 +11,7 @@ import pytest
 from reconciler.cells import Target
 from reconciler.diff import Changes
 from reconciler.errors import ReconcilerError
-from reconciler.plan import Plan, PlanInputs, build_plan, exact_batches
+from reconciler.plan import Batch, Plan, PlanInputs, build_plan, exact_batches
 
 DAY = dt.date(2099, 12, 31)
 A, B = Target("llm_cube", "a"), Target("theme", "b")
@@ -33,6 +33,13 @@ def test_cells_come_from_the_batches() -> None:
     assert ("u3", A) in plan.revoke_cells()
     assert plan.touched_users() == ["u1", "u2", "u3"]
     assert "u9" not in plan.names and plan.names["u1"] == "alice"
+
+
+def test_target_keys_name_the_targets() -> None:
+    batch = Batch(
+        operation="grant", user_ids=["u1"], llm_cubes=["c"], llm_cube_themes=["t"], cube_ids=["d"], expire_day=None
+    )
+    assert batch.target_keys() == [str(t) for t in batch.targets()] == ["llm_cube:c", "theme:t", "dataset:d"]
 
 
 def test_round_trip_through_a_file(tmp_path: Path) -> None:

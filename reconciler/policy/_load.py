@@ -634,6 +634,8 @@ CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
 
 def _mixed_scripts(text: str) -> list[str]:
     """The look-alike scripts mixed in `text` (a Cyrillic a next to Latin letters), or an empty list."""
+    if text.isascii():  # Latin letters only (a policy names thousands of users)
+        return []
     scripts = {unicodedata.name(char, "").split(" ")[0] for char in text if char.isalpha()}
     mixed = sorted(scripts & CONFUSABLE_SCRIPTS)
     return mixed if len(mixed) > 1 else []

@@ -75,6 +75,12 @@ def default_chain() -> CredentialSource:
     cheap and never signs with an expired STS token. The first answer is awaited once for all concurrent
     callers, and a failure is remembered: a run with no credentials fails once, in one line, within seconds.
     """
+    key_id = os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID")
+    key_secret = os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+    if key_id and key_secret:
+        # the chain's first source answers with exactly these, so the package (0.3 s of imports, aiohttp among
+        # them) is loaded only when a later source has to be asked
+        return static_credentials(key_id, key_secret, os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN") or None)
     if not configured_sources() and not _metadata_service_answers():
         raise ReconcilerError(
             Problem(
