@@ -143,7 +143,7 @@ def _plan_options(
 
 def _format_plan(plan: Plan, fmt: str, max_chars: int | None = None) -> str:
     if fmt == "json":
-        return plan.model_dump_json(indent=1) + "\n"
+        return plan.to_json()
     if fmt == "markdown":
         return render.plan_text(plan, markdown=True, max_chars=max_chars)
     return _coloured(render.plan_text(plan))

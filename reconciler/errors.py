@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, order=True)
-class Location:
+class Location(NamedTuple):
+    """A file and line. A named tuple, not a dataclass: a large policy makes one per list item (10^5)."""
+
     file: str
     line: int
 

@@ -44,8 +44,21 @@ def test_target_keys_name_the_targets() -> None:
 
 def test_round_trip_through_a_file(tmp_path: Path) -> None:
     plan = _plan()
+    plan.names["u2"] = 'Zoë \u2028 "quoted"\n'  # display names are anyone's text
     plan.write(tmp_path / "plan.json")
     assert Plan.read(tmp_path / "plan.json") == plan
+
+
+def test_the_file_is_a_batch_per_line(tmp_path: Path) -> None:
+    plan = _plan()
+    plan.write(tmp_path / "plan.json")
+    text = (tmp_path / "plan.json").read_text(encoding="utf-8")
+    assert json.loads(text) == json.loads(plan.model_dump_json())
+    lines = text.splitlines()
+    for batch in plan.batches:
+        assert f"  {batch.model_dump_json()}," in lines or f"  {batch.model_dump_json()}" in lines
+    assert '  "u3": ["llm_cube:a"]' in lines and ' "target":"t",' not in lines and ' "target": "t",' in lines
+    assert ' "notes": [],' in lines  # empty collections stay on their key's line
 
 
 @pytest.mark.parametrize(
