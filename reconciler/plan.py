@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -158,7 +158,7 @@ class Plan(BaseModel):
                 lines.append(f" ]{comma}")
             elif isinstance(value, dict) and value:
                 lines.append(f" {_compact(key)}: {{")
-                lines.append(",\n".join(f"  {_compact(k)}: {_compact(v)}" for k, v in value.items()))
+                lines.append(",\n".join(f"  {_string(k)}: {_compact_value(v)}" for k, v in value.items()))
                 lines.append(f" }}{comma}")
             else:
                 lines.append(f" {_compact(key)}: {_compact(value)}{comma}")
@@ -191,6 +191,14 @@ class Plan(BaseModel):
 
 
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_string: Callable[[str], str] = json.encoder.encode_basestring  # the C encoder
+
+
+def _compact_value(value: object) -> str:
+    """`_compact`, with the common entries (a name; a user with nothing live) straight to the C encoder."""
+    if isinstance(value, str):
+        return _string(value)
+    return "[]" if value == [] else _compact(value)
 
 
 def make_batches(changes: Changes, allow_regrant: bool = False, cap: int = planner.CAP) -> list[Batch]:

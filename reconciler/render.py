@@ -76,12 +76,14 @@ def _counts(plan: Plan) -> _Counts:
     for user, targets in plan.touched_state.items():
         for target in targets:
             holders[target].add(user)
-    reached: dict[tuple[str, str], list[list[str]]] = defaultdict(list)  # (operation, target) -> user lists
+    # operation -> target -> the user lists of the batches that carry it
+    reached: dict[str, dict[str, list[list[str]]]] = {"grant": defaultdict(list), "revoke": defaultdict(list)}
     for batch in plan.batches:
+        carrying = reached[batch.operation]
         for target in batch.target_keys():
-            reached[(batch.operation, target)].append(batch.user_ids)
+            carrying[target].append(batch.user_ids)
     no_one: set[str] = set()
-    for (operation, target), user_lists in reached.items():
+    for operation, target, user_lists in ((op, t, u) for op, by in reached.items() for t, u in by.items()):
         # a batch names each user once, so one batch needs no set; several are joined
         users: Collection[str] = user_lists[0] if len(user_lists) == 1 else set().union(*user_lists)
         live = holders.get(target)

@@ -18,6 +18,8 @@ from reconciler.service import AccessService
 SNAPSHOT_FORMAT = 1
 
 
+DIGEST_SLICE = 1000  # users hashed per update
+_ascii_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _NOTHING: frozenset[Target] = frozenset()  # not made anew per lookup: the diff looks up millions of cells
 
 
@@ -43,9 +45,13 @@ class Snapshot:
         """
         hashed = hashlib.sha256(b"{")
         compact = json.JSONEncoder(separators=(",", ":")).encode
-        for number, user in enumerate(sorted(self.grants if users is None else set(users))):
-            targets = sorted(map(str, self.grants.get(user, frozenset())))
-            hashed.update(f"{',' if number else ''}{compact(user)}:{compact(targets)}".encode())
+        chosen = sorted(self.grants if users is None else set(users))
+        for start in range(0, len(chosen), DIGEST_SLICE):
+            entries = []
+            for user in chosen[start : start + DIGEST_SLICE]:
+                targets = self.grants.get(user, _NOTHING)
+                entries.append(f"{_ascii_string(user)}:{compact(sorted(map(str, targets))) if targets else '[]'}")
+            hashed.update(("," * bool(start) + ",".join(entries)).encode())
         hashed.update(b"}")
         return "sha256:" + hashed.hexdigest()
 

@@ -101,8 +101,18 @@ def test_the_digest_is_the_hash_of_the_compact_sorted_json() -> None:
             "u-3": frozenset({Target("dataset", "ds")}),
         }
     )
-    for users in (None, ["u-3", 'u"1'], [], ["nobody"]):
-        chosen = sorted(snapshot.grants if users is None else set(users))
-        canonical = {u: sorted(map(str, snapshot.grants.get(u, frozenset()))) for u in chosen}
+    # and across the slices it is hashed in (DIGEST_SLICE users at a time)
+    many = Snapshot(
+        {f"u{i:05d}\u00e9": frozenset({Target("llm_cube", f"c{i % 7}")} if i % 3 else ()) for i in range(2501)}
+    )
+    for case, users in (
+        (snapshot, None),
+        (snapshot, ["u-3", 'u"1']),
+        (snapshot, []),
+        (snapshot, ["nobody"]),
+        (many, None),
+    ):
+        chosen = sorted(case.grants if users is None else set(users))
+        canonical = {u: sorted(map(str, case.grants.get(u, frozenset()))) for u in chosen}
         payload = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-        assert snapshot.digest(users) == "sha256:" + hashlib.sha256(payload).hexdigest()
+        assert case.digest(users) == "sha256:" + hashlib.sha256(payload).hexdigest()
