@@ -191,3 +191,39 @@ def test_set_cover_declines_rows_with_too_many_patterns() -> None:
     many = {u: frozenset({u, u + 1}) for u in range(planner.SET_COVER_PATTERN_LIMIT + 1)}
     assert planner.set_cover(many) is None
     assert set(cells_of(planner.cover(many))) == {(u, t) for u, r in many.items() for t in r}
+
+
+def rows_of(columns: dict[int, frozenset[int]]) -> dict[int, frozenset[int]]:
+    rows: dict[int, set[int]] = {}
+    for target, users in columns.items():
+        for user in users:
+            rows.setdefault(user, set()).add(target)
+    return {u: frozenset(r) for u, r in rows.items()}
+
+
+def test_targets_share_their_partial_last_calls() -> None:
+    """130, 120 and 110 holders: one call per 100 leaves three partial calls. 30 users who hold all three
+    share one 30 x 3 call, and what remains of each target is a whole call: 4 calls, the lower bound."""
+    rows = rows_of({0: frozenset(range(130)), 1: frozenset(range(120)), 2: frozenset(range(110))})
+    patterns = planner._patterns(rows)
+    columns = planner._column_patterns(patterns)
+    assert len(planner._by_rows(columns, 100)) == 6
+    shared = planner._shared_remainders(columns, 6, 6, 100)
+    assert shared is not None and len(shared) == 4 == planner.lower_bound(360)
+    assert sorted(cells_of(shared)) == sorted((u, t) for u, r in rows.items() for t in r)
+    assert len(planner.cover(rows)) == 4
+    assert planner._shared_remainders(columns, 6, 3, 100) is None  # cannot beat a plan of 3: not tried
+
+
+@given(st.dictionaries(st.integers(0, 12), st.frozensets(st.integers(0, 400), min_size=1, max_size=260), max_size=8))
+@settings(max_examples=150, deadline=None)
+def test_shared_remainders_cover_exactly_within_the_cap(columns: dict[int, frozenset[int]]) -> None:
+    rows = rows_of(columns)
+    column_patterns = planner._column_patterns(planner._patterns(rows))
+    plain = len(planner._by_rows(column_patterns, 100))
+    shared = planner._shared_remainders(column_patterns, plain, plain + 1, 100)
+    wanted = sorted((u, t) for u, r in rows.items() for t in r)
+    if shared is not None:
+        assert sorted(cells_of(shared)) == wanted  # a partition: every cell once, nothing stray
+        assert all(0 < len(u) * len(t) <= 100 for u, t in shared)
+    assert len(planner.cover(rows)) <= min(plain, naive(rows))
