@@ -48,6 +48,7 @@ DONT_CARE_CELL_LIMIT = 1_000_000
 SET_COVER_CELL_LIMIT = 5_000
 SET_COVER_PATTERN_LIMIT = 150  # distinct rows, and distinct columns: the candidates grow with their square
 SHARED_REMAINDER_SCAN = 2000  # targets tried per shared call: bounds the work on 10^4-target inputs
+SHARED_REMAINDER_CELL_LIMIT = 1_000_000
 MERGE_LIMIT = 20000
 MERGE_WINDOW = 64
 BLOCK_SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 25, 33, 50, 100)
@@ -252,14 +253,15 @@ def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, 
     their users leaves n - k, q calls instead of q + 1. So a group of w targets saves w - 1 calls, provided the
     k users hold every target of the group. Groups are formed greedily, largest remainders first.
     """
-    holders: dict[int, frozenset[int]] = {}
-    for targets, users in column_patterns:
-        held = frozenset(users)
-        holders.update(dict.fromkeys(targets, held))
-    partial = [t for t in holders if len(holders[t]) % cap]
-    if columns - len(partial) >= best:  # each target saves one call at most
+    partial = sum(len(targets) for targets, users in column_patterns if len(users) % cap)
+    cells = sum(len(targets) * len(users) for targets, users in column_patterns)
+    if columns - partial >= best or cells > SHARED_REMAINDER_CELL_LIMIT:  # a target saves one call at most
         return None
-    order = sorted(partial, key=lambda t: (-(len(holders[t]) % cap), t))
+    # each target's users, as the patterns' own sorted tuples (not copied) until some are taken from it
+    holders: dict[int, tuple[int, ...]] = {}
+    for targets, users in column_patterns:
+        holders.update(dict.fromkeys(targets, users))
+    order = sorted((t for t in holders if len(holders[t]) % cap), key=lambda t: (-(len(holders[t]) % cap), t))
     absorbers = [t for t in order if len(holders[t]) > cap]
     rects: list[Rect] = []
     grouped: set[int] = set()
@@ -267,30 +269,31 @@ def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, 
         k = len(holders[lead]) % cap
         if lead in grouped or k > cap // 2:
             continue
-        group, common = [lead], holders[lead]
+        group, common = [lead], set(holders[lead])
         for target in absorbers[:SHARED_REMAINDER_SCAN]:
             if len(group) == cap // k:
                 break
             if target in grouped or target == lead or len(holders[target]) % cap > k:
                 continue
-            both = common & holders[target]
+            both = common.intersection(holders[target])
             if len(both) >= k:
                 group.append(target)
                 common = both
         if len(group) > 1:
-            sharing = tuple(sorted(common)[:k])
-            rects.append((sharing, tuple(sorted(group))))
+            sharing = sorted(common)[:k]
+            rects.append((tuple(sharing), tuple(sorted(group))))
             grouped.update(group)
             absorbers = [t for t in absorbers if t not in grouped]
+            taken = set(sharing)
             for target in group:
-                holders[target] = holders[target].difference(sharing)
+                holders[target] = tuple(u for u in holders[target] if u not in taken)
     if not rects:
         return None
-    rest: dict[frozenset[int], list[int]] = defaultdict(list)
+    rest: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for target in sorted(holders):
         if holders[target]:
             rest[holders[target]].append(target)
-    left = sorted((tuple(targets), tuple(sorted(users))) for users, targets in rest.items())
+    left = sorted((tuple(targets), users) for users, targets in rest.items())
     return rects + [(u, t) for t, u in _by_rows(left, cap)]
 
 
