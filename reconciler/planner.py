@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -47,7 +48,7 @@ GREEDY_CANDIDATES = 400
 DONT_CARE_CELL_LIMIT = 1_000_000
 SET_COVER_CELL_LIMIT = 5_000
 SET_COVER_PATTERN_LIMIT = 150  # distinct rows, and distinct columns: the candidates grow with their square
-SHARED_REMAINDER_SCAN = 2000  # targets tried per shared call: bounds the work on 10^4-target inputs
+SHARED_REMAINDER_SCAN = 200  # targets tried per shared call: bounds the work on 10^4-target inputs
 SHARED_REMAINDER_CELL_LIMIT = 1_000_000
 MERGE_LIMIT = 20000
 MERGE_WINDOW = 64
@@ -263,19 +264,25 @@ def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, 
         holders.update(dict.fromkeys(targets, users))
     order = sorted((t for t in holders if len(holders[t]) % cap), key=lambda t: (-(len(holders[t]) % cap), t))
     absorbers = [t for t in order if len(holders[t]) > cap]
+    descending = [-(len(holders[t]) % cap) for t in absorbers]  # for bisect: remainders, largest first
     rects: list[Rect] = []
     grouped: set[int] = set()
+    looked_up: dict[int, frozenset[int]] = {}
     for lead in order:
         k = len(holders[lead]) % cap
         if lead in grouped or k > cap // 2:
             continue
         group, common = [lead], set(holders[lead])
-        for target in absorbers[:SHARED_REMAINDER_SCAN]:
+        first = bisect_left(descending, -k)  # the absorbers whose remainder is at most k
+        for target in absorbers[first : first + SHARED_REMAINDER_SCAN]:
             if len(group) == cap // k:
                 break
-            if target in grouped or target == lead or len(holders[target]) % cap > k:
+            if target == lead:
                 continue
-            both = common.intersection(holders[target])
+            held = looked_up.get(target)
+            if held is None:  # a set, so that intersecting costs the smaller side (lead users are few)
+                held = looked_up[target] = frozenset(holders[target])
+            both = common.intersection(held)
             if len(both) >= k:
                 group.append(target)
                 common = both
@@ -284,6 +291,7 @@ def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, 
             rects.append((tuple(sharing), tuple(sorted(group))))
             grouped.update(group)
             absorbers = [t for t in absorbers if t not in grouped]
+            descending = [-(len(holders[t]) % cap) for t in absorbers]
             taken = set(sharing)
             for target in group:
                 holders[target] = tuple(u for u in holders[target] if u not in taken)
