@@ -83,21 +83,22 @@ def _counts(plan: Plan) -> _Counts:
         for target in batch.target_keys():
             carrying[target].append(batch.user_ids)
     no_one: set[str] = set()
-    for operation, target, user_lists in ((op, t, u) for op, by in reached.items() for t, u in by.items()):
-        # a batch names each user once, so one batch needs no set; several are joined
-        users: Collection[str] = user_lists[0] if len(user_lists) == 1 else set().union(*user_lists)
-        live = holders.get(target)
-        hit = live.intersection(users) if live else no_one
-        if operation == "grant":
-            row = counts.per_target[target]
-            row[0] += len(users) - len(hit)
-            row[1] += len(hit)
-            counts.per_user.update(users)
-        else:
-            if hit:
-                counts.per_target[target][2] += len(hit)
-                counts.per_user.update(hit)
-            counts.no_op_deletes += len(users) - len(hit)
+    for operation, carrying in reached.items():
+        for target, user_lists in carrying.items():
+            # a batch names each user once, so one batch needs no set; several are joined
+            users: Collection[str] = user_lists[0] if len(user_lists) == 1 else set().union(*user_lists)
+            live = holders.get(target)
+            hit = live.intersection(users) if live else no_one
+            if operation == "grant":
+                row = counts.per_target[target]
+                row[0] += len(users) - len(hit)
+                row[1] += len(hit)
+                counts.per_user.update(users)
+            else:
+                if hit:
+                    counts.per_target[target][2] += len(hit)
+                    counts.per_user.update(hit)
+                counts.no_op_deletes += len(users) - len(hit)
     return counts
 
 

@@ -51,7 +51,7 @@ class Snapshot:
             for user in chosen[start : start + DIGEST_SLICE]:
                 targets = self.grants.get(user, _NOTHING)
                 entries.append(f"{_ascii_string(user)}:{compact(sorted(map(str, targets))) if targets else '[]'}")
-            hashed.update(("," * bool(start) + ",".join(entries)).encode())
+            hashed.update((("," if start else "") + ",".join(entries)).encode())
         hashed.update(b"}")
         return "sha256:" + hashed.hexdigest()
 

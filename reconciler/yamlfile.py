@@ -132,8 +132,6 @@ class _Builder:
         raise _Stop
 
     def _scalar(self, node: yaml.Node) -> Any:
-        if node.tag == STR_TAG:  # what SafeConstructor makes of it, without its dispatch (a policy has 10^5)
-            return node.value
         try:
             return self._construct(node)
         except yaml.constructor.ConstructorError as exc:
@@ -145,6 +143,8 @@ class _Builder:
         return None
 
     def _construct(self, node: yaml.Node) -> Any:
+        if node.tag == STR_TAG:  # what SafeConstructor makes of it, without its dispatch (a policy has 10^5)
+            return node.value
         return self.constructor.construct_object(node, deep=True)
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[Any, Any]:
@@ -160,7 +160,7 @@ class _Builder:
                 self.problems.append(Problem("mapping keys must be plain scalars", self._loc(key_node)))
                 continue
             try:
-                key = key_node.value if key_node.tag == STR_TAG else self._construct(key_node)
+                key = self._construct(key_node)
             except (yaml.constructor.ConstructorError, ValueError):
                 # e.g. `=` (YAML's obscure value tag) or a malformed timestamp used as a key
                 self.problems.append(Problem(f"invalid mapping key {key_node.value!r}", self._loc(key_node)))
