@@ -44,9 +44,9 @@ step() { printf '\n=== %s\n' "$*"; }
 step "pull request: validate and plan (comment bounded to 60,000 characters)"
 cd "$(checkout pr)"
 "$reconciler" validate
-mkdir -p "$work/base-policies"  # the target branch's policies: none yet, as in a first pull request
+mkdir -p "$work/base"  # the target branch: no config or policies yet, as in a first pull request
 set +e
-"$reconciler" --target "$TARGET" plan --changed-from "$work/base-policies" --out plan.json --format markdown \
+"$reconciler" --target "$TARGET" plan --changed-from "$work/base" --out plan.json --format markdown \
   --detailed-exitcode > plan-full.md
 code=$?
 set -e

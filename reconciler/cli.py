@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from reconciler import render, usecases
+from reconciler import change, render, usecases
 from reconciler.access import AccessLine
 from reconciler.api import issue_ticket_async
 from reconciler.base import run
@@ -204,7 +204,8 @@ def _with_plan_flags(function: Any) -> Any:
     "--changed-from",
     "changed_from",
     type=click.Path(path_type=Path, exists=True),
-    help="Base policies (e.g. a pull request's target branch): read live only the users the change touches.",
+    help="A checkout of the base (e.g. a pull request's target branch): read live only the users the change "
+    "touches, or everyone when the change needs it (configuration, managed targets).",
 )
 @_max_chars
 @_with_plan_flags
@@ -240,11 +241,30 @@ def plan(
         sys.exit(EXIT_CHANGES)
 
 
-def _base_policy(folder: Path, config: Config) -> Policy:
-    """The base of a change; a base without policy files (the pull request that adds the first) is empty."""
-    if folder.is_dir() and not any(folder.glob("*.y*ml")):
-        return Policy()
-    return load_policy([folder], _today(), config.policies_recursive)
+def _base_of_change(folder: Path, obj: _Context) -> tuple[Policy, str | None]:
+    """The base of a pull request (a checkout of its target branch), loaded with its own configuration, and
+    why a plan of the change must read everyone, if it must (None: reading the touched users is exact).
+
+    The base's config is the file at the same path as `--config`, inside `folder`. A folder without one (the
+    base's policy folder alone, or a branch before the first config) cannot show a change of configuration,
+    so its plan is a full one."""
+    relative = obj.config_path if not obj.config_path.is_absolute() else Path(obj.config_path.name)
+    base_config_path = folder / relative
+    if not base_config_path.is_file():
+        return Policy(), f"the base has no configuration to compare with ({base_config_path} does not exist)"
+    try:
+        base_config = load_config(base_config_path)
+        base = load_policy(base_config.policy_paths(), _today(), base_config.policies_recursive)
+    except ReconcilerError as exc:
+        if "no policy files" in exc.problems[0].message:  # the pull request that adds the first policy
+            base_config, base = load_config(base_config_path), Policy()
+        else:
+            return Policy(), f"the base's policies or configuration do not load ({exc.problems[0]})"
+    target = obj.target or obj.config.default_target or ""
+    changes = change.config_changes(base_config, obj.config, target)
+    if obj.target is None and base_config.default_target != obj.config.default_target:
+        changes.insert(0, "default_target")
+    return base, f"the configuration changed ({', '.join(changes)})" if changes else None
 
 
 async def _make_plan(
@@ -252,11 +272,12 @@ async def _make_plan(
 ) -> Plan:
     policy = _load_policy(obj.config.policy_paths(), obj.config)
     snapshot = Snapshot.read(snapshot_path) if snapshot_path else None
-    base = _base_policy(changed_from, obj.config) if changed_from else None
+    base, why_full = _base_of_change(changed_from, obj) if changed_from else (None, None)
     async with open_target(obj.config, obj.target) as session:
-        if base is not None:
+        if base is not None and why_full is None:
             return await usecases.make_changed_plan(session, policy, base, _today(), options, progress)
-        return await usecases.make_plan(session, policy, _today(), options, snapshot, progress)
+        notes = [usecases.full_plan_note(why_full)] if why_full else []
+        return await usecases.make_plan(session, policy, _today(), options, snapshot, progress, notes)
 
 
 @cli.command()

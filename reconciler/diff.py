@@ -75,10 +75,11 @@ def diff(
     fresh: Set[Cell] = set(filterfalse(kept.__contains__, wanted)) if kept else wanted
     only_day = None if options.partial else _only_fresh_day(desired.cells.values(), today)
     if only_day is None:
+        read = snapshot.grants.keys()
         for cell, expiry in desired.expiries_of(fresh):
             if options.in_scope(cell):
                 grants[_fresh_day(expiry, today)].add(cell)
-            else:
+            elif cell[0] in read:  # a user not read has changes nobody knows: not counted as known ones
                 out_of_scope += 1
     trust = options.unrecorded == "trust"
     for cell, expiry in desired.expiries_of(kept):

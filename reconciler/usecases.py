@@ -20,6 +20,7 @@ from reconciler.admission import admit
 from reconciler.audit import AuditLog
 from reconciler.base import bulk_data
 from reconciler.cells import Cell, Target
+from reconciler.change import changed_users, full_plan_reason
 from reconciler.dataarts import TicketPage
 from reconciler.diff import Changes, DiffOptions, diff
 from reconciler.drift import DriftReport, drift
@@ -72,6 +73,8 @@ class PlanOptions:
             if not named:
                 raise ReconcilerError(Problem(f"no target named '{ref}'", hint="check --resource"))
             targets |= named
+        if self.diff.users is not None:  # already limited (a pull request's touched users): narrow further
+            users &= self.diff.users
         return replace(
             self.diff,
             users=frozenset(users) if self.only_users or self.only_groups else self.diff.users,
@@ -219,12 +222,31 @@ async def make_plan(
     options: PlanOptions,
     snapshot: Snapshot | None = None,
     track: Tracker | None = None,
+    notes: Collection[str] = (),
 ) -> Plan:
     record = read_state(session.state_dir)
     desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
-    notes = [*_state_notes(record), *map(str, embed_warnings(desired))]
+    return await _planned(session, policy, desired, live, record, today, options, [*notes])
+
+
+async def _planned(
+    session: Session,
+    policy: Policy,
+    desired: Desired,
+    live: Snapshot,
+    record: ManagedRecord,
+    today: dt.date,
+    options: PlanOptions,
+    notes: list[str],
+    partial: str | None = None,
+) -> Plan:
+    """The plan of `desired` against `live`, with embeds, notes and the policy tests' verdict."""
+    notes = [*_state_notes(record), *notes, *map(str, embed_warnings(desired))]
     plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, notes)
     plan = await _embeds_into(session, plan, desired, options)
+    if partial is not None:
+        also = f"; also {plan.partial}" if options.limited and plan.partial else ""
+        plan = plan.model_copy(update={"partial": partial + also})
     failures = _test_failures(policy, desired, live, plan)
     return plan.model_copy(update={"failed_tests": [str(problem) for problem in failures]})
 
@@ -261,8 +283,9 @@ async def make_changed_plan(
 ) -> Plan:
     """A pull request's plan: read live only the users whose access differs between `base` and `policy`.
 
-    Much faster than a full plan on a large tenant (40 of 100,000 users is 40 reads, not 100,000), and partial
-    by design: drift elsewhere is left to the full plan of the apply on merge and to the drift schedule.
+    Much faster than a full plan on a large tenant (40 of 100,000 users is 40 reads, not 100,000). Exact for a
+    change of who is granted what; a change of configuration or of the managed targets gets a full plan (see
+    `change.full_plan_reason`), since it can move grants that no changed statement names.
     """
     record = read_state(session.state_dir)
     ledger = ledger_for(session)
@@ -271,35 +294,25 @@ async def make_changed_plan(
         resolve(policy, directory, today, record.targets),
         resolve(base, directory, today, record.targets),
     )
-    users, scope_note = changed_users(before, desired, ledger)
+    reason = full_plan_reason(before, desired)
+    if reason is not None:
+        live = await _read_users(session, desired.directory, track)
+        return await _planned(session, policy, desired, live, record, today, options, [full_plan_note(reason)])
+    users = changed_users(before, desired, ledger, today)
     live = await _read_users(session, users, track)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
-    notes = [*_state_notes(record), *scope_note, *map(str, embed_warnings(desired))]
-    plan, _ = plan_from(session, desired, live, ledger, today, scoped, notes)
-    plan = await _embeds_into(session, plan, desired, options)
-    failures = _test_failures(policy, desired, live, plan)
+    others = len(desired.directory.keys() - users)
     partial = (
-        f"changed from the base policies: only the {len(users)} users whose access the change touches were read "
-        "(the apply on merge plans everyone)"
+        f"changed from the base policies: live grants read only for the {len(users)} users whose access the "
+        f"change touches; the other {others} users were not read, so drift among them (changes made outside "
+        "the policy) is not shown here, and the apply on merge corrects it too"
     )
-    return plan.model_copy(update={"failed_tests": [str(p) for p in failures], "partial": partial})
+    return await _planned(session, policy, desired, live, record, today, scoped, [], partial)
 
 
-def changed_users(before: Desired, after: Desired, ledger: Mapping[Cell, dt.date]) -> tuple[set[str], list[str]]:
-    """Users whose desired cells or expiries differ, whose protection changed, or who hold (per the ledger) a
-    grant on a target whose management changed; and a note on what such a partial read cannot see."""
-    users = {u for (u, t), expiry in after.cells.items() if before.cells.get((u, t)) != expiry}
-    users |= {u for u, t in before.cells if (u, t) not in after.cells}
-    users |= before.protected ^ after.protected
-    moved = (before.managed_record() ^ after.managed_record()) | (after.removed - before.removed)
-    notes = []
-    if moved:
-        users |= {u for u, t in ledger if t in moved}
-        notes.append(
-            f"{len(moved)} targets changed management: live grants on them not in the ledger are found by the "
-            "full plan on merge"
-        )
-    return users, notes
+def full_plan_note(reason: str) -> str:
+    """The line a pull request's plan carries when it had to read everyone."""
+    return f"planned in full, not only the users the change touches: {reason}"
 
 
 async def explain(session: Session, policy: Policy, today: dt.date, user_ref: str) -> list[AccessLine]:
