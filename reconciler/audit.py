@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from reconciler.base import utc_timestamp
+from reconciler.files import append_text
 from reconciler.redaction import SECRET_PARAMETERS
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as stream:
-        stream.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
-        stream.flush()
-        os.fsync(stream.fileno())
+    append_text(path, json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 class AuditLog:

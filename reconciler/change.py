@@ -60,7 +60,9 @@ def full_plan_reason(before: Desired, after: Desired) -> str | None:
         parts = [
             f"{len(now - was)} declared" if now - was else "",
             f"{len(was - now)} no longer declared" if was - now else "",
-            f"{len(before.released ^ after.released)} released or unreleased" if before.released != after.released else "",
+            f"{len(before.released ^ after.released)} released or unreleased"
+            if before.released != after.released
+            else "",
         ]
         return f"the managed targets changed ({', '.join(p for p in parts if p) or 'removed targets'})"
     return None

@@ -46,6 +46,8 @@ class Changes:
     unmanaged: frozenset[Cell] = frozenset()
     unchanged: int = 0
     skipped_revokes: int = 0  # revokes an additive run leaves for later
+    # live rolling cells whose ledger expiry is later than the window allows: the ledger is ignored for them
+    beyond_policy: frozenset[Cell] = frozenset()
     out_of_scope: int = 0  # changes a partial run leaves for later
 
     @property
@@ -82,12 +84,17 @@ def diff(
             elif cell[0] in read:  # a user not read has changes nobody knows: not counted as known ones
                 out_of_scope += 1
     trust = options.unrecorded == "trust"
+    beyond: set[Cell] = set()
     for cell, expiry in desired.expiries_of(kept):
         recorded = ledger.get(cell)
         # a steady state is millions of live cells with their recorded expiry: decided inline, no call
         if type(expiry) is dt.date and (recorded == expiry or (recorded is None and trust)):
             day = None
         else:
+            # a rolling grant can never have been set later than today + ttl: such a ledger day was edited, and
+            # is ignored (state only narrows); a later fixed day is a policy change, granted again as usual
+            if isinstance(expiry, Rolling) and recorded is not None and recorded > _fresh_day(expiry, today):
+                beyond.add(cell)
             day = _wanted_day(expiry, recorded, today, options.unrecorded)
         if day is None:
             unchanged += 1
@@ -133,6 +140,7 @@ def diff(
         unchanged=unchanged,
         skipped_revokes=skipped,
         out_of_scope=out_of_scope,
+        beyond_policy=frozenset(beyond),
     )
 
 
@@ -147,7 +155,7 @@ def _with_fresh(
 
 
 def _fresh_day(expiry: Expiry, today: dt.date) -> dt.date:
-    """The expiry day to grant a cell that is not live."""
+    """The expiry day to grant a cell that is not live (for a rolling expiry, the latest day it allows today)."""
     return today + dt.timedelta(days=expiry.ttl) if isinstance(expiry, Rolling) else expiry
 
 
@@ -166,7 +174,7 @@ def _wanted_day(
 ) -> dt.date | None:
     """The expiry day to re-grant a live cell, or None when it already serves the policy."""
     if isinstance(expiry, Rolling):
-        if recorded is not None and (recorded - today).days > expiry.renew_within:
+        if recorded is not None and expiry.renew_within < (recorded - today).days <= expiry.ttl:
             return None
         if recorded is None and unrecorded == "trust":
             return None

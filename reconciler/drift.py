@@ -84,6 +84,8 @@ def drift(
                 kind, detail = "renewal_due", f"{_day(recorded)} → {day.isoformat()}"
             else:
                 kind, detail = "expiry_differs", f"{_day(recorded)} → {day.isoformat()}"
+            if (user, cell_target) in changes.beyond_policy:
+                detail += "; the ledger's day is later than the policy allows"
             findings[kind].append((user, str(cell_target), detail))
     for user, cell_target in changes.revokes:
         kind = "removed_target" if cell_target in desired.removed else "unexpected"

@@ -9,15 +9,14 @@ batch's effect as it happens (fsync'd), so a crash loses nothing. Loading replay
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping, Set
 from pathlib import Path
 from typing import TypeVar, overload
 
 from reconciler.cells import Cell, Target
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.files import read_regular_file, write_text_file
+from reconciler.files import append_text, read_regular_file, write_text_file
 
 _Default = TypeVar("_Default")
 
@@ -59,6 +58,13 @@ class Ledger(MutableMapping[Cell, dt.date]):
     def __len__(self) -> int:
         return len(self._cells)
 
+    def forget_targets_except(self, kept: Set[Target]) -> bool:
+        """Drop every cell on a target not in `kept`; whether any was dropped (then `compact` to save it)."""
+        gone = [cell for cell in self._cells if cell[1] not in kept]
+        for cell in gone:
+            del self._cells[cell]
+        return bool(gone)
+
     # ---- persistence ------------------------------------------------------------------------------------
 
     def record(self, granted: Iterable[tuple[Cell, dt.date]], revoked: Iterable[Cell]) -> None:
@@ -70,13 +76,8 @@ class Ledger(MutableMapping[Cell, dt.date]):
         for cell in revoked:
             self._cells.pop(cell, None)
             lines.append(f"-\t{cell[0]}\t\t{cell[1]}\n")
-        if not lines:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("a", encoding="utf-8") as log:
-            log.write("".join(lines))
-            log.flush()
-            os.fsync(log.fileno())
+        if lines:
+            append_text(self.log_path, "".join(lines))
 
     def compact(self) -> None:
         """Write the whole ledger atomically, then drop the log it now contains."""

@@ -12,7 +12,7 @@ from itertools import chain, product
 from reconciler.base import bulk_data
 from reconciler.cells import Cell, ResourceKind, Target
 from reconciler.errors import Location, Problem, ReconcilerError
-from reconciler.policy import CubeRef, Expiry, Policy, ResourceDef, Rule, TargetName
+from reconciler.policy import CubeRef, Expiry, Policy, ResourceDef, Rule, TargetName, undeclared_grant_problem
 from reconciler.service import AccessService, DirectoryGroup, DirectoryUser
 
 
@@ -254,6 +254,7 @@ class _Resolver:
 
     def desired(self, today: dt.date) -> Desired:
         targets = {key: self._target(resource) for key, resource in sorted(self.policy.resources.items())}
+        declared = None if self.policy.manage_all_targets else frozenset(t for t in targets.values() if t)
         rules = self.policy.rules
         days = [effective_day(rule.expires, today) for rule in rules]
         sources: dict[Cell, int] = {}  # the statement that wins each cell: the latest expiry, the first on ties
@@ -264,10 +265,11 @@ class _Resolver:
             rule_targets: set[Target] = set()
             spans.append((users, rule_targets))
             if rule.lapsed(today):
+                self._check_lapsed_targets(rule, declared)
                 continue
             for name, location in rule.principals:
                 users |= self._principal(name, location)
-            named = (self._named_target(name, targets) for name in rule.targets)
+            named = (self._granted_target(name, targets, declared) for name in rule.targets)
             rule_targets.update(t for t in named if t is not None)
             # millions of cells: they are made and stored at C speed; only the cells an earlier statement
             # shares (found from the statements' users and targets, not by probing every cell) are compared
@@ -288,7 +290,7 @@ class _Resolver:
         embeds = self._embeds(targets)
         if self.problems:
             raise ReconcilerError(self.problems)
-        managed = None if self.policy.manage_all_targets else frozenset(t for t in targets.values() if t)
+        managed = declared
         accounts = {uid: u.account for uid, u in self.directory.users.items()}
         return Desired(
             cells,
@@ -319,6 +321,28 @@ class _Resolver:
         if name.name.startswith("id:"):
             return self._inline_target(name.kind, name.name[3:], name.location)
         return targets[(name.kind, name.name)]
+
+    def _granted_target(
+        self,
+        name: TargetName,
+        targets: dict[tuple[ResourceKind, str], Target | None],
+        declared: frozenset[Target] | None,
+    ) -> Target | None:
+        """A grant's target, which must be managed: an inline `id:` of an undeclared target is refused, since
+        nothing could ever revoke what it grants."""
+        target = self._named_target(name, targets)
+        if target is not None and declared is not None and target not in declared:
+            self.problems.append(undeclared_grant_problem(name))
+            return None
+        return target
+
+    def _check_lapsed_targets(self, rule: Rule, declared: frozenset[Target] | None) -> None:
+        """A lapsed grant gives nothing, but its live grants are revoked only on a managed target."""
+        if declared is None:
+            return
+        for name in rule.targets:
+            if name.name.startswith("id:") and Target(name.kind, name.name[3:]) not in declared:
+                self.problems.append(undeclared_grant_problem(name))
 
     def _embeds(self, targets: dict[tuple[ResourceKind, str], Target | None]) -> dict[str, Embed]:
         embeds = {}

@@ -8,11 +8,13 @@ the record lists what the policy managed at the last apply, and a target that le
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from operator import itemgetter
 from pathlib import Path
 
 from reconciler.base import utc_timestamp
-from reconciler.cells import Target
+from reconciler.cells import Cell, Target
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.files import read_regular_file, write_text_file
 
@@ -27,9 +29,25 @@ class ManagedRecord:
 
     targets: frozenset[Target]
     found: bool
+    # targets the expiry ledger holds grants on that the record lacks: an edited record, kept managed
+    lacking: frozenset[Target] = frozenset()
+
+    def including(self, ledger_cells: Iterable[Cell]) -> ManagedRecord:
+        """The record with every target the expiry ledger holds a grant on: reconciler granted those, so they
+        were managed, and a record that lost one (edited by hand) must not let its grants stay unseen."""
+        held = frozenset(map(itemgetter(1), ledger_cells))
+        lacking = held - self.targets if self.found else frozenset()
+        return replace(self, targets=self.targets | held, lacking=lacking)
 
     def note(self) -> str | None:
-        """What a plan must say when the record is missing, since removed targets then cannot be detected."""
+        """What a plan must say when the record is missing (removed targets then cannot be detected), or lacks
+        targets the ledger shows were managed."""
+        if self.lacking:
+            listed = ", ".join(sorted(map(str, self.lacking))[:5]) + (", …" if len(self.lacking) > 5 else "")
+            return (
+                f"the managed-target record ({MANAGED_RECORD}) lacks {len(self.lacking)} targets the expiry ledger "
+                f"holds grants on ({listed}): they stay managed; restore the record from the state's history"
+            )
         if self.found:
             return None
         return (

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from reconciler.base import utc_timestamp
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.files import check_state_folder
 from reconciler.lock import TargetLock
 
 LOCK_FILE = "lock.json"
@@ -55,10 +56,12 @@ class LocalState:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Path]:
+        check_state_folder(self.folder)
         yield self.folder
 
     @contextlib.contextmanager
     def applying(self, break_lock: bool = False) -> Iterator[Path]:
+        check_state_folder(self.folder)
         with TargetLock(self.folder / "apply.lock", self.target, break_lock):
             yield self.folder
 
@@ -156,6 +159,7 @@ class GitState:
                 return
             base = self._git(folder, "rev-parse", "FETCH_HEAD")
             self._git(folder, "checkout", "--quiet", "--detach", base)
+            check_state_folder(folder, recursive=True)
             yield folder, base
         finally:
             shutil.rmtree(folder, ignore_errors=True)

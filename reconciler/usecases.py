@@ -110,6 +110,14 @@ def ledger_for(session: Session) -> Ledger:
     return Ledger(session.state_dir / LEDGER)
 
 
+def state_of(session: Session) -> tuple[ManagedRecord, Ledger]:
+    """The target's state: the managed-target record (with every target the ledger holds grants on) and the
+    expiry ledger, each read once."""
+    record = read_state(session.state_dir)
+    ledger = ledger_for(session)
+    return record.including(ledger), ledger
+
+
 @contextlib.contextmanager
 def _untracked(total: int, label: str) -> Iterator[Progress]:
     yield lambda: None
@@ -128,7 +136,7 @@ async def desired_and_snapshot(
     `track(total, label)` may supply a per-user tick, e.g. a progress bar: one read per user takes a while
     for a large organisation (100,000 users at 50 QPS is over half an hour).
     """
-    record = record or read_state(session.state_dir)
+    record = record or state_of(session)[0]
     desired = await resolve(policy, session.service, today, record.targets)
     if snapshot is None:
         snapshot = await _read_users(session, desired.directory, track)
@@ -162,6 +170,8 @@ def plan_from(
     with bulk_data():
         scope = options.scoped(desired)
         changes = diff(desired, snapshot, ledger, today, scope)
+        if changes.beyond_policy:
+            notes = [*(notes or []), beyond_policy_note(len(changes.beyond_policy))]
         user_of = itemgetter(0)
         touched_set = set(map(user_of, changes.revokes)).union(*(map(user_of, c) for c in changes.grants.values()))
         touched = sorted(touched_set)
@@ -190,6 +200,13 @@ def plan_from(
         )
         plan.grants_by_statement = _by_statement(changes, desired)
         return plan, changes
+
+
+def beyond_policy_note(cells: int) -> str:
+    return (
+        f"the expiry ledger records a later expiry than the policy allows for {cells} live grants (an edited "
+        "state?): ignored; they are granted again with the policy's expiry"
+    )
 
 
 def _by_statement(changes: Changes, desired: Desired) -> dict[str, int]:
@@ -224,9 +241,9 @@ async def make_plan(
     track: Tracker | None = None,
     notes: Collection[str] = (),
 ) -> Plan:
-    record = read_state(session.state_dir)
+    record, ledger = state_of(session)
     desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
-    return await _planned(session, policy, desired, live, record, today, options, [*notes])
+    return await _planned(session, policy, desired, live, record, ledger, today, options, [*notes])
 
 
 async def _planned(
@@ -235,6 +252,7 @@ async def _planned(
     desired: Desired,
     live: Snapshot,
     record: ManagedRecord,
+    ledger: Ledger,
     today: dt.date,
     options: PlanOptions,
     notes: list[str],
@@ -242,7 +260,7 @@ async def _planned(
 ) -> Plan:
     """The plan of `desired` against `live`, with embeds, notes and the policy tests' verdict."""
     notes = [*_state_notes(record), *notes, *map(str, embed_warnings(desired))]
-    plan, _ = plan_from(session, desired, live, ledger_for(session), today, options, notes)
+    plan, _ = plan_from(session, desired, live, ledger, today, options, notes)
     plan = await _embeds_into(session, plan, desired, options)
     if partial is not None:
         also = f"; also {plan.partial}" if options.limited and plan.partial else ""
@@ -287,8 +305,7 @@ async def make_changed_plan(
     change of who is granted what; a change of configuration or of the managed targets gets a full plan (see
     `change.full_plan_reason`), since it can move grants that no changed statement names.
     """
-    record = read_state(session.state_dir)
-    ledger = ledger_for(session)
+    record, ledger = state_of(session)
     directory = DirectoryOnce(session.service)
     desired, before = await asyncio.gather(
         resolve(policy, directory, today, record.targets),
@@ -297,7 +314,8 @@ async def make_changed_plan(
     reason = full_plan_reason(before, desired)
     if reason is not None:
         live = await _read_users(session, desired.directory, track)
-        return await _planned(session, policy, desired, live, record, today, options, [full_plan_note(reason)])
+        notes = [full_plan_note(reason)]
+        return await _planned(session, policy, desired, live, record, ledger, today, options, notes)
     users = changed_users(before, desired, ledger, today)
     live = await _read_users(session, users, track)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
@@ -307,7 +325,7 @@ async def make_changed_plan(
         f"change touches; the other {others} users were not read, so drift among them (changes made outside "
         "the policy) is not shown here, and the apply on merge corrects it too"
     )
-    return await _planned(session, policy, desired, live, record, today, scoped, [], partial)
+    return await _planned(session, policy, desired, live, record, ledger, today, scoped, [], partial)
 
 
 def full_plan_note(reason: str) -> str:
@@ -317,10 +335,10 @@ def full_plan_note(reason: str) -> str:
 
 async def explain(session: Session, policy: Policy, today: dt.date, user_ref: str) -> list[AccessLine]:
     """Every grant of one user, live or wanted, traced to the policy line and group path that gives it."""
-    desired = await _resolved(session, policy, today)
+    desired, ledger = await _resolved(session, policy, today)
     user = _one_user(desired, user_ref)
     live = await refresh(session.service, [user])
-    return access_lines(desired, live, ledger_for(session), users={user})
+    return access_lines(desired, live, ledger, users={user})
 
 
 async def who_can(
@@ -332,12 +350,12 @@ async def who_can(
     track: Tracker | None = None,
 ) -> list[AccessLine]:
     """Everyone who can query a target, or is meant to, and why."""
-    record = read_state(session.state_dir)
+    record, ledger = state_of(session)
     desired, live = await desired_and_snapshot(session, policy, today, snapshot, track, record)
     targets = desired.targets_named(target_ref)
     if not targets:
         raise ReconcilerError(Problem(f"no target named '{target_ref}'", hint="give a resource alias, name or id:<ID>"))
-    return access_lines(desired, live, ledger_for(session), targets=targets)
+    return access_lines(desired, live, ledger, targets=targets)
 
 
 async def import_live(
@@ -347,8 +365,9 @@ async def import_live(
     directory = DirectoryOnce(session.service)  # resolving the current policy reads the same directory
     users, groups, catalogue = await asyncio.gather(directory.users(), directory.groups(), directory.catalogue())
     managed = None
+    record, ledger = state_of(session)
     if policy is not None:
-        desired = await resolve(policy, directory, today, read_state(session.state_dir).targets)
+        desired = await resolve(policy, directory, today, record.targets)
         managed = desired.managed_record()
     by_name: dict[str, list[str]] = defaultdict(list)
     for group in groups:
@@ -362,7 +381,7 @@ async def import_live(
         {u.user_id: u.account for u in users},
         {name: frozenset(m) & active for name, m in zip(unique, members, strict=True)},
         live,
-        ledger_for(session),
+        ledger,
         catalogue,
         managed,
         today,
@@ -372,12 +391,13 @@ async def import_live(
 async def check_policy(session: Session, policy: Policy, today: dt.date) -> tuple[list[Problem], list[Problem]]:
     """What only the resolved policy can tell, no live grants read: failing `tests:`, and warnings (embeds that
     widen access beyond their ticket holders' grants)."""
-    desired = await _resolved(session, policy, today)
+    desired, _ = await _resolved(session, policy, today)
     return check_tests(policy.tests, desired), embed_warnings(desired)
 
 
-async def _resolved(session: Session, policy: Policy, today: dt.date) -> Desired:
-    return await resolve(policy, session.service, today, read_state(session.state_dir).targets)
+async def _resolved(session: Session, policy: Policy, today: dt.date) -> tuple[Desired, Ledger]:
+    record, ledger = state_of(session)
+    return await resolve(policy, session.service, today, record.targets), ledger
 
 
 async def issue_ticket(
@@ -388,7 +408,7 @@ async def issue_ticket(
     A ticket is access: whoever holds it can ask questions of the module's data range. So the request is
     checked against today's policy and directory first, and refused before any call if it does not fit.
     """
-    desired = await _resolved(session, policy, today)
+    desired, _ = await _resolved(session, policy, today)
     embed = desired.embeds.get(embed_name)
     if embed is None:
         known = ", ".join(sorted(desired.embeds)) or "none"
@@ -488,10 +508,10 @@ def _state_notes(record: ManagedRecord) -> list[str]:
 
 
 async def make_drift(session: Session, policy: Policy, today: dt.date, track: Tracker | None = None) -> DriftReport:
-    record = read_state(session.state_dir)
+    record, ledger = state_of(session)
     desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
     _, found = await _live_embeds(session, desired)
-    return drift(session.name, desired, live, ledger_for(session), today, _state_notes(record), found)
+    return drift(session.name, desired, live, ledger, today, _state_notes(record), found)
 
 
 async def apply(
@@ -513,8 +533,7 @@ async def apply(
     if not session.exclusive:
         raise ReconcilerError("internal: apply needs a session opened exclusively (open_target(exclusive=True))")
     track = track or _untracked
-    record = read_state(session.state_dir)
-    ledger = ledger_for(session)
+    record, ledger = state_of(session)
     desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
     options = options or PlanOptions()
     live_embeds, found = await _live_embeds(session, desired)
@@ -576,7 +595,10 @@ async def set_embed_ranges(session: Session, changes: list[EmbedChange]) -> list
 def _remember_managed(
     session: Session, desired: Desired, live: Snapshot, plan: Plan, wrong: dict[Cell, str], ledger: Ledger
 ) -> None:
-    """Record what is managed now; a removed target stays recorded until none of its revocable grants is left."""
+    """Record what is managed now; a removed target stays recorded until none of its revocable grants is left.
+
+    The ledger keeps expiries only on recorded targets: one that leaves the record (released, or removed and
+    emptied) takes its ledger lines with it, so that the record and the ledger tell the same story."""
     revoked = plan.revoke_cells()
     leftover = {
         target
@@ -585,9 +607,10 @@ def _remember_managed(
         and user not in desired.protected
         and ((user, target) not in revoked or (user, target) in wrong)
     }
-    if not ledger.path.exists():  # written whenever the record is: a record without a ledger means damage
-        ledger.compact()
-    write_managed(session.state_dir, desired.managed_record() | leftover)
+    record = desired.managed_record() | leftover
+    if ledger.forget_targets_except(record) or not ledger.path.exists():
+        ledger.compact()  # written whenever the record is: a record without a ledger means damage
+    write_managed(session.state_dir, record)
 
 
 def check_breakers(work: Work, live: Snapshot, desired: Desired, breakers: Breakers) -> None:

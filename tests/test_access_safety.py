@@ -272,3 +272,120 @@ def test_rolling_renewal_due_is_drift(workspace: Path, run_cli: Run) -> None:
     ledger.write_text(ledger.read_text().replace(lines[0], f"u-olivia\t{soon}\ttheme:t-forecast"))
     drift = run_cli("drift", "--format", "json")
     assert drift.code == 2 and json.loads(drift.out)["renewal_due"][0]["user"] == "u-olivia"
+
+
+@pytest.mark.parametrize(
+    ("policy", "line"),
+    [
+        # decidable offline: every llm_cube resource of the policy is declared by ID
+        ("version: 1\ngrants:\n  - {to: [account:olivia], llm_cubes: [id:c-ops]}\n", 3),
+        # only resolving can tell: a resource named by alias might have been that cube
+        (
+            "version: 1\nresources: {llm_cubes: {kpi: {alias: Finance KPIs}}}\n"
+            "grants:\n  - {to: [account:olivia], llm_cubes: [kpi, id:c-ops]}\n",
+            4,
+        ),
+    ],
+)
+def test_a_grant_on_an_undeclared_target_is_refused_so_no_grant_is_left_behind(
+    workspace: Path, run_cli: Run, policy: str, line: int
+) -> None:
+    (workspace / "policies" / "inline.yaml").write_text(policy)
+    for command in (("validate",), ("plan",), ("apply", "--auto-approve"), ("drift",)):
+        result = run_cli(*command)
+        assert result.code == 1, command
+        assert f"policies/inline.yaml:{line}: llm_cube 'id:c-ops' is granted but not declared under resources" in (
+            result.err
+        )
+        assert "declare it under resources.llm_cubes, e.g. c-ops: {id: c-ops}" in result.err
+    assert _authorize_calls(workspace) == 0
+
+
+def test_an_inline_id_of_a_declared_target_is_granted_and_revoked_when_its_statement_goes(
+    workspace: Path, run_cli: Run
+) -> None:
+    inline = workspace / "policies" / "inline.yaml"
+    inline.write_text("version: 1\ngrants:\n  - {to: [account:heidi], llm_cubes: ['id:c-budget']}\n")
+    assert run_cli("apply", "--auto-approve").code == 0
+    assert ("u-heidi", "c-budget") in _live(workspace)
+    inline.unlink()
+    plan = run_cli("plan")
+    assert "- u-heidi (heidi)  llm_cube:c-budget (Budget)" in plan.out
+    assert run_cli("apply", "--auto-approve").code == 0
+    assert ("u-heidi", "c-budget") not in _live(workspace)
+
+
+def test_with_every_target_managed_an_inline_grant_is_revoked_when_its_statement_goes(
+    workspace: Path, run_cli: Run
+) -> None:
+    inline = workspace / "policies" / "inline.yaml"
+    inline.write_text(
+        "version: 1\nmanage_all_targets: true\ngrants:\n  - {to: [account:heidi], llm_cubes: [id:c-ops]}\n"
+    )
+    assert run_cli("apply", "--auto-approve").code == 0
+    assert ("u-heidi", "c-ops") in _live(workspace)
+    inline.write_text("version: 1\nmanage_all_targets: true\n")
+    assert "- u-heidi (heidi)  llm_cube:c-ops (Operations)" in run_cli("plan").out
+
+
+STATE_DIR = Path(".reconciler")
+
+
+def test_a_target_deleted_from_the_managed_record_stays_managed(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
+    record = workspace / STATE_DIR / "managed-targets.json"
+    data = json.loads(record.read_text())
+    data["targets"].remove("llm_cube:c-budget")
+    record.write_text(json.dumps(data))
+    _remove_budget(workspace)
+    plan = run_cli("plan")
+    assert "- u-dave (dave)  llm_cube:c-budget (Budget)" in plan.out
+    assert "lacks 1 targets the expiry ledger holds grants on (llm_cube:c-budget): they stay managed" in plan.out
+    assert run_cli("apply", "--auto-approve").code == 0
+    assert not {cell for cell in _live(workspace) if cell[1] == "c-budget"}
+
+
+def test_a_ledger_expiry_later_than_the_policy_allows_is_never_sent(workspace: Path, run_cli: Run) -> None:
+    rolling = workspace / "policies" / "rolling.yaml"
+    rolling.write_text(
+        "version: 1\ngrants:\n  - {to: [account:heidi], llm_cubes: [sales], expires: {ttl: 30d, renew_within: 7d}}\n"
+    )
+    assert run_cli("apply", "--auto-approve").code == 0
+    window = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=30)).isoformat()
+    assert _expiry(workspace, "u-heidi", "c-sales") == window
+    ledger = workspace / STATE_DIR / "expiry-ledger.tsv"
+    lines = ledger.read_text().splitlines()
+    edited = [
+        line.replace(window, "2099-12-31") if line.startswith("u-heidi\t") and "c-sales" in line else line
+        for line in lines
+    ]
+    assert edited != lines
+    ledger.write_text("\n".join(edited) + "\n")
+    plan = run_cli("plan", "--allow-regrant", "--format", "json", "--out", "plan.json")
+    saved = json.loads(plan.out)
+    heidi = [b for b in saved["batches"] if "u-heidi" in b["user_ids"] and "c-sales" in b["llm_cubes"]]
+    assert [b["expire_day"] for b in heidi] == [window]
+    assert any("later expiry than the policy allows for 1 live grants" in note for note in saved["notes"])
+    drift = run_cli("drift")
+    assert drift.code == 2 and "the ledger's day is later than the policy allows" in drift.out
+    assert run_cli("apply", "plan.json").code == 0
+    assert _expiry(workspace, "u-heidi", "c-sales") == window
+
+
+def test_a_state_file_linked_out_of_the_state_folder_is_refused(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
+    outside = workspace / "outside.txt"
+    outside.write_text("untouched\n")
+    audit = workspace / AUDIT
+    audit.unlink()
+    audit.symlink_to(outside)
+    for command in (("plan",), ("apply", "--auto-approve"), ("drift",)):
+        result = run_cli(*command)
+        assert result.code == 1 and len(result.err.strip().splitlines()) == 1, result.err
+        assert "audit.jsonl: the state holds a symbolic link" in result.err
+    assert outside.read_text() == "untouched\n"
+
+
+def _expiry(workspace: Path, user: str, target: str) -> str:
+    data = json.loads((workspace / STATE).read_text())
+    return next(g["expire_day"] for g in data["grants"] if g["user"] == user and target in g.values())

@@ -77,7 +77,7 @@ def _reference(want: Desired, live: Snapshot, ledger: dict, options: DiffOptions
         day: dt.date | None
         if isinstance(expiry, Rolling):
             keep = is_live and (
-                (recorded is not None and (recorded - TODAY).days > expiry.renew_within)
+                (recorded is not None and expiry.renew_within < (recorded - TODAY).days <= expiry.ttl)
                 or (recorded is None and options.unrecorded == "trust")
             )
             day = None if keep else TODAY + dt.timedelta(days=expiry.ttl)
@@ -90,7 +90,7 @@ def _reference(want: Desired, live: Snapshot, ledger: dict, options: DiffOptions
         if day is None:
             unchanged += 1
         elif not options.in_scope(cell):
-            out_of_scope += 1
+            out_of_scope += cell[0] in live.grants  # a user not read has no known changes
         else:
             grants.setdefault(day, set()).add(cell)
     undesired = [c for c in live.cells() if c not in want.cells and c[0] not in want.protected]

@@ -40,6 +40,7 @@ def test_defaults_and_expiry_forms(tmp_path: Path) -> None:
         """
         version: 1
         defaults: {expires: 2027-01-31}
+        manage_all_targets: true
         users: {a: {account: a}}
         grants:
           - {to: [a], llm_cubes: [id:c1]}
@@ -52,8 +53,13 @@ def test_defaults_and_expiry_forms(tmp_path: Path) -> None:
 
 
 def test_files_merge_and_identical_redefinitions_are_fine(tmp_path: Path) -> None:
-    a = write(tmp_path, "version: 1\nusers: {a: {account: a}}\ngrants: [{to: [a], llm_cubes: [id:c]}]\n", "a.yaml")
-    b = write(tmp_path, "version: 1\nusers: {a: {account: a}}\ngrants: [{to: [a], themes: [id:t]}]\n", "b.yaml")
+    a = write(tmp_path, "version: 1\nusers: {a: {account: a}}\nresources: {llm_cubes: {c: {id: c}}}\n", "a.yaml")
+    a.write_text(a.read_text() + "grants: [{to: [a], llm_cubes: [id:c]}]\n")
+    b = write(
+        tmp_path,
+        "version: 1\nusers: {a: {account: a}}\nmanage_all_targets: true\ngrants: [{to: [a], themes: [id:t]}]\n",
+        "b.yaml",
+    )
     policy = load_policy([a, b], TODAY)
     assert len(policy.rules) == 2
 

@@ -63,6 +63,7 @@ def test_latest_expiry_wins(demo: Emulator, tmp_path: Path) -> None:
         tmp_path,
         """
         version: 1
+        manage_all_targets: true
         grants:
           - {to: [account:alice], llm_cubes: [id:c-hr], expires: 2030-01-01}
           - {to: [id:u-alice], llm_cubes: [id:c-hr], expires: 2031-01-01}
@@ -79,6 +80,7 @@ def test_overlapping_statements_each_cell_goes_to_the_latest_expiry_then_the_fir
         tmp_path,
         """
         version: 1
+        manage_all_targets: true
         grants:
           - {to: [id:u-alice, id:u-bob], llm_cubes: [id:c-hr, id:c-sales], expires: 2030-01-01}
           - {to: [id:u-bob, id:u-carol], llm_cubes: [id:c-sales], expires: 2031-01-01}
@@ -90,11 +92,11 @@ def test_overlapping_statements_each_cell_goes_to_the_latest_expiry_then_the_fir
     hr, sales = Target("llm_cube", "c-hr"), Target("llm_cube", "c-sales")
     line_of = {cell: desired.provenance(cell).rule.line for cell in desired.cells}  # type: ignore[union-attr]
     assert line_of == {
-        ("u-alice", hr): 3,  # statement 3 ties with statement 1: the first keeps it
-        ("u-alice", sales): 3,
-        ("u-bob", hr): 6,  # statement 4 expires after statement 1
-        ("u-bob", sales): 4,  # statement 2 expires after 1 and 4
-        ("u-carol", sales): 4,  # statement 5 expires earlier
+        ("u-alice", hr): 4,  # statement 3 ties with statement 1: the first keeps it
+        ("u-alice", sales): 4,
+        ("u-bob", hr): 7,  # statement 4 expires after statement 1
+        ("u-bob", sales): 5,  # statement 2 expires after 1 and 4
+        ("u-carol", sales): 5,  # statement 5 expires earlier
     }
     assert dict(desired.cells) == {
         ("u-alice", hr): dt.date(2030, 1, 1),
@@ -114,12 +116,20 @@ def test_overlapping_statements_each_cell_goes_to_the_latest_expiry_then_the_fir
     ("body", "line", "message"),
     [
         (
-            "users:\n  x: {account: nobody}\ngrants: [{to: [x], themes: [id:t-q4]}]\n",
+            "users:\n  x: {account: nobody}\ngrants: [{to: [x], themes: [id:t-q4]}]\nmanage_all_targets: true\n",
             3,
             "no Quick BI user with account",
         ),
-        ("grants:\n  - to: [id:u-missing]\n    themes: [id:t-q4]\n", 3, "user id 'u-missing' is not in"),
-        ("grants:\n  - to: [account:alice]\n    themes: [id:t-none]\n", 4, "theme 't-none' does not exist"),
+        (
+            "grants:\n  - to: [id:u-missing]\n    themes: [id:t-q4]\nmanage_all_targets: true\n",
+            3,
+            "user id 'u-missing' is not in",
+        ),
+        (
+            "grants:\n  - to: [account:alice]\n    themes: [id:t-none]\nmanage_all_targets: true\n",
+            4,
+            "theme 't-none' does not exist",
+        ),
         ("resources:\n  llm_cubes:\n    x: {alias: Nope}\n", 4, "no llm_cubes named 'Nope'"),
         ("resources:\n  llm_cubes:\n    x: {dataset: ds-hr}\n", 4, "named by dataset"),
         ("groups:\n  g: {quickbi_group: Nowhere}\n", 3, "no Quick BI user group named 'Nowhere'"),
@@ -140,7 +150,8 @@ def test_an_empty_quickbi_group_stops_the_run(demo: Emulator, tmp_path: Path) ->
         resolved(
             demo,
             tmp_path,
-            "version: 1\ngroups:\n  p: {quickbi_group: People}\ngrants: [{to: [p], themes: [id:t-q4]}]\n",
+            "version: 1\ngroups:\n  p: {quickbi_group: People}\ngrants: [{to: [p], themes: [id:t-q4]}]\n"
+            "manage_all_targets: true\n",
         )
 
 
@@ -181,7 +192,7 @@ def test_dataset_readback_identifies_cubes_by_dataset(tmp_path: Path) -> None:
     [
         ("resources:\n  llm_cubes:\n    x: {id: c-hr}\n", "must be named by dataset"),
         ("resources:\n  llm_cubes:\n    x: {dataset: ds-nothing}\n", r"has no Smart Q \(Q&A\) resource"),
-        ("grants:\n  - {to: [account:bob], llm_cubes: [id:c-hr]}\n", "is an LlmCube ID"),
+        ("grants:\n  - {to: [account:bob], llm_cubes: [id:c-hr]}\nmanage_all_targets: true\n", "is an LlmCube ID"),
     ],
 )
 def test_dataset_readback_errors(tmp_path: Path, body: str, message: str) -> None:
@@ -201,10 +212,17 @@ def test_dataset_readback_errors(tmp_path: Path, body: str, message: str) -> Non
 def test_deactivated_users(demo: Emulator, tmp_path: Path) -> None:
     demo.backend.users["u-bob"].deleted = True
     with pytest.raises(ReconcilerError, match=r"p.yaml:3: user 'u-bob' is deactivated"):
-        resolved(demo, tmp_path, "version: 1\ngrants:\n  - to: [account:bob]\n    themes: [id:t-q4]\n")
+        resolved(
+            demo,
+            tmp_path,
+            "version: 1\ngrants:\n  - to: [account:bob]\n    themes: [id:t-q4]\nmanage_all_targets: true\n",
+        )
     demo.backend.users["u-dave"].deleted = True
     desired = resolved(
-        demo, tmp_path, "version: 1\ngroups:\n  f: {quickbi_group: Finance}\ngrants: [{to: [f], themes: [id:t-q4]}]\n"
+        demo,
+        tmp_path,
+        "version: 1\ngroups:\n  f: {quickbi_group: Finance}\ngrants: [{to: [f], themes: [id:t-q4]}]\n"
+        "manage_all_targets: true\n",
     )
     assert {u for u, _ in desired.cells} == {"u-carol", "u-erin"}
     assert "u-dave" in desired.directory  # still read, so its live grants can be revoked

@@ -165,3 +165,22 @@ def test_unreachable_state_repository_is_one_line(tmp_path: Path, served: str) -
     result = _run(folder, "plan")
     assert result.returncode == 1 and "cannot read state from" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_link_committed_to_the_state_branch_is_refused(tmp_path: Path, served: str, bare: Path) -> None:
+    first = _checkout(tmp_path / "a", served, bare)
+    assert _run(first, "apply", "--auto-approve").returncode == 0
+    outside = tmp_path / "outside.txt"
+    outside.write_text("untouched\n")
+    work = tmp_path / "edit"
+    subprocess.run(["git", "clone", "--quiet", "--branch", BRANCH, str(bare), str(work)], check=True)
+    (work / "audit.jsonl").unlink()
+    (work / "audit.jsonl").symlink_to(outside)
+    git = ["git", "-C", str(work), "-c", "user.name=x", "-c", "user.email=x@x"]
+    subprocess.run([*git, "commit", "--quiet", "-am", "an attacker's edit"], check=True)
+    subprocess.run([*git, "push", "--quiet", "origin", BRANCH], check=True)
+    for command in (("plan",), ("apply", "--auto-approve")):
+        result = _run(first, *command)
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "audit.jsonl: the state holds a symbolic link" in result.stderr
+    assert outside.read_text() == "untouched\n"

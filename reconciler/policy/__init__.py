@@ -11,6 +11,7 @@ from reconciler.policy._load import (
     UserDef,
     load_policy,
     policy_files,
+    undeclared_grant_problem,
 )
 from reconciler.policy._model import NEVER, CubeRef, Expiry, PolicyFile, Rolling, ThemeRef
 
@@ -31,4 +32,5 @@ __all__ = [
     "UserDef",
     "load_policy",
     "policy_files",
+    "undeclared_grant_problem",
 ]

@@ -377,6 +377,8 @@ def _merge(
                     f"declare it under resources.{section} or write id:<ID>",
                 )
             )
+    if not manage_all:
+        _check_inline_grants(policy.rules, resources, problems)
     digest = _digest(parsed)
     files = tuple(document.file for document, _ in parsed)
     return Policy(
@@ -520,6 +522,30 @@ def _released(
                 continue
             found.append(TargetName(kind, name, location))
     return found
+
+
+def undeclared_grant_problem(name: TargetName) -> Problem:
+    """A grant's inline `id:` target that `resources` does not declare: its grants could never be revoked."""
+    section = "llm_cubes" if name.kind == "llm_cube" else "themes"
+    return Problem(
+        f"{name.kind} '{name.name}' is granted but not declared under resources, so its grants would never be revoked",
+        name.location,
+        f"declare it under resources.{section}, e.g. {name.name[3:]}: {{id: {name.name[3:]}}}, or set "
+        "manage_all_targets: true",
+    )
+
+
+def _check_inline_grants(
+    rules: Iterable[Rule], resources: dict[tuple[ResourceKind, str], ResourceDef], problems: list[Problem]
+) -> None:
+    """Inline `id:` targets of grants that no resource can be: offline, where every resource of the kind is
+    declared by ID (an alias or name is looked up in Quick BI, so resolving decides those)."""
+    declared = {(kind, getattr(r.ref, "id", None)) for (kind, _), r in resources.items()}
+    by_name = {kind for (kind, _), r in resources.items() if getattr(r.ref, "id", None) is None}
+    for rule in rules:
+        for name in rule.targets:
+            if _is_inline_target(name.name) and name.kind not in by_name and (name.kind, name.name[3:]) not in declared:
+                problems.append(undeclared_grant_problem(name))
 
 
 def _is_inline_target(name: str) -> bool:
