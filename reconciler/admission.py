@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from reconciler.cells import Cell
+from reconciler.diff import Changes
 from reconciler.embeds import DataRange
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.plan import Batch, Plan
@@ -37,6 +38,9 @@ def admit(
                     hint=_HINT,
                 )
             )
+        unknown = _unknown_id(batch, desired)
+        if unknown is not None:
+            raise ReconcilerError(Problem(f"refusing the plan: batch {number} names {unknown}", hint=_HINT))
         for cell in batch.cells():
             reason = _grant_refusal(cell, batch, desired, today) if batch.operation == "grant" else None
             reason = reason or (_revoke_refusal(cell, desired) if batch.operation == "revoke" else None)
@@ -50,6 +54,27 @@ def admit(
                 )
     _check_touched_users(plan, live)
     _check_embed_changes(plan, desired)
+
+
+def _unknown_id(batch: Batch, desired: Desired) -> str | None:
+    """An id that is not exactly one user or target Quick BI knows, as it would go on the wire: the API joins a
+    batch's ids with commas and may trim them, so `u-admin,u-alice` or ` u-alice` would reach other cells than
+    the ones admitted."""
+    for user in batch.user_ids:
+        if user not in desired.directory:
+            return f"user {user!r}, which is not one user of the organisation"
+    for target in batch.targets():
+        if target not in desired.target_names:
+            return f"{target.kind} {target.id!r}, which is not one target Quick BI lists"
+    return None
+
+
+def lacking_changes(plan: Plan, wanted: Changes) -> int:
+    """How many changes the policy requires today that `plan` does not make (cells, and embed data ranges)."""
+    granted = plan.grant_cells()
+    revoked = plan.revoke_cells()
+    missing = sum(1 for day, cells in wanted.grants.items() for cell in cells if granted.get(cell) != day)
+    return missing + len(wanted.revokes - revoked)
 
 
 def _check_embed_changes(plan: Plan, desired: Desired) -> None:

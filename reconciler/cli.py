@@ -300,6 +300,11 @@ def show(plan_file: Path, fmt: str, max_chars: int | None) -> None:
 )
 @click.option("--break-lock", is_flag=True, help="Remove a stale lock left by a dead apply.")
 @click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 2 (not 1) when a saved plan was applied but lacks changes today's policy requires.",
+)
+@click.option(
     "--verify",
     type=click.Choice(["sampled", "full"]),
     default="sampled",
@@ -315,6 +320,7 @@ def apply(
     max_revokes: int | None,
     max_revoke_ratio: float | None,
     break_lock: bool,
+    detailed_exitcode: bool,
     verify: str,
     additive: bool,
     allow_regrant: bool,
@@ -328,9 +334,34 @@ def apply(
         raise ReconcilerError("no terminal to confirm on: pass --auto-approve, or apply a saved plan file")
     breakers = usecases.Breakers(max_revokes, max_revoke_ratio)
     options = _plan_options(additive, allow_regrant, unrecorded, only_user, only_group, only_resource)
+    if plan_file is not None:
+        _refuse_plan_flags(options)
     saved = Plan.read(plan_file) if plan_file else None
-    code = run(_apply(obj, saved, options, breakers, auto_approve, break_lock, verify == "full"))
+    code = run(_apply(obj, saved, options, breakers, auto_approve, break_lock, verify == "full", detailed_exitcode))
     sys.exit(code)
+
+
+def _refuse_plan_flags(options: usecases.PlanOptions) -> None:
+    """A saved plan decides what is sent: a flag that would change it has no effect, so it is refused."""
+    given = [
+        flag
+        for flag, on in (
+            ("--user", bool(options.only_users)),
+            ("--group", bool(options.only_groups)),
+            ("--resource", bool(options.only_resources)),
+            ("--additive", options.diff.additive),
+            ("--allow-regrant", options.allow_regrant),
+            ("--unrecorded regrant", options.diff.unrecorded != "trust"),
+        )
+        if on
+    ]
+    if given:
+        raise ReconcilerError(
+            Problem(
+                f"apply PLAN does not take {', '.join(given)}: the saved plan decides what is sent",
+                hint=f"make the plan with them (plan {given[0].split()[0]} … --out PLAN), or apply without a plan",
+            )
+        )
 
 
 async def _apply(
@@ -341,6 +372,7 @@ async def _apply(
     auto_approve: bool,
     break_lock: bool,
     verify_all: bool,
+    detailed_exitcode: bool = False,
 ) -> int:
     policy = _load_policy(obj.config.policy_paths(), obj.config)
 
@@ -356,12 +388,11 @@ async def _apply(
         )
     if outcome.nothing_to_do:
         done = outcome.result.resumed
-        click.echo(
-            f"Nothing to do: all {done} batches of the plan are already in place."
-            if done
-            else "No changes. Live Smart Q grants match the policy."
-        )
-        return EXIT_OK
+        if done:
+            click.echo(f"Nothing to do: all {done} batches of the plan are already in place.")
+        elif not outcome.lacking:
+            click.echo("No changes. Live Smart Q grants match the policy.")
+        return _lacking_exit(outcome, detailed_exitcode) or EXIT_OK
     if outcome.cancelled:
         click.echo("Apply cancelled.")
         return EXIT_ERROR
@@ -390,7 +421,24 @@ async def _apply(
             else ""
         )
     )
-    return EXIT_OK if outcome.ok else EXIT_ERROR
+    return EXIT_ERROR if not outcome.ok else _lacking_exit(outcome, detailed_exitcode) or EXIT_OK
+
+
+def _lacking_exit(outcome: usecases.ApplyOutcome, detailed_exitcode: bool) -> int | None:
+    """A saved plan that leaves out changes today's policy requires: say how many, and do not exit 0."""
+    if not outcome.lacking:
+        return None
+    partial = f" (it is partial: {outcome.plan.partial})" if outcome.plan.partial else ""
+    click.echo(
+        f"error: the plan lacks {_count(outcome.lacking, 'change')} that today's policy requires{partial}; "
+        "they were not made (run apply without a plan file, or make a new plan)",
+        err=True,
+    )
+    return EXIT_CHANGES if detailed_exitcode else EXIT_ERROR
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 
 @cli.command()

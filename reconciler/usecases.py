@@ -16,7 +16,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from reconciler.access import AccessLine, access_lines, check_tests, embed_warnings, end_state
-from reconciler.admission import admit
+from reconciler.admission import admit, lacking_changes
 from reconciler.audit import AuditLog
 from reconciler.base import bulk_data
 from reconciler.cells import Cell, Target
@@ -100,6 +100,8 @@ class ApplyOutcome:
     # embed data ranges not set as planned, each "embed 'name' (module id): why"
     embed_failures: list[str] = field(default_factory=list)
     verification: Verification | None = None
+    # changes today's policy requires that a saved plan does not make (batches deleted, or a partial plan)
+    lacking: int = 0
 
     @property
     def ok(self) -> bool:
@@ -537,9 +539,13 @@ async def apply(
     desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
     options = options or PlanOptions()
     live_embeds, found = await _live_embeds(session, desired)
+    lacking = 0
     if saved is not None:
         admit(saved, session.name, policy.digest, desired, live, today, session.service.cap)
         chosen = saved
+        planned_embeds = {c.copilot_id for c in saved.embed_changes}
+        lacking = lacking_changes(saved, diff(desired, live, ledger, today))
+        lacking += sum(1 for c in found.changes if c.copilot_id not in planned_embeds)
     else:
         chosen, _ = plan_from(session, desired, live, ledger, today, options, _state_notes(record))
         if not options.limited:
@@ -551,7 +557,7 @@ async def apply(
     embeds = [c for c in chosen.embed_changes if _unset(c, live_embeds)]
     if not work.batches and not embeds:
         _remember_managed(session, desired, live, chosen, {}, ledger)
-        return ApplyOutcome(chosen, ApplyResult(resumed=work.already_done), nothing_to_do=True)
+        return ApplyOutcome(chosen, ApplyResult(resumed=work.already_done), nothing_to_do=True, lacking=lacking)
     check_breakers(work, live, desired, breakers or Breakers())
     if not confirm(chosen):
         return ApplyOutcome(chosen, cancelled=True)
@@ -560,7 +566,9 @@ async def apply(
         seed = chosen.inputs.policy_digest
         result, mismatches, verification = await execute_and_verify(session, work, ledger, tick, not verify_all, seed)
     _remember_managed(session, desired, live, chosen, mismatches, ledger)
-    return ApplyOutcome(chosen, result, mismatches, embed_failures=embed_failures, verification=verification)
+    return ApplyOutcome(
+        chosen, result, mismatches, embed_failures=embed_failures, verification=verification, lacking=lacking
+    )
 
 
 def _unset(change: EmbedChange, live: Mapping[str, LiveEmbed]) -> bool:

@@ -110,7 +110,24 @@ TAMPERING: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "the plan is stale: u-mallory's live grants changed since it was made (+llm_cube:c-sales)",
     ),
     "made for another target": (lambda p: p.update(target="prod"), "the plan was made for target 'prod'"),
+    # ids compared exactly as they go on the wire: the API joins them with commas and may trim them
+    "two users inside one id next to a wanted revoke": (
+        lambda p: _revoke_batch(p)["user_ids"].append("u-admin,u-alice"),
+        "names user 'u-admin,u-alice', which is not one user of the organisation",
+    ),
+    "a padded id next to a wanted revoke": (
+        lambda p: _revoke_batch(p)["user_ids"].append(" u-alice"),
+        "names user ' u-alice', which is not one user of the organisation",
+    ),
+    "two targets inside one id": (
+        lambda p: _revoke_batch(p).update(llm_cubes=["c-sales,c-finance"]),
+        "names llm_cube 'c-sales,c-finance', which is not one target Quick BI lists",
+    ),
 }
+
+
+def _revoke_batch(plan: dict[str, Any]) -> dict[str, Any]:
+    return next(b for b in plan["batches"] if b["operation"] == "revoke")
 
 
 @pytest.mark.parametrize("case", sorted(TAMPERING))
@@ -389,3 +406,29 @@ def test_a_state_file_linked_out_of_the_state_folder_is_refused(workspace: Path,
 def _expiry(workspace: Path, user: str, target: str) -> str:
     data = json.loads((workspace / STATE).read_text())
     return next(g["expire_day"] for g in data["grants"] if g["user"] == user and target in g.values())
+
+
+def test_a_plan_with_batches_deleted_says_what_it_lacks_and_does_not_exit_0(workspace: Path, run_cli: Run) -> None:
+    plan = _saved_plan(workspace, run_cli)
+    dropped = _revoke_batch(plan)
+    plan["batches"].remove(dropped)
+    _write(workspace, plan)
+    lacking = len(dropped["user_ids"]) * len(dropped["llm_cubes"] + dropped["llm_cube_themes"])
+    result = run_cli("apply", "plan.json")
+    assert result.code == 1
+    assert f"error: the plan lacks {lacking} changes that today's policy requires" in result.err
+    assert ("u-mallory", "c-sales") in _live(workspace)  # the deleted revoke was not made, and that is said
+    assert run_cli("apply", "plan.json", "--detailed-exitcode").code == 2  # applied as far as it goes: 2, not 0
+    assert run_cli("apply", "--auto-approve").code == 0
+    assert ("u-mallory", "c-sales") not in _live(workspace)
+
+
+@pytest.mark.parametrize(
+    "flags", [("--user", "alice"), ("--group", "sales"), ("--resource", "sales"), ("--additive",), ("--allow-regrant",)]
+)
+def test_a_saved_plan_refuses_flags_it_would_ignore(workspace: Path, run_cli: Run, flags: tuple[str, ...]) -> None:
+    _saved_plan(workspace, run_cli)
+    result = run_cli("apply", "plan.json", *flags)
+    assert result.code == 1 and len(result.err.strip().splitlines()) == 1
+    assert f"apply PLAN does not take {flags[0]}" in result.err
+    assert _authorize_calls(workspace) == 0
