@@ -28,7 +28,7 @@ from reconciler.plan import Plan
 from reconciler.policy import Policy, load_policy
 from reconciler.progress import progress
 from reconciler.quickbi import QuickBIError, TransportFailure
-from reconciler.redaction import configure_logging, redact
+from reconciler.redaction import configure_logging, one_line, redact
 from reconciler.schema import schemas
 from reconciler.snapshot import Snapshot
 from reconciler.ticket_audit import AuditReport
@@ -36,6 +36,11 @@ from reconciler.workspace import open_insight, open_target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 MAX_PRINTED_PROBLEMS = 100
+
+
+def _say(line: str) -> None:
+    """One line on stderr, whatever the names inside it hold."""
+    click.echo(one_line(line), err=True)
 
 
 def _today() -> dt.date:
@@ -94,7 +99,7 @@ def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
 
     failures, warnings = run(run_tests())
     for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
+        _say(f"warning: {warning}")
     if failures:
         raise ReconcilerError(failures)
     if policy.tests:
@@ -120,7 +125,7 @@ def _load_policy(paths: list[Path], config: Config | None = None) -> Policy:
     """Load the policies and say each warning (e.g. a grant whose date has passed) on stderr, with its line."""
     policy = load_policy(paths, _today(), recursive=config is not None and config.policies_recursive)
     for warning in policy.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        _say(f"warning: {warning}")
     return policy
 
 
@@ -233,7 +238,7 @@ def plan(
     click.echo(_format_plan(result, fmt, max_chars), nl=False)
     if result.failed_tests:
         for failure in result.failed_tests:
-            click.echo(f"error: {failure}", err=True)
+            _say(f"error: {failure}")
         sys.exit(EXIT_ERROR)  # and no plan file: a plan that breaks the policy's own tests is not to be applied
     if out is not None:
         result.write(out)
@@ -398,13 +403,13 @@ async def _apply(
         return EXIT_ERROR
     result = outcome.result
     for problem in outcome.embed_failures:
-        click.echo(f"failed: {problem}", err=True)
+        _say(f"failed: {problem}")
     for failure in result.failures:
-        click.echo(f"failed: {failure}", err=True)
+        _say(f"failed: {failure}")
     reported = {(f.user, f.target) for f in result.failures}
     for (user, target), problem in sorted(outcome.mismatches.items()):
         if (user, target) not in reported:
-            click.echo(f"verify: {user} {target}: {problem}", err=True)
+            _say(f"verify: {user} {target}: {problem}")
     resumed = f", {result.resumed} already in place" if result.resumed else ""
     click.echo(
         f"Apply {'complete' if outcome.ok else 'incomplete'}: {result.calls} calls for "
@@ -429,10 +434,9 @@ def _lacking_exit(outcome: usecases.ApplyOutcome, detailed_exitcode: bool) -> in
     if not outcome.lacking:
         return None
     partial = f" (it is partial: {outcome.plan.partial})" if outcome.plan.partial else ""
-    click.echo(
+    _say(
         f"error: the plan lacks {_count(outcome.lacking, 'change')} that today's policy requires{partial}; "
-        "they were not made (run apply without a plan file, or make a new plan)",
-        err=True,
+        "they were not made (run apply without a plan file, or make a new plan)"
     )
     return EXIT_CHANGES if detailed_exitcode else EXIT_ERROR
 
@@ -677,25 +681,25 @@ def main() -> NoReturn:
         cli.main(standalone_mode=False, prog_name="reconciler")
     except ReconcilerError as exc:
         for problem in exc.problems[:MAX_PRINTED_PROBLEMS]:
-            click.echo(f"error: {problem}" if problem.location is None else str(problem), err=True)
+            _say(f"error: {problem}" if problem.location is None else str(problem))
         if len(exc.problems) > MAX_PRINTED_PROBLEMS:
-            click.echo(f"error: … and {len(exc.problems) - MAX_PRINTED_PROBLEMS:,} more problems", err=True)
+            _say(f"error: … and {len(exc.problems) - MAX_PRINTED_PROBLEMS:,} more problems")
         sys.exit(EXIT_ERROR)
     except (QuickBIError, TransportFailure, DataArtsError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        _say(redact(f"error: {exc}"))
         sys.exit(EXIT_ERROR)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(EXIT_ERROR)
     except click.ClickException as exc:
         command = f" ({exc.ctx.command_path} --help)" if isinstance(exc, click.UsageError) and exc.ctx else ""
-        click.echo(f"error: {exc.format_message()}{command}", err=True)
+        _say(f"error: {exc.format_message()}{command}")
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug: still one line by default, and never a secret in it
         if logging.getLogger("reconciler").isEnabledFor(logging.DEBUG):
             click.echo(redact("".join(traceback.format_exception(exc))), err=True, nl=False)
-        click.echo(f"error: internal error: {type(exc).__name__}: {redact(str(exc))} (-v shows where)", err=True)
+        _say(f"error: internal error: {type(exc).__name__}: {redact(str(exc))} (-v shows where)")
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_OK)

@@ -17,6 +17,12 @@ def mask(secret: str) -> str:
     return f"{secret[:6]}****" if len(secret) > 12 else "****"
 
 
+def one_line(text: str) -> str:
+    """`text` with control characters (newlines, terminal escapes) shown escaped: a name from Quick BI or the
+    policy must never start a line of its own in a plan, report, error or log."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def redact(text: str) -> str:
     """`text` with the value of every secret-bearing parameter or header replaced by ***."""
     return _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
@@ -26,7 +32,7 @@ class RedactingFilter(logging.Filter):
     """A handler filter: formats the record's message, scrubs it, and drops the arguments it came from."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = one_line(redact(record.getMessage()))  # one record, one line: no forged log lines
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))

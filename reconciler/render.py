@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from reconciler.access import AccessLine
 from reconciler.drift import ACTIONABLE, HEADINGS, INFORMATIONAL, DriftReport
 from reconciler.embeds import EmbedChange
 from reconciler.plan import Plan
+from reconciler.redaction import one_line
 from reconciler.ticket_audit import HEADINGS as AUDIT_HEADINGS
 from reconciler.ticket_audit import KINDS as AUDIT_KINDS
 from reconciler.ticket_audit import AuditReport
@@ -134,7 +136,7 @@ def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) 
         lines.append(f"  … and {total - len(changes)} more changes (see the JSON plan)")
     if markdown:
         lines += ["```", ""]
-    return "\n".join(lines + footer) + "\n"
+    return _join(lines + footer)
 
 
 def _change_lines(plan: Plan, by_user: dict[str, _UserLines]) -> list[str]:
@@ -210,7 +212,7 @@ def access_text(lines: list[AccessLine], heading: str) -> str:
         out.append(f"  {line.state:<10} {who}  {what}" + (f"  [{detail}]" if detail else ""))
     if not lines:
         out.append("  (nothing: no grant in the policy and none live)")
-    return "\n".join(out) + "\n"
+    return _join(out)
 
 
 def _bounded(plan: Plan, all_counts: _Counts, by_user: dict[str, _UserLines], footer: list[str], max_chars: int) -> str:
@@ -219,21 +221,19 @@ def _bounded(plan: Plan, all_counts: _Counts, by_user: dict[str, _UserLines], fo
     if plan.grants_by_statement:
         head += ["| grant statement | cells to grant |", "|---|---:|"]
         for label, count in list(plan.grants_by_statement.items())[:MAX_TABLE_ROWS]:
-            head.append(f"| {_md(label, True).replace('|', '¦')} | {count} |")
+            head.append(f"| {_md(label, True)} | {count} |")
         head.append("")
     if counts:
         head += ["| target | grant | expiry set | revoke |", "|---|---:|---:|---:|"]
         ranked = sorted(counts.items(), key=lambda item: (-sum(item[1]), item[0]))
         for target, (grant, regrant, revoke) in ranked[:MAX_TABLE_ROWS]:
-            head.append(
-                f"| {_md(_name(plan.names, target), True).replace('|', '¦')} | {grant} | {regrant} | {revoke} |"
-            )
+            head.append(f"| {_md(_name(plan.names, target), True)} | {grant} | {regrant} | {revoke} |")
         if len(ranked) > MAX_TABLE_ROWS:
             head.append(f"| … {len(ranked) - MAX_TABLE_ROWS} more targets | | | |")
         head.append("")
     changes = _change_lines(plan, by_user)
     tail = ["```", "", *footer]
-    budget = max_chars - len("\n".join([*head, "```diff", *tail])) - 200  # room for the cut notice
+    budget = max_chars - len(_join([*head, "```diff", *tail])) - 200  # room for the cut notice
     shown: list[str] = []
     for line in changes:
         cost = len(_code(line)) + 1
@@ -245,15 +245,19 @@ def _bounded(plan: Plan, all_counts: _Counts, by_user: dict[str, _UserLines], fo
     notice = [
         f"… {cut} of {all_counts.changes} changes not shown here: the full plan is in the job summary and artefact."
     ]
-    text = "\n".join([*head, "```diff", *shown, *tail, *(notice if cut else [])]) + "\n"
+    text = _join([*head, "```diff", *shown, *tail, *(notice if cut else [])])
     return text[:max_chars]
 
 
 def _name(names: dict[str, str], key: str) -> str:
-    """`key (name)`, with control characters in either shown escaped: a name must not forge a plan line."""
+    """`key (name)`: the id, and the display name Quick BI gives it."""
     name = names.get(key)
-    text = f"{key} ({name})" if name and name != key else key
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return f"{key} ({name})" if name and name != key else key
+
+
+def _join(lines: list[str]) -> str:
+    """The lines of a rendering, each kept to one line whatever the strings inside it hold."""
+    return "\n".join(map(one_line, lines)) + "\n"
 
 
 def _code(text: str) -> str:
@@ -261,8 +265,13 @@ def _code(text: str) -> str:
     return text.replace("`", "\u02cb")  # modifier letter grave: looks alike, closes nothing
 
 
+_MARKDOWN_SYNTAX = re.compile(r"([\\*\[\]|~])")
+
+
 def _md(text: str, markdown: bool) -> str:
-    return html.escape(_code(text), quote=False) if markdown else text
+    """Text safe in Markdown prose: HTML escaped, and the characters that make links, emphasis, strike-through
+    or table cells taken literally."""
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", html.escape(_code(text), quote=False)) if markdown else text
 
 
 def drift_text(report: DriftReport, markdown: bool = False) -> str:
@@ -282,7 +291,7 @@ def drift_text(report: DriftReport, markdown: bool = False) -> str:
     lines.append("")
     lines.extend(f"Note: {_md(note, markdown)}" for note in report.notes)
     lines.append("Drift: none." if report.clean else f"Drift: {report.drift_count} differences from policy.")
-    return "\n".join(lines) + "\n"
+    return _join(lines)
 
 
 def drift_html(report: DriftReport) -> str:
@@ -330,7 +339,7 @@ def audit_text(report: AuditReport, markdown: bool = False) -> str:
     verdict = "no findings" if report.clean else f"{report.finding_count} findings"
     listings = f"{report.listings} listing" + ("s" if report.listings != 1 else "")
     lines.append(f"{report.tickets} valid tickets listed in {listings}: {verdict}.")
-    return "\n".join(lines) + "\n"
+    return _join(lines)
 
 
 def audit_json(report: AuditReport) -> str:

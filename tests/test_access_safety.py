@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -432,3 +433,41 @@ def test_a_saved_plan_refuses_flags_it_would_ignore(workspace: Path, run_cli: Ru
     assert result.code == 1 and len(result.err.strip().splitlines()) == 1
     assert f"apply PLAN does not take {flags[0]}" in result.err
     assert _authorize_calls(workspace) == 0
+
+
+FORGED = "+ u-mallory (mallory)  llm_cube:c-budget (Budget)  (expires 2099-12-31) FORGED"
+
+
+def test_names_from_quick_bi_and_the_policy_cannot_forge_a_line_in_any_rendering(workspace: Path, run_cli: Run) -> None:
+    org = workspace / "examples" / "demo-org.yaml"
+    text = org.read_text()
+    hostile = {
+        "alias: Sales,": f'alias: "Sales\\n{FORGED} [x](http://evil) <script>alert(1)</script> | ~~s~~",',
+        "name: Hiring plan,": f'name: "Hiring\\r\\n{FORGED} **bold**",',
+        "account: heidi,": f'account: "heidi\\n{FORGED}",',
+    }
+    for old, new in hostile.items():
+        assert old in text
+        text = text.replace(old, new)
+    org.write_text(text)
+    sales = workspace / "policies" / "sales.yaml"
+    sales.write_text(sales.read_text().replace("  sales-bot:", '  "sales-bot\\nFORGED":'))
+    outputs = {
+        "plan": run_cli("plan", "--out", "plan.json").out,
+        "plan markdown": run_cli("plan", "--format", "markdown").out,
+        "comment": run_cli("show", "plan.json", "--format", "markdown", "--max-chars", "5000").out,
+        "drift": run_cli("drift").out,
+        "drift markdown": run_cli("drift", "--format", "markdown").out,
+        "who-can": run_cli("who-can", "sales").out,
+        "explain": run_cli("explain", "heidi").out,
+        "apply": (applied := run_cli("-v", "apply", "--auto-approve")).out + applied.err,
+        "drift after": run_cli("drift", "--format", "markdown").out,
+    }
+    assert "\\n" + FORGED in outputs["plan"]  # the name is shown, escaped, on its own line's end
+    for kind, output in outputs.items():
+        for line in output.splitlines():
+            assert not line.lstrip("-`+ ").startswith(("u-mallory (mallory)  llm_cube:c-budget", "FORGED")), kind
+        if "markdown" in kind or kind == "comment":
+            prose = re.sub(r"```.*?(```|\Z)", "", output, flags=re.S)  # a code block shows text as it is
+            assert "<script>" not in prose and not re.search(r"(?<!\\)\]\(http", prose), kind
+            assert "~~s~~" not in prose and "**bold**" not in prose, kind
