@@ -429,10 +429,27 @@ async def issue_ticket(
                 f"({embed.max_uses} uses, {embed.max_minutes} minutes)"
             )
         )
+    _check_live_range(await _live_embeds(session, desired), embed_name, where)
     ticket = await session.service.create_ticket(embed.copilot_id, user, uses, minutes)
     params = {"CopilotId": embed.copilot_id, "UserId": user, "uses": str(uses), "minutes": str(minutes)}
     _record_ticket(session.state_dir, embed_name, params, ticket)
     return ticket
+
+
+def _check_live_range(found: tuple[dict[str, LiveEmbed], EmbedDrift], embed_name: str, where: str) -> None:
+    """A ticket reaches what the module's live data range reaches: refuse while it is not the policy's."""
+    _, drift_found = found
+    for name, copilot_id in drift_found.missing:
+        if name == embed_name:
+            raise ReconcilerError(Problem(f"refusing: Quick BI has no module {copilot_id} for {where}"))
+    for change in drift_found.changes:
+        if change.embed == embed_name:
+            raise ReconcilerError(
+                Problem(
+                    f"refusing: the module's live data range is {change.before}, not what {where} gives it",
+                    hint="run apply to set it as the policy says, then issue the ticket",
+                )
+            )
 
 
 def _record_ticket(state_dir: Path, embed_name: str, params: dict[str, str], ticket: str) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Callable
@@ -56,3 +57,18 @@ def with_faults(workspace: Path, faults: str) -> None:
     plain = "state: .reconciler/demo-state.json}"
     assert plain in text
     config.write_text(text.replace(plain, f"state: .reconciler/demo-state.json, faults: {faults}}}"))
+
+
+SALES_BOT = "ccd3428c-dd23-460c-a608-26bae29dffee"
+
+
+def console_edit(workspace: Path, **module: object) -> None:
+    """Someone changes the demo sales-bot module's data range in the Quick BI console."""
+    path = workspace / ".reconciler" / "demo-state.json"
+    state = json.loads(path.read_text())
+    for copilot in state["copilots"]:
+        if copilot["id"] == SALES_BOT:
+            for key in ("all_cubes", "all_themes", "llm_cubes", "themes"):
+                copilot.pop(key, None)
+            copilot.update(module)
+    path.write_text(json.dumps(state))

@@ -12,7 +12,7 @@ import pytest
 
 from reconciler.embeds import DataRange
 from reconciler.emulator import ApiError, Emulator
-from tests.conftest import CliResult, with_faults
+from tests.conftest import CliResult, console_edit, with_faults
 
 Run = Callable[..., CliResult]
 SALES_BOT = "ccd3428c-dd23-460c-a608-26bae29dffee"
@@ -23,17 +23,6 @@ def _module(workspace: Path) -> dict[str, Any]:
     copilots = json.loads((workspace / STATE).read_text())["copilots"]
     (module,) = [c for c in copilots if c["id"] == SALES_BOT]
     return dict(module)
-
-
-def _console_edit(workspace: Path, **module: object) -> None:
-    """Someone changes the module's data range in the Quick BI console."""
-    state = json.loads((workspace / STATE).read_text())
-    for copilot in state["copilots"]:
-        if copilot["id"] == SALES_BOT:
-            for key in ("all_cubes", "all_themes", "llm_cubes", "themes"):
-                copilot.pop(key, None)
-            copilot.update(module)
-    (workspace / STATE).write_text(json.dumps(state))
 
 
 @pytest.mark.parametrize(
@@ -77,7 +66,7 @@ def test_a_console_edit_that_widens_a_module_is_drift_and_the_next_apply_undoes_
     workspace: Path, run_cli: Run
 ) -> None:
     assert run_cli("apply", "--auto-approve").code == 0
-    _console_edit(workspace, all_cubes=True)
+    console_edit(workspace, all_cubes=True)
     report = run_cli("drift", "--format", "json")
     assert report.code == 2
     (finding,) = json.loads(report.out)["embed_range"]
@@ -90,14 +79,14 @@ def test_a_console_edit_that_widens_a_module_is_drift_and_the_next_apply_undoes_
 
 def test_a_narrower_module_is_widened_to_policy_and_said_so(workspace: Path, run_cli: Run) -> None:
     run_cli("plan")  # the emulator saves its state
-    _console_edit(workspace, all_cubes=False, llm_cubes=["c-sales"])
+    console_edit(workspace, all_cubes=False, llm_cubes=["c-sales"])
     plan = run_cli("plan")
     assert "LlmCubes Sales → LlmCubes Pipeline, Sales  (widens what ticket holders reach)" in plan.out
 
 
 def test_a_module_of_two_kinds_is_ambiguous_and_reset(workspace: Path, run_cli: Run) -> None:
     run_cli("plan")
-    _console_edit(workspace, all_cubes=False, llm_cubes=["c-sales"], themes=["t-q4"])
+    console_edit(workspace, all_cubes=False, llm_cubes=["c-sales"], themes=["t-q4"])
     plan = run_cli("plan")
     assert "(ambiguous) → LlmCubes Pipeline, Sales  (widens and narrows" in plan.out
 

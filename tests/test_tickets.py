@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.api import issue_ticket
 from reconciler.errors import ReconcilerError
-from tests.conftest import CliResult, with_faults
+from tests.conftest import CliResult, console_edit, with_faults
 
 Run = Callable[..., CliResult]
 TICKET = re.compile(r"^[0-9a-f-]{36}\n$")
@@ -25,6 +25,7 @@ def _tickets(workspace: Path) -> dict[str, dict[str, object]]:
 
 
 def test_a_listed_user_gets_a_ticket_on_stdout_only(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0  # the module's data range as the policy says
     result = run_cli("-v", "ticket", "issue", "sales-bot", "--user", "alice", "--uses", "3", "--minutes", "30")
     assert result.code == 0 and TICKET.match(result.out), result.err
     ticket = result.out.strip()
@@ -60,13 +61,15 @@ def test_an_unknown_embed_names_the_known_ones(workspace: Path, run_cli: Run) ->
 
 
 def test_an_ambiguous_failure_is_not_retried(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
     with_faults(workspace, "{drop_rate: 1.0, actions: [CreateTicket4Copilot]}")
     result = run_cli("ticket", "issue", "sales-bot", "--user", "alice")
     assert result.code == 1 and "Traceback" not in result.err
     assert len(_tickets(workspace)) == 1  # the server minted one; the client did not ask for a second
 
 
-def test_the_python_api(workspace: Path) -> None:
+def test_the_python_api(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
     ticket = issue_ticket("sales-bot", user="frank", minutes=5)
     assert TICKET.match(ticket + "\n") and _tickets(workspace)[ticket]["user"] == "u-frank"
     with pytest.raises(ReconcilerError, match="may not be issued tickets"):
@@ -95,3 +98,17 @@ def test_embed_policy_errors_name_their_line(workspace: Path, run_cli: Run) -> N
     )
     result = run_cli("validate")
     assert result.code == 1 and "bad-embed.yaml:7: copilot_embeds.x.max_uses" in result.err
+
+
+def test_no_ticket_while_the_modules_live_data_range_is_not_the_policys(workspace: Path, run_cli: Run) -> None:
+    """A ticket reaches what the module reaches live: wider than policy (a console edit) means no ticket."""
+    first = run_cli("ticket", "issue", "sales-bot", "--user", "alice")  # the demo module starts at every cube
+    assert first.code == 1 and len(first.err.strip().splitlines()) == 1
+    assert "refusing: the module's live data range is all LlmCubes, not what copilot_embeds.sales-bot" in first.err
+    assert "run apply to set it as the policy says" in first.err
+    assert run_cli("apply", "--auto-approve").code == 0
+    assert run_cli("ticket", "issue", "sales-bot", "--user", "alice").code == 0
+    console_edit(workspace, all_cubes=True)
+    widened = run_cli("ticket", "issue", "sales-bot", "--user", "alice")
+    assert widened.code == 1 and "live data range is all LlmCubes" in widened.err
+    assert len(_tickets(workspace)) == 1  # only the one issued while the module matched policy
