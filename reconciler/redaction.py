@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 
 SECRET_PARAMETERS = frozenset({"AccessKeySecret", "SecurityToken", "Signature", "AccessKeyId"})
 _SECRET_IN_TEXT = re.compile(
-    r"(?i)\b(AccessKeySecret|SecurityToken|Signature|x-acs-security-token|authorization|ticket)"
-    r"([\"']?\s*[=:]\s*[\"']?)([^&\s\"',;]+)"
+    r"(?i)(?<![a-z])(AccessKeySecret|SecurityToken|Signature|x-acs-security-token|authorization|ticket)"
+    r"([\"']?\s*(?:[=:]|%3D|%253D|%3A|%253A)\s*[\"']?)([^&\s\"',;]+)"
 )
 
 
@@ -21,6 +22,29 @@ def one_line(text: str) -> str:
     """`text` with control characters (newlines, terminal escapes) shown escaped: a name from Quick BI or the
     policy must never start a line of its own in a plan, report, error or log."""
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+MIN_SCRUBBED_LENGTH = 6  # shorter values would scrub ordinary words; real secrets and tokens are far longer
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of `secrets` replaced by ***, as it is or percent-encoded once or twice (in either
+    case of hex digits): a server echoing a request quotes its parameters in whatever encoding it signed."""
+    for secret in secrets:
+        if len(secret) >= MIN_SCRUBBED_LENGTH:
+            text = _encodings_of(secret).sub("***", text)
+    return text
+
+
+def _encodings_of(secret: str) -> re.Pattern[str]:
+    parts = []
+    for char in secret:
+        octets = char.encode()
+        once = "".join(f"%{octet:02X}" for octet in octets)
+        twice = "".join(f"%25{octet:02X}" for octet in octets)
+        plus = "|\\+" if char == " " else ""
+        parts.append(f"(?:{re.escape(char)}|{once}|{twice}{plus})")
+    return re.compile("".join(parts), re.IGNORECASE)
 
 
 def redact(text: str) -> str:

@@ -94,3 +94,51 @@ def test_an_unexpected_error_is_one_redacted_line(
     assert "internal error: RuntimeError" in quiet.err and "c2VjcmV0" not in quiet.err and "tok" not in quiet.err
     loud = run_cli("-v", "plan")
     assert "Traceback" in loud.err and "c2VjcmV0" not in loud.err and "SecurityToken=tok" not in loud.err
+
+
+def _encoded(secret: str) -> list[str]:
+    from urllib.parse import quote
+
+    once = quote(secret, safe="")
+    return [secret, once, once.lower(), quote(once, safe=""), quote(once, safe="").lower()]
+
+
+@pytest.mark.parametrize("signature", ["v1", "v3"])
+def test_a_vendor_error_that_echoes_the_request_never_shows_the_token(tmp_path: Path, signature: str) -> None:
+    """Quick BI's SignatureDoesNotMatch quotes the string it signed: the STS token, twice percent-encoded under
+    v1 and as sent under v3. No output of ours may carry it, in any of those encodings."""
+    token = "CAIS+9g/never=print==me"  # base64-like, so each encoding differs
+    wrong = "wrong-secret-value-0123"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "demo-ak",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": wrong,
+        "ALIBABA_CLOUD_SECURITY_TOKEN": token,
+    }
+    outputs = []
+    with Emulator.from_file(DEMO_ORG).serve() as server:
+        _workspace(tmp_path, server.endpoint, signature)
+        for args in (["plan"], ["-v", "plan"], ["-v", "drift", "--format", "json"]):
+            result = _reconciler(args, tmp_path, env)
+            assert result.returncode == 1 and "SignatureDoesNotMatch" in result.stderr, result.stderr
+            assert "Traceback" not in result.stderr
+            outputs += [result.stdout, result.stderr]
+    assert any("server string to sign is:" in text for text in outputs)  # the vendor text is shown, scrubbed
+    files = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    for text in outputs + files:
+        for form in [*_encoded(token), *_encoded(wrong)]:
+            assert form not in text, form
+
+
+def test_a_credentials_file_is_never_echoed(tmp_path: Path) -> None:
+    _workspace(tmp_path, "http://127.0.0.1:9", "v3")
+    profile = tmp_path / ".alibabacloud" / "credentials.ini"
+    profile.parent.mkdir()
+    secret_line = "LTAI5tSecretWrittenWithoutAKey0123456789"
+    profile.write_text(f"[default]\ntype = access_key\naccess_key_id = AKID\n{secret_line}\n")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    for args in (["plan"], ["-v", "plan"]):
+        result = _reconciler(args, tmp_path, env)
+        assert result.returncode == 1 and "no Alibaba Cloud credentials" in result.stderr
+        assert secret_line not in result.stdout + result.stderr and "Traceback" not in result.stderr

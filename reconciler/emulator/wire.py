@@ -21,7 +21,13 @@ from urllib.parse import parse_qsl
 from reconciler.config import FaultSettings
 from reconciler.emulator.backend import ApiError, Backend
 from reconciler.emulator.faults import FaultInjector
-from reconciler.quickbi.signing import V3_ALGORITHM, v1_signature, v3_canonical_request, v3_signature
+from reconciler.quickbi.signing import (
+    V3_ALGORITHM,
+    v1_signature,
+    v1_string_to_sign,
+    v3_canonical_request,
+    v3_signature,
+)
 
 API_VERSION = "2022-01-01"
 MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
@@ -248,7 +254,7 @@ class EmulatorApp:
             scope["method"], scope.get("path") or "/", query, headers, signed, headers["x-acs-content-sha256"]
         )
         if not hmac.compare_digest(v3_signature(secret, canonical), fields["Signature"]):
-            raise _mismatch()
+            raise _mismatch(canonical)
         self._use_nonce(access_key_id, headers.get("x-acs-signature-nonce", ""))
 
     def _verify_v1(self, scope: Scope, params: dict[str, str]) -> None:
@@ -256,7 +262,7 @@ class EmulatorApp:
         self._check_time(params.get("Timestamp", ""))
         signed = [(k, v) for k, v in params.items() if k != "Signature"]
         if not hmac.compare_digest(v1_signature(secret, scope["method"], signed), params["Signature"]):
-            raise _mismatch()
+            raise _mismatch(v1_string_to_sign(scope["method"], signed))
         self._use_nonce(params.get("AccessKeyId", ""), params.get("SignatureNonce", ""))
 
     def _secret(self, access_key_id: str) -> str:
@@ -288,11 +294,13 @@ class EmulatorApp:
         self._nonces[key] = now
 
 
-def _mismatch() -> ApiError:
+def _mismatch(string_to_sign: str = "") -> ApiError:
+    """As Quick BI answers it: with the string the server signed, which quotes the request's parameters (an STS
+    token among them, percent-encoded twice under signature v1, as sent under v3)."""
+    echo = f" server string to sign is:{string_to_sign}" if string_to_sign else ""
     return ApiError(
         "SignatureDoesNotMatch",
-        "The signature we calculated does not match the one you provided. "
-        "Please refer to the API reference about authentication for details.",
+        "Specified signature is not matched with our calculation." + echo,
         403,
     )
 

@@ -22,6 +22,7 @@ from reconciler.quickbi import models as m
 from reconciler.quickbi._pacing import Pacer
 from reconciler.quickbi.errors import QuickBIError, ThrottledError, TransportFailure
 from reconciler.quickbi.signing import AcsV3Auth, CredentialSource, RpcV1Auth
+from reconciler.redaction import scrub
 
 API_VERSION = "2022-01-01"
 log = logging.getLogger("reconciler.quickbi")
@@ -61,6 +62,7 @@ class QuickBIClient:
     ) -> None:
         self.settings = settings or ClientSettings()
         auth = RpcV1Auth(credentials) if self.settings.signature == "v1" else AcsV3Auth(credentials)
+        self._auth = auth
         base_url = endpoint if "://" in endpoint else f"https://{endpoint}"
         limits = httpx.Limits(max_connections=self.settings.max_concurrency * 2, max_keepalive_connections=32)
         self._http = httpx.AsyncClient(
@@ -161,7 +163,8 @@ class QuickBIClient:
             self._observe(request, params, request_id, "ok")
             return payload.get("Result")
         code = str(payload.get("Code") or f"HTTP{response.status_code}")
-        message = str(payload.get("Message") or response.reason_phrase)
+        # vendor text may quote the request (SignatureDoesNotMatch echoes the string to sign, token and all)
+        message = scrub(str(payload.get("Message") or response.reason_phrase), self._auth.secrets)
         self._observe(request, params, request_id, code)
         retry_after = response.headers.get("x-acs-retry-after")
         if code.startswith("Throttling") or retry_after:

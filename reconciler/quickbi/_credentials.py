@@ -65,7 +65,24 @@ def _chain_failure(message: str) -> str:
     tried = re.findall(r"(\w+)CredentialsProvider: ", message)
     if tried:
         return f"no Alibaba Cloud credentials: every source in the chain failed ({', '.join(tried)}; -v for details)"
-    return f"no Alibaba Cloud credentials: {message.splitlines()[0][:200] if message else 'unknown failure'}"
+    return "no Alibaba Cloud credentials: the credential chain failed (-v for details)"
+
+
+_PROVIDER = re.compile(r"(\w+CredentialsProvider): ")
+_QUOTED = re.compile(r"'[^']*'?|\"[^\"]*\"?")
+
+
+def _chain_details(message: str) -> str:
+    """The chain's failure for -v, without what a credentials file holds: a parse error quotes the line it
+    could not read, secret and all, so each source's reason is cut at its first line break and every quoted
+    part is left out."""
+    parts = _PROVIDER.split(message)[1:]
+    details = []
+    for name, text in zip(parts[::2], parts[1::2], strict=True):
+        first = re.split(r"\\n|\n", text, maxsplit=1)[0]
+        reason = _QUOTED.sub("…", first.rstrip("', ]\""))
+        details.append(f"{name}: {reason}")
+    return "; ".join(details) or "(not shown: the chain's message may quote a credentials file)"
 
 
 def default_chain() -> CredentialSource:
@@ -105,7 +122,7 @@ def default_chain() -> CredentialSource:
             try:
                 model = await client.get_credential_async()
             except Exception as exc:  # the package raises its own and plain exceptions alike
-                log.debug("credential chain: %s", exc)
+                log.debug("credential chain: %s", _chain_details(str(exc)))
                 failure.append(ReconcilerError(Problem(_chain_failure(str(exc)), hint=_MISSING_HINT)))
                 raise failure[0] from None
         return Credential(model.access_key_id, model.access_key_secret, model.security_token or None)

@@ -72,8 +72,12 @@ def v3_signature(secret: str, canonical_request: str) -> str:
     return hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
+def v1_string_to_sign(method: str, params: Iterable[tuple[str, str]]) -> str:
+    return f"{method.upper()}&{percent_encode('/')}&{percent_encode(canonical_query(params))}"
+
+
 def v1_signature(secret: str, method: str, params: Iterable[tuple[str, str]]) -> str:
-    string_to_sign = f"{method.upper()}&{percent_encode('/')}&{percent_encode(canonical_query(params))}"
+    string_to_sign = v1_string_to_sign(method, params)
     digest = hmac.new(f"{secret}&".encode(), string_to_sign.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 
@@ -81,12 +85,17 @@ def v1_signature(secret: str, method: str, params: Iterable[tuple[str, str]]) ->
 class _CredentialAuth(httpx.Auth):
     def __init__(self, credentials: CredentialSource) -> None:
         self._credentials = credentials
+        # every secret and token signed with, so that text coming back can be scrubbed of them
+        self.secrets: set[str] = set()
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("reconciler signs requests on the async client only")
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         credential = await self._credentials()
+        self.secrets.add(credential.access_key_secret)
+        if credential.security_token:
+            self.secrets.add(credential.security_token)
         self.sign(request, credential)
         yield request
 
