@@ -198,7 +198,8 @@ class Config(StrictModel):
                 )
             )
         if "://" not in url and not _scp_like(url):
-            url = str(self.resolve(Path(url)))
+            # relative to the config file, made absolute: git runs in a folder of its own
+            url = str(self.resolve(Path(url)).absolute())
         return GitState(url, target.state_repo.branch, name, target.state_repo.lock_timeout)
 
     def state_dir(self, name: str, target: TargetConfig) -> Path:

@@ -65,7 +65,10 @@ def diff(
     ledger: Mapping[Cell, dt.date],
     today: dt.date,
     options: DiffOptions | None = None,
+    unconfirmed: Set[Cell] = frozenset(),
 ) -> Changes:
+    """Every change the policy needs. `unconfirmed` are live cells whose recorded expiry was sent once and cannot
+    be read back to confirm (see `ledger`): they are granted again with the policy's day."""
     options = options or DiffOptions()
     grants: dict[dt.date, set[Cell]] = defaultdict(set)
     regrantable: dict[dt.date, set[Cell]] = defaultdict(set)
@@ -96,6 +99,8 @@ def diff(
             if isinstance(expiry, Rolling) and recorded is not None and recorded > _fresh_day(expiry, today):
                 beyond.add(cell)
             day = _wanted_day(expiry, recorded, today, options.unrecorded)
+        if unconfirmed and day is None and cell in unconfirmed:
+            day = recorded  # sent once to a live cell, which no read can confirm: the same day again
         if day is None:
             unchanged += 1
             if recorded is not None and options.in_scope(cell):

@@ -6,7 +6,7 @@ Drift is computed from the same diff as a plan, so a clean report means an empty
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,8 +71,9 @@ def drift(
     today: dt.date,
     notes: list[str] | None = None,
     embeds: EmbedDrift | None = None,
+    unconfirmed: Set[Cell] = frozenset(),
 ) -> DriftReport:
-    changes = diff(desired, snapshot, ledger, today)
+    changes = diff(desired, snapshot, ledger, today, unconfirmed=unconfirmed)
     findings: dict[str, list[Finding]] = {kind: [] for kind in (*ACTIONABLE, *INFORMATIONAL)}
     for day, cells in changes.grants.items():
         for user, cell_target in cells:
@@ -86,6 +87,8 @@ def drift(
                 kind, detail = "expiry_differs", f"{_day(recorded)} → {day.isoformat()}"
             if (user, cell_target) in changes.beyond_policy:
                 detail += "; the ledger's day is later than the policy allows"
+            elif (user, cell_target) in unconfirmed:
+                detail += "; sent once, which Quick BI cannot confirm: sent again"
             findings[kind].append((user, str(cell_target), detail))
     for user, cell_target in changes.revokes:
         kind = "removed_target" if cell_target in desired.removed else "unexpected"

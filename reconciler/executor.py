@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 
 from reconciler import planner
@@ -41,15 +41,24 @@ class Work:
     expiry: dict[Cell, dt.date]  # every cell the plan grants, with its day
     granted: frozenset[Cell]  # cells the outstanding grant batches set
     revoked: frozenset[Cell]  # cells the plan revokes that are live now (not its no-op deletes)
+    # granted cells live already: a read-back cannot confirm their new expiry (see `ledger`)
+    regranted: frozenset[Cell] = frozenset()
 
 
-def outstanding(plan: Plan, live: Snapshot, ledger: Mapping[Cell, dt.date], cap: int = planner.CAP) -> Work:
+def outstanding(
+    plan: Plan,
+    live: Snapshot,
+    ledger: Mapping[Cell, dt.date],
+    cap: int = planner.CAP,
+    unconfirmed: Set[Cell] = frozenset(),
+) -> Work:
     """The plan's batches that still have work, judged from live state and the ledger alone.
 
     A grant batch is done when each of its cells is live and recorded with the batch's expiry; a revoke batch
     when none of its cells is live. A grant batch partly done (cells that failed in an earlier run) is planned
     again for just its remaining cells, unless the plan allows re-grants. Nothing here depends on a record of
-    what an earlier run believed it did, so no such record can make a run skip work that is still undone.
+    what an earlier run believed it did, so no such record can make a run skip work that is still undone; an
+    `unconfirmed` expiry (sent once to a live cell) is never taken as done.
     """
     expiry = plan.grant_cells()
     revoked = frozenset(cell for cell in plan.revoke_cells() if live.has(cell))
@@ -64,7 +73,9 @@ def outstanding(plan: Plan, live: Snapshot, ledger: Mapping[Cell, dt.date], cap:
                 done += 1
             continue
         day = batch.day()
-        undone = [cell for cell in batch.cells() if not (live.has(cell) and ledger.get(cell) == day)]
+        undone = [
+            cell for cell in batch.cells() if not (live.has(cell) and ledger.get(cell) == day) or cell in unconfirmed
+        ]
         if not undone:
             done += 1
         elif len(undone) == batch.size or plan.allow_regrant:
@@ -74,7 +85,7 @@ def outstanding(plan: Plan, live: Snapshot, ledger: Mapping[Cell, dt.date], cap:
     if remaining:
         batches.extend(exact_batches(remaining, (), cap))
     granted = frozenset(cell for batch in batches if batch.operation == "grant" for cell in batch.cells())
-    return Work(batches, done, expiry, granted, revoked)
+    return Work(batches, done, expiry, granted, revoked, frozenset(filter(live.has, granted)))
 
 
 @dataclass
@@ -120,7 +131,7 @@ class Executor:
                 # a no-op delete that failed needs nothing done
                 if batch.operation == "grant" or cell in work.revoked:
                     failures[(failure.operation, cell)] = failure
-            self._record(batch, failed, work.revoked)
+            self._record(batch, failed, work)
             if self.on_settled:
                 self.on_settled(batch, failed)
             if self.on_batch:
@@ -129,13 +140,13 @@ class Executor:
         await asyncio.gather(*(run_one(b) for b in batches))
         return failures
 
-    def _record(self, batch: Batch, failed: set[Cell], revoked: frozenset[Cell]) -> None:
+    def _record(self, batch: Batch, failed: set[Cell], work: Work) -> None:
         if self.ledger is None:
             return
         cells = [cell for cell in batch.cells() if cell not in failed]
         if batch.operation == "grant":
             day = batch.day()
-            self.ledger.record([(c, day) for c in cells], [])
+            self.ledger.record([(c, day) for c in cells], [], work.regranted)
         else:
             # don't-care cells a revoke batch touched were not granted, so the ledger has nothing on them
-            self.ledger.record([], [c for c in cells if c in revoked or c in self.ledger])
+            self.ledger.record([], [c for c in cells if c in work.revoked or c in self.ledger])

@@ -4,6 +4,11 @@ On disk it is a sorted text file, one line per user and expiry day (`user<TAB>da
 it diffs well and stays compact for a million cells; beside it an append-only log takes each finished
 batch's effect as it happens (fsync'd), so a crash loses nothing. Loading replays the log over the file;
 `compact` folds the log in atomically.
+
+The API cannot read an expiry back, so a re-grant that changed a live cell's expiry cannot be confirmed: a
+server that answers success without acting leaves the old day in place, and a read-back sees the cell either
+way. Such a cell is *unconfirmed* (its day is written `?day`), and the next apply sends its expiry again; a
+second send that succeeds confirms it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class Ledger(MutableMapping[Cell, dt.date]):
         self.path = path
         self.log_path = path.with_name(path.name + ".log")
         self._cells: dict[Cell, dt.date] = {}
+        self.unconfirmed: set[Cell] = set()  # expiry changes of live cells sent once, not yet sent again
         self._load()
 
     # ---- mapping ----------------------------------------------------------------------------------------
@@ -51,6 +57,7 @@ class Ledger(MutableMapping[Cell, dt.date]):
 
     def __delitem__(self, cell: Cell) -> None:
         del self._cells[cell]
+        self.unconfirmed.discard(cell)
 
     def __iter__(self) -> Iterator[Cell]:
         return iter(self._cells)
@@ -62,19 +69,32 @@ class Ledger(MutableMapping[Cell, dt.date]):
         """Drop every cell on a target not in `kept`; whether any was dropped (then `compact` to save it)."""
         gone = [cell for cell in self._cells if cell[1] not in kept]
         for cell in gone:
-            del self._cells[cell]
+            del self[cell]
         return bool(gone)
 
     # ---- persistence ------------------------------------------------------------------------------------
 
-    def record(self, granted: Iterable[tuple[Cell, dt.date]], revoked: Iterable[Cell]) -> None:
-        """Apply one batch's effect and append it durably to the log."""
+    def record(
+        self, granted: Iterable[tuple[Cell, dt.date]], revoked: Iterable[Cell], regranted: Set[Cell] = frozenset()
+    ) -> None:
+        """Apply one batch's effect and append it durably to the log. `regranted` are the granted cells that
+        were live already: their new expiry is unconfirmed, unless this was the second send (then confirmed)."""
         lines = []
         for cell, day in granted:
             self._cells[cell] = day
-            lines.append(f"+\t{cell[0]}\t{day.isoformat()}\t{cell[1]}\n")
+            sign = "+"
+            if cell in regranted:
+                if cell in self.unconfirmed:
+                    self.unconfirmed.discard(cell)
+                else:
+                    self.unconfirmed.add(cell)
+                    sign = "?"
+            else:
+                self.unconfirmed.discard(cell)
+            lines.append(f"{sign}\t{cell[0]}\t{day.isoformat()}\t{cell[1]}\n")
         for cell in revoked:
             self._cells.pop(cell, None)
+            self.unconfirmed.discard(cell)
             lines.append(f"-\t{cell[0]}\t\t{cell[1]}\n")
         if lines:
             append_text(self.log_path, "".join(lines))
@@ -84,7 +104,8 @@ class Ledger(MutableMapping[Cell, dt.date]):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
         for (user, target), day in self._cells.items():
-            grouped[(user, day.isoformat())].append(str(target))
+            mark = "?" if (user, target) in self.unconfirmed else ""
+            grouped[(user, mark + day.isoformat())].append(str(target))
         text = "".join(
             f"{user}\t{day}\t{' '.join(sorted(targets))}\n" for (user, day), targets in sorted(grouped.items())
         )
@@ -96,9 +117,12 @@ class Ledger(MutableMapping[Cell, dt.date]):
             for number, line in enumerate(read_regular_file(self.path, "expiry ledger").splitlines(), 1):
                 try:
                     user, day, targets = line.split("\t")
-                    expiry = dt.date.fromisoformat(day)
+                    expiry = dt.date.fromisoformat(day.removeprefix("?"))
                     for target in targets.split():
-                        self._cells[(user, Target.parse(target))] = expiry
+                        cell = (user, Target.parse(target))
+                        self._cells[cell] = expiry
+                        if day.startswith("?"):
+                            self.unconfirmed.add(cell)
                 except ValueError:
                     raise ReconcilerError(
                         Problem(
@@ -114,9 +138,11 @@ class Ledger(MutableMapping[Cell, dt.date]):
                 sign, user, day, target = parts
                 try:
                     cell = (user, Target.parse(target))
-                    if sign == "+":
+                    if sign in ("+", "?"):
                         self._cells[cell] = dt.date.fromisoformat(day)
+                        (self.unconfirmed.add if sign == "?" else self.unconfirmed.discard)(cell)
                     elif sign == "-":
                         self._cells.pop(cell, None)
+                        self.unconfirmed.discard(cell)
                 except ValueError:
                     continue

@@ -171,7 +171,7 @@ def plan_from(
 ) -> tuple[Plan, Changes]:
     with bulk_data():
         scope = options.scoped(desired)
-        changes = diff(desired, snapshot, ledger, today, scope)
+        changes = diff(desired, snapshot, ledger, today, scope, ledger.unconfirmed)
         if changes.beyond_policy:
             notes = [*(notes or []), beyond_policy_note(len(changes.beyond_policy))]
         user_of = itemgetter(0)
@@ -318,7 +318,7 @@ async def make_changed_plan(
         live = await _read_users(session, desired.directory, track)
         notes = [full_plan_note(reason)]
         return await _planned(session, policy, desired, live, record, ledger, today, options, notes)
-    users = changed_users(before, desired, ledger, today)
+    users = changed_users(before, desired, ledger, today) | {u for u, _ in ledger.unconfirmed}
     live = await _read_users(session, users, track)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
     others = len(desired.directory.keys() - users)
@@ -530,7 +530,7 @@ async def make_drift(session: Session, policy: Policy, today: dt.date, track: Tr
     record, ledger = state_of(session)
     desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
     _, found = await _live_embeds(session, desired)
-    return drift(session.name, desired, live, ledger, today, _state_notes(record), found)
+    return drift(session.name, desired, live, ledger, today, _state_notes(record), found, ledger.unconfirmed)
 
 
 async def apply(
@@ -561,7 +561,7 @@ async def apply(
         admit(saved, session.name, policy.digest, desired, live, today, session.service.cap)
         chosen = saved
         planned_embeds = {c.copilot_id for c in saved.embed_changes}
-        lacking = lacking_changes(saved, diff(desired, live, ledger, today))
+        lacking = lacking_changes(saved, diff(desired, live, ledger, today, unconfirmed=ledger.unconfirmed))
         lacking += sum(1 for c in found.changes if c.copilot_id not in planned_embeds)
     else:
         chosen, _ = plan_from(session, desired, live, ledger, today, options, _state_notes(record))
@@ -570,7 +570,7 @@ async def apply(
     failures = _test_failures(policy, desired, live, chosen)
     if failures:
         raise ReconcilerError(failures)
-    work = outstanding(chosen, live, ledger, session.service.cap)
+    work = outstanding(chosen, live, ledger, session.service.cap, ledger.unconfirmed)
     embeds = [c for c in chosen.embed_changes if _unset(c, live_embeds)]
     if not work.batches and not embeds:
         _remember_managed(session, desired, live, chosen, {}, ledger)

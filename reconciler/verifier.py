@@ -38,13 +38,20 @@ class Verification:
     escalated: bool = False
 
     def describe(self) -> str:
+        """What was checked, and what cannot be: Quick BI reads access back, never an expiry."""
         if self.read == self.touched:
             how = " (a sampled user was wrong, so everyone was read)" if self.escalated else ""
-            return f"all {self.touched} touched users read back{how}"
+            return f"all {self.touched} touched users read back{how}; {EXPIRY_UNCHECKED}"
         return (
             f"{self.read} of {self.touched} touched users read back: everyone revoked from or with a failed cell, "
-            f"and a sample of those only granted with clean answers (--verify full reads all)"
+            f"and a sample of those only granted with clean answers (--verify full reads all); {EXPIRY_UNCHECKED}"
         )
+
+
+EXPIRY_UNCHECKED = (
+    "access checked, expiries not (Quick BI cannot read one back; an expiry changed on a live grant is sent again "
+    "by the next apply)"
+)
 
 
 def sampled(users: set[str], seed: str) -> set[str]:

@@ -471,3 +471,24 @@ def test_names_from_quick_bi_and_the_policy_cannot_forge_a_line_in_any_rendering
             prose = re.sub(r"```.*?(```|\Z)", "", output, flags=re.S)  # a code block shows text as it is
             assert "<script>" not in prose and not re.search(r"(?<!\\)\]\(http", prose), kind
             assert "~~s~~" not in prose and "**bold**" not in prose, kind
+
+
+def test_a_silently_failed_expiry_change_is_sent_again_by_the_next_apply(workspace: Path, run_cli: Run) -> None:
+    """Quick BI cannot read an expiry back: a re-grant answered 'done' but not done looks right to every read.
+    Verification says it checked access only, and the next apply sends the expiry again."""
+    assert run_cli("apply", "--auto-approve").code == 0
+    config = (workspace / "reconciler.yaml").read_text()
+    analytics = workspace / "policies" / "people-analytics.yaml"
+    analytics.write_text(analytics.read_text().replace("expires: 2027-12-31", "expires: 2027-09-30"))
+    with_faults(workspace, "{silent_rate: 1.0, actions: [SmartqAuthorize]}")
+    silent = run_cli("apply", "--auto-approve", "--verify", "full")
+    assert silent.code == 0 and "access checked, expiries not (Quick BI cannot read one back" in silent.out
+    assert _expiry(workspace, "u-grace", "c-hr") == "2027-12-31"  # nothing happened, and no read can tell
+    (workspace / "reconciler.yaml").write_text(config)
+    plan = run_cli("plan")
+    assert "~ u-grace (grace)  llm_cube:c-hr (Headcount)  (expiry 2027-09-30 → 2027-09-30)" in plan.out
+    drift = run_cli("drift")
+    assert drift.code == 2 and "sent once, which Quick BI cannot confirm: sent again" in drift.out
+    assert run_cli("apply", "--auto-approve").code == 0
+    assert _expiry(workspace, "u-grace", "c-hr") == "2027-09-30"
+    assert run_cli("plan", "--detailed-exitcode").code == 0  # the second send confirms it

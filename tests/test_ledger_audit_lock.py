@@ -87,3 +87,21 @@ def test_ledger_lookups_answer_without_raising_for_unrecorded_cells(tmp_path: Pa
     missing = ("u2", Target("llm_cube", "a"))
     assert ledger.get(missing) is None and ledger.get(missing, dt.date(2000, 1, 1)) == dt.date(2000, 1, 1)
     assert missing not in ledger and dict(ledger) == {cell: dt.date(2030, 1, 1)}
+
+
+def test_an_expiry_sent_to_a_live_cell_stays_unconfirmed_until_sent_again(tmp_path: Path) -> None:
+    path = tmp_path / "expiry-ledger.tsv"
+    ledger = Ledger(path)
+    live, fresh = ("alice", Target("llm_cube", "c1")), ("bob", Target("llm_cube", "c1"))
+    ledger.record([(live, dt.date(2027, 1, 1)), (fresh, dt.date(2027, 1, 1))], [], regranted={live})
+    assert ledger.unconfirmed == {live}
+    assert Ledger(path).unconfirmed == {live}  # from the log, as after a crash
+    ledger.compact()
+    assert "alice\t?2027-01-01\tllm_cube:c1" in path.read_text()
+    reread = Ledger(path)
+    assert reread.unconfirmed == {live} and reread[live] == dt.date(2027, 1, 1)
+    reread.record([(live, dt.date(2027, 1, 1))], [], regranted={live})  # the second send confirms it
+    assert not reread.unconfirmed and not Ledger(path).unconfirmed
+    reread.record([(fresh, dt.date(2027, 2, 1))], [], regranted={fresh})
+    reread.record([], [fresh])  # a revoke forgets it
+    assert not Ledger(path).unconfirmed

@@ -184,3 +184,14 @@ def test_a_link_committed_to_the_state_branch_is_refused(tmp_path: Path, served:
         assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "audit.jsonl: the state holds a symbolic link" in result.stderr
     assert outside.read_text() == "untouched\n"
+
+
+def test_a_relative_state_url_is_relative_to_the_config_file(tmp_path: Path, served: str, bare: Path) -> None:
+    folder = _checkout(tmp_path / "repo" / "conf", served, bare)
+    config = yaml.safe_load((folder / "reconciler.yaml").read_text())
+    config["targets"]["live"]["state_repo"]["url"] = os.path.relpath(bare, folder)  # e.g. ../../state.git
+    (folder / "reconciler.yaml").write_text(yaml.safe_dump(config))
+    elsewhere = tmp_path / "repo"
+    applied = _run(elsewhere, "--config", "conf/reconciler.yaml", "apply", "--auto-approve")
+    assert applied.returncode == 0, applied.stderr
+    assert "u-grace\t2027-12-31\t" in _branch_file(bare, "expiry-ledger.tsv")
