@@ -24,7 +24,7 @@ Finding = tuple[str, str, str]
 # kinds a plan acts on (exit 2), then kinds reported for information
 ACTIONABLE = ("missing", "unexpected", "removed_target", "expiry_differs", "renewal_due", "embed_range")
 EMBED_KINDS = ("embed_range",)
-INFORMATIONAL = ("unrecorded_expiry", "protected", "unmanaged")
+INFORMATIONAL = ("unconfirmed_expiry", "unrecorded_expiry", "protected", "unmanaged")
 HEADINGS = {
     "missing": "Missing (policy grants, not live)",
     "unexpected": "Unexpected (live, policy does not grant)",
@@ -32,6 +32,7 @@ HEADINGS = {
     "expiry_differs": "Expiry differs from policy (ledger → policy)",
     "renewal_due": "Rolling expiry due for renewal (ledger → renewed)",
     "embed_range": "Embedded Smart Q module data range differs from policy (live → policy)",
+    "unconfirmed_expiry": "Expiry sent once to a live grant; Quick BI cannot confirm it (next apply sends it again)",
     "unrecorded_expiry": "Live, expiry unknown (not set by reconciler; see --unrecorded)",
     "protected": "Protected (live, not in policy, kept for protected users)",
     "unmanaged": "Unmanaged (live on targets no policy manages)",
@@ -81,14 +82,14 @@ def drift(
             recorded = ledger.get((user, cell_target))
             if not live:
                 kind, detail = "missing", f"expires {day.isoformat()}"
+            elif recorded == day and (user, cell_target) in unconfirmed:
+                kind, detail = "unconfirmed_expiry", day.isoformat()
             elif isinstance(desired.cells[(user, cell_target)], Rolling):
                 kind, detail = "renewal_due", f"{_day(recorded)} → {day.isoformat()}"
             else:
                 kind, detail = "expiry_differs", f"{_day(recorded)} → {day.isoformat()}"
             if (user, cell_target) in changes.beyond_policy:
                 detail += "; the ledger's day is later than the policy allows"
-            elif (user, cell_target) in unconfirmed:
-                detail += "; sent once, which Quick BI cannot confirm: sent again"
             findings[kind].append((user, str(cell_target), detail))
     for user, cell_target in changes.revokes:
         kind = "removed_target" if cell_target in desired.removed else "unexpected"

@@ -46,6 +46,9 @@ def client_settings(target: TargetConfig) -> ClientSettings:
         settings = replace(settings, directory_qps=target.directory_qps)
     if target.quickbi is not None:
         settings = replace(settings, signature=target.quickbi.signature)
+    elif target.qps is None and target.directory_qps is None:
+        # an in-process emulator has no quota unless its faults set one (then it throttles, as Quick BI does)
+        settings = replace(settings, paced=False)
     return settings
 
 

@@ -22,8 +22,8 @@ DESIRED = Desired(
     {("u1", A): NEVER, ("u2", R): Rolling(ttl=30, renew_within=7)},
     frozenset({A, B, R}),
     frozenset({"root"}),
-    {},
-    {},
+    {user: f"acct-{user}" for user in ("u1", "u2", "u3", "u4", "u9", "root")},
+    {A: "A", B: "B", R: "R", U: "U"},
     "sha256:p",
 )
 LIVE = Snapshot({"u3": frozenset({A}), "root": frozenset({A})})

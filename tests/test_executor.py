@@ -55,7 +55,7 @@ async def _converge(emulator: Emulator, endpoint: str | None, policy: object, fo
         return result
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", [0, *(pytest.param(seed, marks=pytest.mark.slow) for seed in range(1, 6))])
 def test_seeded_faulty_runs_converge_exactly(tmp_path: Path, seed: int) -> None:
     org, policy_data = org_and_policy(users=90, cubes=14, themes=5, seed=seed)
     faults = FaultSettings(
@@ -152,6 +152,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     raise TimeoutError("emulator did not start")
 
 
+@pytest.mark.slow  # a real process killed mid-apply, against a served emulator at a real quota
 def test_killed_apply_resumes_and_converges(tmp_path: Path) -> None:
     org, policy_data = org_and_policy(users=400, cubes=30, themes=8, seed=4, teams=20)
     port = _free_port()
@@ -224,6 +225,7 @@ def test_killed_apply_resumes_and_converges(tmp_path: Path) -> None:
         server.wait(timeout=10)
 
 
+@pytest.mark.slow  # a real process killed mid-revoke, against a served emulator at a real quota
 def test_killed_revoke_is_finished_by_the_next_run(tmp_path: Path) -> None:
     """A kill -9 in the middle of revoking: nothing recorded can make the next run skip an undone revoke."""
     org, policy_data = org_and_policy(users=300, cubes=20, themes=6, seed=5)

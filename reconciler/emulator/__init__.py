@@ -76,6 +76,8 @@ class Emulator:
     ) -> QuickBIClient:
         """A client for this emulator: in-process unless `endpoint` names a served copy."""
         key = self.backend.org.access_keys[0]
+        if settings is None and endpoint is None:
+            settings = ClientSettings(paced=False)  # in-process: no quota to keep to, unless faults set one
         return QuickBIClient(
             endpoint or IN_PROCESS_ENDPOINT,
             static_credentials(key.id, key.secret),

@@ -41,6 +41,8 @@ class ClientSettings:
     max_backoff: float = 20.0
     signature: str = "v3"
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # space calls to stay under the quotas; off against an in-process emulator with no quota to keep to
+    paced: bool = True
 
     def qps_for(self, group: m.ApiGroup) -> float:
         return {"write": self.write_qps, "smartq": self.smartq_qps, "directory": self.directory_qps}[group]
@@ -138,7 +140,8 @@ class QuickBIClient:
         method = "GET" if request.action == "QueryUserList" else "POST"
         headers = {"x-acs-action": request.action, "x-acs-version": API_VERSION}
         async with self._semaphore:
-            await self._pacer(request).acquire()
+            if self.settings.paced:
+                await self._pacer(request).acquire()
             self.attempts += 1
             try:
                 response = await self._http.request(method, "/", params=params, headers=headers)
