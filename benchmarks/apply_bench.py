@@ -27,8 +27,7 @@ from reconciler.emulator.orgfile import OrgFile
 from reconciler.executor import Executor, outstanding
 from reconciler.ledger import Ledger
 from reconciler.plan import PlanInputs, build_plan
-from reconciler.quickbi import ClientSettings
-from reconciler.service import QuickBIAccess
+from reconciler.quickbi import ClientSettings, QuickBIAccess
 from reconciler.snapshot import Snapshot
 
 DAY = dt.date(2099, 12, 31)

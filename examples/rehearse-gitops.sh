@@ -2,7 +2,8 @@
 # A local rehearsal of the GitOps pipeline (.github/workflows/gitops.yml): the same reconciler steps, in fresh
 # "runner" folders, against the served Quick BI emulator and a local bare git repository that holds the state
 # branch, as the real pipeline holds it in the policy repository. No cloud account, no secrets.
-#   Run from the repository root after the README's first command:  bash examples/rehearse-gitops.sh
+#   Run from the repository root after the README's first command and `.venv/bin/pip install -e '.[serve]'`:
+#   bash examples/rehearse-gitops.sh
 set -euo pipefail
 repo="$(pwd)"
 reconciler="${RECONCILER:-$repo/.venv/bin/reconciler}"

@@ -9,44 +9,11 @@ managed targets can move grants nobody's statement names, so such a change gets 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
-from typing import Any
-
-from deepdiff import DeepDiff
 
 from reconciler.cells import Cell
-from reconciler.config import Config
 from reconciler.policy import Rolling
 from reconciler.resolve import Desired
-
-MAX_NAMED_PATHS = 5
-_PATH_PART = re.compile(r"\['([^']*)'\]|\[(\d+)\]")
-
-
-def _config_view(config: Config, target: str) -> dict[str, Any]:
-    """What of a configuration decides a plan of `target`: where policies are read from, and the target."""
-    chosen = config.targets.get(target)
-    return {
-        "policies": [str(p) for p in (config.policies if isinstance(config.policies, list) else [config.policies])],
-        "policies_recursive": config.policies_recursive,
-        f"targets.{target}": None if chosen is None else chosen.model_dump(mode="json"),
-    }
-
-
-def _dotted(path: str) -> str:
-    """DeepDiff's `root['a']['b'][0]` as `a.b[0]`."""
-    parts = []
-    for key, index in _PATH_PART.findall(path):
-        parts.append(f"[{index}]" if index else f".{key}")
-    return "".join(parts).lstrip(".") or "(the whole file)"
-
-
-def config_changes(base: Config, head: Config, target: str) -> list[str]:
-    """The configuration settings of `target` that differ between base and head, dotted, sorted."""
-    found = DeepDiff(_config_view(base, target), _config_view(head, target), ignore_order=False)
-    paths = sorted({_dotted(path) for path in found.affected_paths})
-    return paths[:MAX_NAMED_PATHS] + ([f"{len(paths) - MAX_NAMED_PATHS} more"] if len(paths) > MAX_NAMED_PATHS else [])
 
 
 def full_plan_reason(before: Desired, after: Desired) -> str | None:

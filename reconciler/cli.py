@@ -13,11 +13,11 @@ from typing import Any, NoReturn
 
 import click
 
-from reconciler import change, render, usecases
+from reconciler import render, usecases
 from reconciler.access import AccessLine
 from reconciler.api import issue_ticket_async
 from reconciler.base import run
-from reconciler.config import Config, load_config
+from reconciler.config import Config, config_changes, load_config
 from reconciler.dataarts import DataArtsError
 from reconciler.diff import DiffOptions
 from reconciler.drift import DriftReport
@@ -266,7 +266,7 @@ def _base_of_change(folder: Path, obj: _Context) -> tuple[Policy, str | None]:
         else:
             return Policy(), f"the base's policies or configuration do not load ({exc.problems[0]})"
     target = obj.target or obj.config.default_target or ""
-    changes = change.config_changes(base_config, obj.config, target)
+    changes = config_changes(base_config, obj.config, target)
     if obj.target is None and base_config.default_target != obj.config.default_target:
         changes.insert(0, "default_target")
     return base, f"the configuration changed ({', '.join(changes)})" if changes else None

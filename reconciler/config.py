@@ -4,36 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import urllib.parse
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from deepdiff import DeepDiff
+from pydantic import Field, ValidationError, model_validator
 
 from reconciler.base import StrictModel
 from reconciler.cells import CubeReadback
 from reconciler.errors import Problem, ReconcilerError
+from reconciler.fault_settings import FaultSettings
 from reconciler.state_backend import GitState, LocalState, StateBackend
 from reconciler.yamlfile import read_yaml
 
-
-class FaultSettings(StrictModel):
-    """Faults the emulator injects. All default to a well-behaved server; rates are probabilities per request
-    (per cell for `partial_rate`). Part of the configuration, since emulator targets rehearse a flaky API."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    qps: float | None = Field(default=None, gt=0)
-    latency_ms: float = Field(default=0.0, ge=0)
-    error_rate: float = Field(default=0.0, ge=0, le=1)
-    drop_rate: float = Field(default=0.0, ge=0, le=1)
-    slow_rate: float = Field(default=0.0, ge=0, le=1)
-    slow_seconds: float = Field(default=15.0, gt=0)
-    partial_rate: float = Field(default=0.0, ge=0, le=1)
-    # per cell: SmartqAuthorize says done but leaves it undone (a vendor bug only a read-back can see)
-    silent_rate: float = Field(default=0.0, ge=0, le=1)
-    seed: int = 0
-    # the APIs latency, errors, drops and slow answers apply to (all when unset); throttling applies to all
-    actions: list[str] | None = None
+MAX_NAMED_PATHS = 5
+_PATH_PART = re.compile(r"\['([^']*)'\]|\[(\d+)\]")
 
 
 class EmulatorTarget(StrictModel):
@@ -211,6 +198,31 @@ class Config(StrictModel):
         if target.dataarts is not None and target.dataarts.emulator is not None:
             return self.resolve(target.dataarts.emulator.state).parent
         return self.base / ".reconciler" / name
+
+
+def _config_view(config: Config, target: str) -> dict[str, Any]:
+    """What of a configuration decides a plan of `target`: where policies are read from, and the target."""
+    chosen = config.targets.get(target)
+    return {
+        "policies": [str(p) for p in (config.policies if isinstance(config.policies, list) else [config.policies])],
+        "policies_recursive": config.policies_recursive,
+        f"targets.{target}": None if chosen is None else chosen.model_dump(mode="json"),
+    }
+
+
+def _dotted(path: str) -> str:
+    """DeepDiff's `root['a']['b'][0]` as `a.b[0]`."""
+    parts = []
+    for key, index in _PATH_PART.findall(path):
+        parts.append(f"[{index}]" if index else f".{key}")
+    return "".join(parts).lstrip(".") or "(the whole file)"
+
+
+def config_changes(base: Config, head: Config, target: str) -> list[str]:
+    """The configuration settings of `target` that differ between base and head, dotted, sorted."""
+    found = DeepDiff(_config_view(base, target), _config_view(head, target), ignore_order=False)
+    paths = sorted({_dotted(path) for path in found.affected_paths})
+    return paths[:MAX_NAMED_PATHS] + ([f"{len(paths) - MAX_NAMED_PATHS} more"] if len(paths) > MAX_NAMED_PATHS else [])
 
 
 def _scp_like(url: str) -> bool:

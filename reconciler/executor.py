@@ -16,7 +16,7 @@ from reconciler import planner
 from reconciler.cells import Cell
 from reconciler.ledger import Ledger
 from reconciler.plan import Batch, Plan, exact_batches
-from reconciler.service import AccessService, CellFailure
+from reconciler.ports import AccessService, CellFailure
 from reconciler.snapshot import Snapshot
 
 

@@ -13,7 +13,7 @@ from reconciler.base import bulk_data
 from reconciler.cells import Cell, ResourceKind, Target
 from reconciler.errors import Location, Problem, ReconcilerError
 from reconciler.policy import CubeRef, Expiry, Policy, ResourceDef, Rule, TargetName, undeclared_grant_problem
-from reconciler.service import AccessService, DirectoryGroup, DirectoryUser
+from reconciler.ports import AccessService, DirectoryGroup, DirectoryUser
 
 
 class CellExpiries(Mapping[Cell, Expiry]):

@@ -13,7 +13,7 @@ from pathlib import Path
 from reconciler.base import utc_timestamp
 from reconciler.cells import Cell, Target
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.service import AccessService
+from reconciler.ports import AccessService
 
 SNAPSHOT_FORMAT = 1
 

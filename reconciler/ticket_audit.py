@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.dataarts import LIST_LIMIT, LIST_OFFSET_LIMIT, Ticket, TicketPage
 from reconciler.policy import Policy
+from reconciler.ports import LIST_LIMIT, LIST_OFFSET_LIMIT, Ticket, TicketPage
 from reconciler.redaction import mask
 
 # (filters, offset, descending) -> one page

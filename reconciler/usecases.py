@@ -21,7 +21,6 @@ from reconciler.audit import AuditLog
 from reconciler.base import bulk_data
 from reconciler.cells import Cell, Target
 from reconciler.change import changed_users, full_plan_reason
-from reconciler.dataarts import TicketPage
 from reconciler.diff import Changes, DiffOptions, diff
 from reconciler.drift import DriftReport, drift
 from reconciler.embeds import EmbedChange, EmbedDrift, LiveEmbed, embed_drift
@@ -31,9 +30,9 @@ from reconciler.importer import Imported, import_policy
 from reconciler.ledger import Ledger
 from reconciler.plan import Plan, PlanInputs, build_plan
 from reconciler.policy import Policy
+from reconciler.ports import DirectoryOnce, TicketPage
 from reconciler.redaction import mask
 from reconciler.resolve import Desired, resolve
-from reconciler.service import DirectoryOnce
 from reconciler.snapshot import Snapshot, refresh
 from reconciler.state import LEDGER, ManagedRecord, read_state, write_managed
 from reconciler.ticket_audit import AuditReport, audit, list_every_ticket

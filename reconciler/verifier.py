@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from reconciler.cells import Cell, Target
 from reconciler.executor import Work
 from reconciler.plan import Batch
-from reconciler.service import AccessService
+from reconciler.ports import AccessService
 
 SAMPLE_SHARE = 0.05
 SAMPLE_MINIMUM = 20

@@ -16,8 +16,8 @@ from reconciler.audit import AuditLog
 from reconciler.cells import CubeReadback
 from reconciler.config import Config, TargetConfig
 from reconciler.errors import Problem, ReconcilerError
-from reconciler.quickbi import ClientSettings, CredentialSource, QuickBIClient, default_chain
-from reconciler.service import AccessService, QuickBIAccess
+from reconciler.ports import AccessService
+from reconciler.quickbi import ClientSettings, CredentialSource, QuickBIAccess, QuickBIClient, default_chain
 
 if TYPE_CHECKING:  # Huawei Cloud's SDK is loaded only by a run against DataArts Insight
     from reconciler.dataarts import DataArtsClient

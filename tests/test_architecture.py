@@ -77,20 +77,60 @@ def test_private_modules_are_not_imported_across_packages() -> None:
                 assert package == owner or package.startswith(owner + "."), f"{name} imports private {imported}"
 
 
-def test_the_pure_stages_do_no_io() -> None:
-    for stage in (
-        "reconciler.diff",
-        "reconciler.planner",
-        "reconciler.admission",
-        "reconciler.drift",
-        "reconciler.embeds",
-    ):
-        io = {
-            m
-            for m in GRAPH[stage]
-            if m.split(".")[1] in ("quickbi", "dataarts", "emulator", "workspace", "cli", "service")
-        }
-        assert not io, f"{stage} imports {io}"
+LAYERS = {
+    "vocabulary": {"base", "cells", "errors", "files", "redaction", "yamlfile", "fault_settings"},
+    "core": {
+        *("policy", "resolve", "snapshot", "diff", "planner", "plan", "admission", "executor", "verifier"),
+        *("drift", "embeds", "change", "access", "importer", "ticket_audit", "ledger", "state", "audit", "lock"),
+        "ports",
+    },
+    "adapters": {"quickbi", "dataarts", "state_backend"},
+    "application": {"config", "workspace", "usecases", "api"},
+    "interface": {"cli", "render", "progress", "schema", "__main__"},
+    "test double": {"emulator"},
+}
+MAY_IMPORT = {  # docs/architecture.md
+    "vocabulary": {"vocabulary"},
+    "core": {"vocabulary", "core"},
+    "adapters": {"vocabulary", "core", "adapters"},
+    "application": {"vocabulary", "core", "adapters", "application"},
+    "interface": {"vocabulary", "core", "adapters", "application", "interface"},
+    "test double": {"vocabulary", "adapters", "test double"},
+}
+NETWORK = ("httpx", "httpcore", "http.client", "urllib.request", "uvicorn", "alibabacloud", "huaweicloudsdk", "aiohttp")
+
+
+def _layer(module: str) -> str:
+    top = module.split(".")[1] if "." in module else ""
+    found = [layer for layer, members in LAYERS.items() if top in members]
+    assert len(found) == 1, f"{module} belongs to no layer of docs/architecture.md"
+    return found[0]
+
+
+def test_each_layer_imports_only_what_the_architecture_allows() -> None:
+    broken = []
+    for name, imported in GRAPH.items():
+        if name == "reconciler":
+            continue
+        for other in imported:
+            if _layer(other) not in MAY_IMPORT[_layer(name)]:
+                broken.append(f"{name} ({_layer(name)}) imports {other} ({_layer(other)})")
+    assert not broken, broken
+
+
+def test_the_core_loads_no_network_library_and_no_adapter() -> None:
+    """Checked transitively, in a fresh interpreter: what importing every core module loads."""
+    core = sorted(m for m in MODULES if m != "reconciler" and _layer(m) in ("core", "vocabulary"))
+    probe = (
+        "import importlib, sys\n"
+        f"for name in {core!r}: importlib.import_module(name)\n"
+        f"network = {NETWORK!r}\n"
+        "edges = ('reconciler.quickbi', 'reconciler.dataarts', 'reconciler.emulator', 'reconciler.state_backend',"
+        " 'reconciler.config', 'reconciler.workspace', 'reconciler.usecases', 'reconciler.cli')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(network) or m.startswith(edges)))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_a_quickbi_run_never_loads_the_emulator_or_huaweis_sdk(tmp_path: Path) -> None:
@@ -109,6 +149,8 @@ def test_every_module_has_a_test_file() -> None:
     # modules covered by a test file named for the area they belong to
     covered_by = {
         "reconciler.base": "test_vocabulary",
+        "reconciler.fault_settings": "test_emulator_wire",
+        "reconciler.quickbi.access": "test_ports",
         "reconciler.cells": "test_vocabulary",
         "reconciler.yamlfile": "test_policy",
         "reconciler.progress": "test_cli",

@@ -6,8 +6,8 @@ import datetime as dt
 from pathlib import Path
 
 from reconciler.cells import Target
-from reconciler.change import changed_users, config_changes, full_plan_reason
-from reconciler.config import load_config
+from reconciler.change import changed_users, full_plan_reason
+from reconciler.config import config_changes, load_config
 from reconciler.policy import NEVER, Rolling
 from reconciler.resolve import Desired
 

@@ -200,3 +200,15 @@ def test_the_pull_request_comment_counts_per_grant_statement_and_target(workspac
     assert "| policies/finance.yaml:9 (to: finance) | 9 |" in comment
     assert "| llm_cube:c-finance (Finance KPIs) | 5 | 0 | 0 |" in comment
     assert len(comment) <= 1800 and "changes not shown here" in comment
+
+
+def test_serving_the_emulator_without_its_extra_says_how_to_get_it(
+    workspace: Path, run_cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # not installed: `pip install reconciler` alone
+    monkeypatch.delitem(sys.modules, "reconciler.emulator.serve", raising=False)
+    result = run_cli("emulator", "serve", "--org", "examples/demo-org.yaml", "--port", "0")
+    assert result.code == 1 and len(result.err.strip().splitlines()) == 1
+    assert "error: serving the emulator needs uvicorn, which is not installed (pip install 'reconciler[serve]')" in (
+        result.err
+    )

@@ -17,8 +17,8 @@ from reconciler.emulator import Emulator
 from reconciler.emulator.orgfile import OrgFile
 from reconciler.executor import outstanding
 from reconciler.policy import load_policy
+from reconciler.quickbi import QuickBIAccess
 from reconciler.resolve import Desired
-from reconciler.service import QuickBIAccess
 from reconciler.workspace import Session
 
 TODAY = dt.datetime.now(dt.UTC).date()

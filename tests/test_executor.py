@@ -20,8 +20,7 @@ from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
 from reconciler.executor import Executor, outstanding
 from reconciler.policy import load_policy
-from reconciler.quickbi import ClientSettings
-from reconciler.service import QuickBIAccess
+from reconciler.quickbi import ClientSettings, QuickBIAccess
 from reconciler.snapshot import Snapshot
 from reconciler.workspace import Session
 from tests.orgs import org_and_policy, write_target

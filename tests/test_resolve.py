@@ -13,8 +13,8 @@ from reconciler.cells import Target
 from reconciler.emulator import Emulator
 from reconciler.errors import ReconcilerError
 from reconciler.policy import load_policy
+from reconciler.quickbi import QuickBIAccess
 from reconciler.resolve import Desired, resolve
-from reconciler.service import QuickBIAccess
 from tests.conftest import ROOT
 
 TODAY = dt.date(2026, 11, 23)

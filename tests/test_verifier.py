@@ -15,7 +15,8 @@ from reconciler.emulator.orgfile import OrgFile
 from reconciler.executor import outstanding
 from reconciler.plan import Batch, Plan, PlanInputs, build_plan
 from reconciler.policy import load_policy
-from reconciler.service import CellFailure, QuickBIAccess
+from reconciler.ports import CellFailure
+from reconciler.quickbi import QuickBIAccess
 from reconciler.snapshot import Snapshot
 from reconciler.verifier import Verification
 from reconciler.workspace import Session

@@ -1,14 +1,8 @@
 """Huawei Cloud DataArts Insight's ticket API (embedded-analysis tickets): the client and its credentials."""
 
 from reconciler.dataarts._auth import SdkSigning, TokenAuth, default_auth
-from reconciler.dataarts._client import (
-    LIST_LIMIT,
-    LIST_OFFSET_LIMIT,
-    DataArtsClient,
-    DataArtsError,
-    Ticket,
-    TicketPage,
-)
+from reconciler.dataarts._client import DataArtsClient, DataArtsError
+from reconciler.ports import LIST_LIMIT, LIST_OFFSET_LIMIT, Ticket, TicketPage
 
 __all__ = [
     "LIST_LIMIT",

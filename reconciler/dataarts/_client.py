@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-# the documented paging window: limit in [1, 1000], offset in [0, 1000]
-LIST_LIMIT = 1000
-LIST_OFFSET_LIMIT = 1000
+from reconciler.ports import LIST_LIMIT, Ticket, TicketPage
 
 
 class DataArtsError(Exception):
@@ -35,22 +32,6 @@ class DataArtsError(Exception):
     @property
     def transient(self) -> bool:
         return self.status == 429 or self.status >= 500 or self.status == 0
-
-
-@dataclass(frozen=True)
-class Ticket:
-    ticket: str
-    embed_id: str
-    user_id: str
-    user_name: str
-    left_num: int
-    expire_time: str
-
-
-@dataclass(frozen=True)
-class TicketPage:
-    count: int
-    tickets: list[Ticket]
 
 
 class DataArtsClient:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from reconciler.cells import CubeReadback
-from reconciler.config import FaultSettings
 from reconciler.emulator.backend import ApiError, Backend, Clock
 from reconciler.emulator.orgfile import OrgFile, read_org_file, write_org_file
 from reconciler.emulator.wire import ConnectionDropped, EmulatorApp
+from reconciler.fault_settings import FaultSettings
 from reconciler.quickbi import CallObserver, ClientSettings, QuickBIClient, static_credentials
 
 if TYPE_CHECKING:

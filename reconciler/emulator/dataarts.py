@@ -26,13 +26,13 @@ from huaweicloudsdkcore.signer.signer import Signer
 from pydantic import Field
 
 from reconciler.base import StrictModel
-from reconciler.config import FaultSettings
 from reconciler.dataarts import LIST_LIMIT, LIST_OFFSET_LIMIT, SdkSigning
 from reconciler.emulator import in_process_transport
 from reconciler.emulator.backend import Clock
 from reconciler.emulator.faults import FaultInjector
 from reconciler.emulator.orgfile import read_model_file
 from reconciler.emulator.wire import ConnectionDropped
+from reconciler.fault_settings import FaultSettings
 from reconciler.files import write_text_file
 
 if TYPE_CHECKING:

@@ -8,7 +8,14 @@ import time
 from types import TracebackType
 from typing import Any
 
-import uvicorn
+try:
+    import uvicorn
+except ImportError:  # an extra: the in-process emulator and every Quick BI run do without it
+    from reconciler.errors import Problem, ReconcilerError
+
+    raise ReconcilerError(
+        Problem("serving the emulator needs uvicorn, which is not installed", hint="pip install 'reconciler[serve]'")
+    ) from None
 
 
 def serve_forever(app: Any, host: str, port: int) -> None:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from reconciler.config import FaultSettings
 from reconciler.emulator.backend import ApiError, Backend
 from reconciler.emulator.faults import FaultInjector
+from reconciler.fault_settings import FaultSettings
 from reconciler.quickbi.signing import (
     V3_ALGORITHM,
     v1_signature,

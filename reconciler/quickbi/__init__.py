@@ -3,6 +3,7 @@
 from reconciler.quickbi import models
 from reconciler.quickbi._client import CallObserver, ClientSettings, QuickBIClient
 from reconciler.quickbi._credentials import default_chain, static_credentials
+from reconciler.quickbi.access import QuickBIAccess
 from reconciler.quickbi.errors import QuickBIError, ThrottledError, TransportFailure
 from reconciler.quickbi.signing import AcsV3Auth, Credential, CredentialSource, RpcV1Auth
 
@@ -12,6 +13,7 @@ __all__ = [
     "ClientSettings",
     "Credential",
     "CredentialSource",
+    "QuickBIAccess",
     "QuickBIClient",
     "QuickBIError",
     "RpcV1Auth",

@@ -7,7 +7,8 @@ import asyncio
 from reconciler.cells import Target
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.plan import Batch
-from reconciler.service import AccessService, QuickBIAccess
+from reconciler.ports import AccessService
+from reconciler.quickbi import QuickBIAccess
 from tests.conftest import DEMO_ORG
 
 
