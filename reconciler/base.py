@@ -7,10 +7,16 @@ import asyncio
 import contextlib
 import datetime as dt
 import gc
+import re
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
+from deepdiff import DeepDiff
 from pydantic import BaseModel, ConfigDict
+
+_PATH_PART = re.compile(r"\['((?:[^'\\]|\\.)*)'\]|\[(\d+)\]")
+_CHANGE_SIGNS = {"dictionary_item_added": "+", "dictionary_item_removed": "-", "iterable_item_added": "+"}
+_CHANGE_SIGNS["iterable_item_removed"] = "-"
 
 
 class StrictModel(BaseModel):
@@ -64,3 +70,26 @@ def bulk_data() -> Iterator[None]:
         gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+def changed_paths(before: Any, after: Any) -> list[tuple[str, str]]:
+    """Where two JSON-like documents differ: (sign, dotted path) pairs, `+` added, `-` removed, `~` changed,
+    in path order. Lists are compared as sets (their order carries no meaning in our files); an item added to
+    or removed from one is named by its value (`groups.sales.members: ivan`), not by a position."""
+    found: set[tuple[str, str]] = set()
+    diff = DeepDiff(before, after, ignore_order=True, cutoff_intersection_for_pairs=0, view="tree")
+    for kind, paths in diff.items():
+        sign = _CHANGE_SIGNS.get(kind, "~")
+        for item in paths:
+            path = _dotted(item.path())
+            if kind.startswith("iterable_item_"):
+                value = item.t2 if sign == "+" else item.t1
+                path = f"{path.rsplit('[', 1)[0]}: {value}"
+            found.add((sign, path))
+    return sorted(found, key=lambda change: (change[1], change[0]))
+
+
+def _dotted(path: str) -> str:
+    """DeepDiff's `root['a']['b'][0]` as `a.b[0]`."""
+    parts = [f"[{index}]" if index else f".{key}" for key, index in _PATH_PART.findall(path)]
+    return "".join(parts).lstrip(".") or "(the whole document)"

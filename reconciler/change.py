@@ -9,11 +9,16 @@ managed targets can move grants nobody's statement names, so such a change gets 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
+from reconciler.base import changed_paths
 from reconciler.cells import Cell
-from reconciler.policy import Rolling
+from reconciler.policy import Expiry, Policy, Rolling, Rule
 from reconciler.resolve import Desired
+
+MAX_POLICY_CHANGES = 30
 
 
 def full_plan_reason(before: Desired, after: Desired) -> str | None:
@@ -56,3 +61,67 @@ def changed_users(before: Desired, after: Desired, ledger: Mapping[Cell, dt.date
         elif recorded != wanted:
             users.add(user)
     return users
+
+
+def policy_changes(base: Policy, head: Policy) -> list[str]:
+    """What a pull request changes in the policy, by path, for the top of its plan: `+ groups.sales.members:
+    ivan`, `- grants[to sales: llm_cubes sales]`, `~ grants[to ivan: themes q4]` (its expiry). At most
+    MAX_POLICY_CHANGES lines, then how many more."""
+    lines = [f"{sign} {path}" for sign, path in changed_paths(_policy_view(base), _policy_view(head))]
+    if len(lines) > MAX_POLICY_CHANGES:
+        lines = [*lines[:MAX_POLICY_CHANGES], f"… and {len(lines) - MAX_POLICY_CHANGES} more"]
+    return lines
+
+
+def _policy_view(policy: Policy) -> dict[str, Any]:
+    """A policy as plain data without file locations, so that moving a statement between files is no change."""
+    seen: Counter[str] = Counter()
+    grants: dict[str, str] = {}
+    for rule in policy.rules:
+        name = _statement(rule)
+        seen[name] += 1
+        grants[name if seen[name] == 1 else f"{name} #{seen[name]}"] = _expiry(rule.expires)
+    return {
+        "users": {alias: user.ref.model_dump(exclude_none=True) for alias, user in policy.users.items()},
+        "groups": {
+            name: {"members": list(group.members), "quickbi_group": group.quickbi_group}
+            for name, group in policy.groups.items()
+        },
+        "resources": {
+            f"{kind}s.{alias}": resource.ref.model_dump(exclude_none=True)
+            for (kind, alias), resource in policy.resources.items()
+        },
+        "grants": grants,
+        "protected_users": [name for name, _ in policy.protected],
+        "released": [f"{name.kind}:{name.name}" for name in policy.released],
+        "manage_all_targets": policy.manage_all_targets,
+        "copilot_embeds": {
+            name: {
+                "copilot_id": embed.copilot_id,
+                "to": [who for who, _ in embed.principals],
+                "data_range": "all" if embed.data_range is None else [t.name for t in embed.data_range],
+                "max_uses": embed.max_uses,
+                "max_minutes": embed.max_minutes,
+            }
+            for name, embed in policy.embeds.items()
+        },
+        "dataarts_embeds": {
+            name: {"embed_id": embed.embed_id, "holders": sorted(embed.holders), "max_uses": embed.max_uses}
+            for name, embed in policy.dataarts_embeds.items()
+        },
+    }
+
+
+def _statement(rule: Rule) -> str:
+    """A grant statement named by what it grants to whom (its expiry is its value)."""
+    by_kind: dict[str, list[str]] = {}
+    for target in rule.targets:
+        by_kind.setdefault(f"{target.kind}s", []).append(target.name)
+    granted = "; ".join(f"{kind} {', '.join(names)}" for kind, names in sorted(by_kind.items()))
+    return f"to {', '.join(name for name, _ in rule.principals)}: {granted}"
+
+
+def _expiry(expires: Expiry) -> str:
+    if isinstance(expires, Rolling):
+        return f"ttl {expires.ttl}d, renewed within {expires.renew_within}d"
+    return expires.isoformat()

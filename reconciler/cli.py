@@ -246,9 +246,10 @@ def plan(
         sys.exit(EXIT_CHANGES)
 
 
-def _base_of_change(folder: Path, obj: _Context) -> tuple[Policy, str | None]:
-    """The base of a pull request (a checkout of its target branch), loaded with its own configuration, and
-    why a plan of the change must read everyone, if it must (None: reading the touched users is exact).
+def _base_of_change(folder: Path, obj: _Context) -> tuple[Policy | None, str | None]:
+    """The base of a pull request (a checkout of its target branch), loaded with its own configuration (None
+    when it cannot be), and why a plan of the change must read everyone, if it must (None: reading the touched
+    users is exact).
 
     The base's config is the file at the same path as `--config`, inside `folder`. A folder without one (the
     base's policy folder alone, or a branch before the first config) cannot show a change of configuration,
@@ -256,7 +257,7 @@ def _base_of_change(folder: Path, obj: _Context) -> tuple[Policy, str | None]:
     relative = obj.config_path if not obj.config_path.is_absolute() else Path(obj.config_path.name)
     base_config_path = folder / relative
     if not base_config_path.is_file():
-        return Policy(), f"the base has no configuration to compare with ({base_config_path} does not exist)"
+        return None, f"the base has no configuration to compare with ({base_config_path} does not exist)"
     try:
         base_config = load_config(base_config_path)
         base = load_policy(base_config.policy_paths(), _today(), base_config.policies_recursive)
@@ -264,7 +265,7 @@ def _base_of_change(folder: Path, obj: _Context) -> tuple[Policy, str | None]:
         if "no policy files" in exc.problems[0].message:  # the pull request that adds the first policy
             base_config, base = load_config(base_config_path), Policy()
         else:
-            return Policy(), f"the base's policies or configuration do not load ({exc.problems[0]})"
+            return None, f"the base's policies or configuration do not load ({exc.problems[0]})"
     target = obj.target or obj.config.default_target or ""
     changes = config_changes(base_config, obj.config, target)
     if obj.target is None and base_config.default_target != obj.config.default_target:
@@ -279,8 +280,8 @@ async def _make_plan(
     snapshot = Snapshot.read(snapshot_path) if snapshot_path else None
     base, why_full = _base_of_change(changed_from, obj) if changed_from else (None, None)
     async with open_target(obj.config, obj.target) as session:
-        if base is not None and why_full is None:
-            return await usecases.make_changed_plan(session, policy, base, _today(), options, progress)
+        if base is not None:
+            return await usecases.make_changed_plan(session, policy, base, _today(), options, progress, why_full)
         notes = [usecases.full_plan_note(why_full)] if why_full else []
         return await usecases.make_plan(session, policy, _today(), options, snapshot, progress, notes)
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
-from deepdiff import DeepDiff
 from pydantic import Field, ValidationError, model_validator
 
-from reconciler.base import StrictModel
+from reconciler.base import StrictModel, changed_paths
 from reconciler.cells import CubeReadback
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.fault_settings import FaultSettings
@@ -20,7 +18,6 @@ from reconciler.state_backend import GitState, LocalState, StateBackend
 from reconciler.yamlfile import read_yaml
 
 MAX_NAMED_PATHS = 5
-_PATH_PART = re.compile(r"\['([^']*)'\]|\[(\d+)\]")
 
 
 class EmulatorTarget(StrictModel):
@@ -210,18 +207,9 @@ def _config_view(config: Config, target: str) -> dict[str, Any]:
     }
 
 
-def _dotted(path: str) -> str:
-    """DeepDiff's `root['a']['b'][0]` as `a.b[0]`."""
-    parts = []
-    for key, index in _PATH_PART.findall(path):
-        parts.append(f"[{index}]" if index else f".{key}")
-    return "".join(parts).lstrip(".") or "(the whole file)"
-
-
 def config_changes(base: Config, head: Config, target: str) -> list[str]:
     """The configuration settings of `target` that differ between base and head, dotted, sorted."""
-    found = DeepDiff(_config_view(base, target), _config_view(head, target), ignore_order=False)
-    paths = sorted({_dotted(path) for path in found.affected_paths})
+    paths = sorted(path for _, path in changed_paths(_config_view(base, target), _config_view(head, target)))
     return paths[:MAX_NAMED_PATHS] + ([f"{len(paths) - MAX_NAMED_PATHS} more"] if len(paths) > MAX_NAMED_PATHS else [])
 
 

@@ -122,6 +122,8 @@ class Plan(BaseModel):
     grants_by_statement: dict[str, int] = Field(default_factory=dict)
     # embedded Smart Q modules whose data range to set (ModifyCopilotEmbedConfig), before the batches run
     embed_changes: list[EmbedChange] = Field(default_factory=list)
+    # a pull request's plan: what the change does to the policy, by path (`+ groups.sales.members: ivan`)
+    policy_changes: list[str] = Field(default_factory=list)
 
     @property
     def empty(self) -> bool:

@@ -125,9 +125,9 @@ def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) 
         shown = _first_users(counts, max_chars // 40)
         return _bounded(plan, counts, _by_user(plan, shown), footer, max_chars)
     lines = (
-        [f"### reconciler plan for `{_code(plan.target)}`", "", "```diff"]
+        [f"### reconciler plan for `{_code(plan.target)}`", "", *_policy_lines(plan, True), "```diff"]
         if markdown
-        else [f"reconciler plan for target '{plan.target}'"]
+        else [f"reconciler plan for target '{plan.target}'", *_policy_lines(plan, False)]
     )
     changes = _change_lines(plan, _by_user(plan, _first_users(counts, MAX_LISTED_LINES)))[:MAX_LISTED_LINES]
     lines += [_code(line) for line in changes] if markdown else changes
@@ -137,6 +137,15 @@ def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) 
     if markdown:
         lines += ["```", ""]
     return _join(lines + footer)
+
+
+def _policy_lines(plan: Plan, markdown: bool) -> list[str]:
+    """A pull request's policy changes by path, before the cells they lead to."""
+    if not plan.policy_changes:
+        return []
+    if markdown:
+        return ["Policy changes from the base:", "", *(f"- `{_code(line)}`" for line in plan.policy_changes), ""]
+    return ["Policy changes from the base:", *(f"  {line}" for line in plan.policy_changes), "Cells:"]
 
 
 def _change_lines(plan: Plan, by_user: dict[str, _UserLines]) -> list[str]:
@@ -217,7 +226,7 @@ def access_text(lines: list[AccessLine], heading: str) -> str:
 
 def _bounded(plan: Plan, all_counts: _Counts, by_user: dict[str, _UserLines], footer: list[str], max_chars: int) -> str:
     counts = all_counts.per_target
-    head = [f"### reconciler plan for `{_code(plan.target)}`", ""]
+    head = [f"### reconciler plan for `{_code(plan.target)}`", "", *_policy_lines(plan, True)]
     if plan.grants_by_statement:
         head += ["| grant statement | cells to grant |", "|---|---:|"]
         for label, count in list(plan.grants_by_statement.items())[:MAX_TABLE_ROWS]:

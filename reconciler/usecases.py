@@ -20,7 +20,7 @@ from reconciler.admission import admit, lacking_changes
 from reconciler.audit import AuditLog
 from reconciler.base import bulk_data
 from reconciler.cells import Cell, Target
-from reconciler.change import changed_users, full_plan_reason
+from reconciler.change import changed_users, full_plan_reason, policy_changes
 from reconciler.diff import Changes, DiffOptions, diff
 from reconciler.drift import DriftReport, drift
 from reconciler.embeds import EmbedChange, EmbedDrift, LiveEmbed, embed_drift
@@ -299,12 +299,14 @@ async def make_changed_plan(
     today: dt.date,
     options: PlanOptions,
     track: Tracker | None = None,
+    why_full: str | None = None,
 ) -> Plan:
     """A pull request's plan: read live only the users whose access differs between `base` and `policy`.
 
     Much faster than a full plan on a large tenant (40 of 100,000 users is 40 reads, not 100,000). Exact for a
-    change of who is granted what; a change of configuration or of the managed targets gets a full plan (see
-    `change.full_plan_reason`), since it can move grants that no changed statement names.
+    change of who is granted what; a change of configuration (`why_full`, found by the caller) or of the managed
+    targets gets a full plan (see `change.full_plan_reason`), since it can move grants that no changed statement
+    names. Either way the plan opens with what the change does to the policy, by path.
     """
     record, ledger = state_of(session)
     directory = DirectoryOnce(session.service)
@@ -312,11 +314,13 @@ async def make_changed_plan(
         resolve(policy, directory, today, record.targets),
         resolve(base, directory, today, record.targets),
     )
-    reason = full_plan_reason(before, desired)
+    summary = {"policy_changes": policy_changes(base, policy)}
+    reason = why_full or full_plan_reason(before, desired)
     if reason is not None:
         live = await _read_users(session, desired.directory, track)
         notes = [full_plan_note(reason)]
-        return await _planned(session, policy, desired, live, record, ledger, today, options, notes)
+        plan = await _planned(session, policy, desired, live, record, ledger, today, options, notes)
+        return plan.model_copy(update=summary)
     users = changed_users(before, desired, ledger, today) | {u for u, _ in ledger.unconfirmed}
     live = await _read_users(session, users, track)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
@@ -326,7 +330,8 @@ async def make_changed_plan(
         f"change touches; the other {others} users were not read, so drift among them (changes made outside "
         "the policy) is not shown here, and the apply on merge corrects it too"
     )
-    return await _planned(session, policy, desired, live, record, ledger, today, scoped, [], partial)
+    plan = await _planned(session, policy, desired, live, record, ledger, today, scoped, [], partial)
+    return plan.model_copy(update=summary)
 
 
 def full_plan_note(reason: str) -> str:

@@ -34,7 +34,7 @@ def test_config_changes_name_the_settings_of_the_target(tmp_path: Path) -> None:
     ]
     assert config_changes(load_config(base), load_config(base), "prod") == []  # another target's edit is not ours
     head.write_text(text.replace("policies: policies/", "policies: [policies/, more/]"))
-    assert config_changes(load_config(base), load_config(head), "prod") == ["policies[1]"]
+    assert config_changes(load_config(base), load_config(head), "prod") == ["policies: more"]
 
 
 def test_a_change_of_managed_targets_needs_a_full_plan() -> None:
@@ -65,3 +65,22 @@ def test_changed_users_include_what_the_ledger_says_a_full_apply_would_touch() -
     assert changed_users(before, after, ledger, TODAY) == {"due", "late", "gone"}
     moved = desired({("a", SALES): NEVER, ("b", Q4): NEVER}, protected=frozenset({"p"}))  # type: ignore[arg-type]
     assert changed_users(desired({("a", SALES): NEVER}), moved, {}, TODAY) == {"b", "p"}
+
+
+def test_policy_changes_name_paths_and_ignore_where_a_statement_lives(tmp_path: Path) -> None:
+    from reconciler.change import policy_changes
+    from reconciler.policy import load_policy
+
+    base, head = tmp_path / "base", tmp_path / "head"
+    base.mkdir()
+    head.mkdir()
+    users = "version: 1\nusers: {a: {account: a}, b: {account: b}}\ngroups: {g: {members: [a]}}\n"
+    grant = "version: 1\nresources: {llm_cubes: {s: {id: c-s}}}\ngrants:\n  - {to: [g], llm_cubes: [s]}\n"
+    (base / "one.yaml").write_text(users + "grants:\n  - {to: [b], llm_cubes: [s], expires: 2027-01-01}\n")
+    (base / "two.yaml").write_text(grant)
+    # head: the statement for b moves to another file with a new expiry, and b joins group g
+    (head / "one.yaml").write_text(users.replace("members: [a]", "members: [a, b]"))
+    (head / "two.yaml").write_text(grant + "  - {to: [b], llm_cubes: [s], expires: 2027-03-01}\n")
+    changes = policy_changes(load_policy([base], TODAY), load_policy([head], TODAY))
+    assert changes == ["~ grants.to b: llm_cubes s", "+ groups.g.members: b"]
+    assert policy_changes(load_policy([base], TODAY), load_policy([base], TODAY)) == []

@@ -40,6 +40,8 @@ def test_a_change_reads_only_the_users_it_touches(workspace: Path, run_cli: Run)
     # both the base and the changed policy are resolved, from one read of the directory
     assert partial.err.count("reconciler.quickbi: QueryUserList") == full.err.count("reconciler.quickbi: QueryUserList")
     assert "+ u-ivan (ivan)  llm_cube:c-sales (Sales)  (expires 2099-12-31)" in partial.out
+    # the reviewer sees the policy change itself first, by path, then the cells it leads to
+    assert "Policy changes from the base:\n  + groups.sales.members: ivan\nCells:\n" in partial.out
     assert (
         "Partial plan, changed from the base policies: live grants read only for the 1 users whose access the "
         "change touches; the other 12 users were not read" in partial.out
@@ -62,6 +64,8 @@ def test_an_expiry_change_is_seen_and_a_removed_target_plans_in_full(workspace: 
     )
     plan = run_cli("-v", "plan", "--changed-from", "base")
     assert "- u-dave (dave)  llm_cube:c-budget (Budget)" in plan.out
+    assert "  - resources.llm_cubes.budget\n" in plan.out
+    assert "  - grants.to finance: llm_cubes finance, budget; themes forecast\n" in plan.out
     assert "Partial plan" not in plan.out and plan.err.count(READ) == 13
     assert "Note: planned in full, not only the users the change touches: the managed targets changed" in plan.out
 
@@ -88,7 +92,7 @@ def test_a_first_pull_request_has_an_empty_base(workspace: Path, run_cli: Run) -
                 ),
                 _edit(w / "reconciler.yaml", "policies: policies/", "policies: [policies/, more/extra.yaml]"),
             ),
-            "the configuration changed (policies[1])",
+            "the configuration changed (policies: more/extra.yaml)",
         ),
         (
             lambda w: _edit(w / "reconciler.yaml", "state: .reconciler/demo-state.json}", "state: x/s.json}"),
