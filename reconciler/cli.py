@@ -8,8 +8,9 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -35,6 +36,7 @@ from reconciler.ticket_audit import AuditReport
 from reconciler.workspace import open_insight, open_target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+FC = TypeVar("FC", bound=Callable[..., Any])
 MAX_PRINTED_PROBLEMS = 100
 
 
@@ -147,11 +149,13 @@ def _plan_options(
 
 
 def _format_plan(plan: Plan, fmt: str, max_chars: int | None = None) -> str:
-    if fmt == "json":
-        return plan.to_json()
-    if fmt == "markdown":
-        return render.plan_text(plan, markdown=True, max_chars=max_chars)
-    return _coloured(render.plan_text(plan))
+    text = render.PLAN[fmt](plan, render.Options(max_chars=max_chars))
+    return _coloured(text) if fmt == "text" else text
+
+
+def _format_option(registry: Mapping[str, object], name: str = "fmt") -> Callable[[FC], FC]:
+    """`--format`, offering exactly the formats `render` has for the report kind."""
+    return click.option("--format", name, type=click.Choice(list(registry)), default="text", show_default=True)
 
 
 _LINE_COLOURS = {"+": "green", "-": "red", "~": "yellow"}
@@ -203,7 +207,7 @@ def _with_plan_flags(function: Any) -> Any:
 @cli.command()
 @click.option("--snapshot", "snapshot_path", type=click.Path(path_type=Path), help="Plan offline from a snapshot.")
 @click.option("--out", type=click.Path(path_type=Path), help="Also save the plan (JSON) here.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@_format_option(render.PLAN)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @click.option(
     "--changed-from",
@@ -288,7 +292,7 @@ async def _make_plan(
 
 @cli.command()
 @click.argument("plan_file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@_format_option(render.PLAN)
 @_max_chars
 def show(plan_file: Path, fmt: str, max_chars: int | None) -> None:
     """Render a saved plan."""
@@ -447,13 +451,7 @@ def _count(number: int, noun: str) -> str:
 
 
 @cli.command()
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown", "html"]),
-    default="text",
-    show_default=True,
-)
+@_format_option(render.DRIFT)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.pass_obj
 def drift(obj: _Context, fmt: str, out: Path | None) -> None:
@@ -465,13 +463,7 @@ def drift(obj: _Context, fmt: str, out: Path | None) -> None:
             return await usecases.make_drift(session, policy, _today(), progress)
 
     report = run(go())
-    renderers = {
-        "text": render.drift_text,
-        "markdown": lambda r: render.drift_text(r, markdown=True),
-        "json": render.drift_json,
-        "html": render.drift_html,
-    }
-    text = renderers[fmt](report)
+    text = render.DRIFT[fmt](report, render.Options())
     if out is not None:
         write_text_file(out, text)
     else:
@@ -481,7 +473,7 @@ def drift(obj: _Context, fmt: str, out: Path | None) -> None:
 
 @cli.command()
 @click.argument("user")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_format_option(render.ACCESS)
 @click.pass_obj
 def explain(obj: _Context, user: str, fmt: str) -> None:
     """Why USER has access: policy file:line, group path and expiry of each grant, and live grants unexplained."""
@@ -498,7 +490,7 @@ def explain(obj: _Context, user: str, fmt: str) -> None:
 @cli.command("who-can")
 @click.argument("target")
 @click.option("--snapshot", "snapshot_path", type=click.Path(path_type=Path), help="Live grants from a snapshot.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_format_option(render.ACCESS)
 @click.pass_obj
 def who_can(obj: _Context, target: str, snapshot_path: Path | None, fmt: str) -> None:
     """Who can query TARGET (resource alias, name or id:…), or is meant to, and why."""
@@ -514,9 +506,7 @@ def who_can(obj: _Context, target: str, snapshot_path: Path | None, fmt: str) ->
 
 
 def _access_output(lines: list[AccessLine], fmt: str, heading: str) -> str:
-    if fmt == "json":
-        return json.dumps([line.to_dict() for line in lines], indent=1, ensure_ascii=False) + "\n"
-    return render.access_text(lines, heading)
+    return render.ACCESS[fmt](lines, render.Options(heading=heading))
 
 
 @cli.command("import")
@@ -579,9 +569,7 @@ def ticket_issue(obj: _Context, embed: str, user_ref: str, uses: int, minutes: i
 
 
 @ticket.command("audit")
-@click.option(
-    "--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
-)
+@_format_option(render.AUDIT, "output_format")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the report here too.")
 @click.pass_obj
 def ticket_audit(obj: _Context, output_format: str, out: Path | None) -> None:
@@ -596,9 +584,7 @@ def ticket_audit(obj: _Context, output_format: str, out: Path | None) -> None:
             return await usecases.audit_tickets(session, policy)
 
     report = run(go())
-    text = (
-        render.audit_json(report) if output_format == "json" else render.audit_text(report, output_format == "markdown")
-    )
+    text = render.AUDIT[output_format](report, render.Options())
     if out is not None:
         write_text_file(out, text)
     click.echo(text, nl=False)

@@ -9,7 +9,7 @@ import html
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from reconciler.access import AccessLine
@@ -353,3 +353,38 @@ def audit_text(report: AuditReport, markdown: bool = False) -> str:
 
 def audit_json(report: AuditReport) -> str:
     return json.dumps(report.to_dict(), indent=1, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a rendering may be given besides its report."""
+
+    max_chars: int | None = None  # a bounded Markdown summary (a pull-request comment)
+    heading: str = ""  # explain and who-can: the question answered
+
+
+def _access_json(lines: list[AccessLine], options: Options) -> str:
+    return json.dumps([line.to_dict() for line in lines], indent=1, ensure_ascii=False) + "\n"
+
+
+# One registry per report kind: a new format is one entry, and the command line offers exactly these.
+PLAN: dict[str, Callable[[Plan, Options], str]] = {
+    "text": lambda plan, options: plan_text(plan),
+    "markdown": lambda plan, options: plan_text(plan, markdown=True, max_chars=options.max_chars),
+    "json": lambda plan, options: plan.to_json(),
+}
+DRIFT: dict[str, Callable[[DriftReport, Options], str]] = {
+    "text": lambda report, options: drift_text(report),
+    "markdown": lambda report, options: drift_text(report, markdown=True),
+    "json": lambda report, options: drift_json(report),
+    "html": lambda report, options: drift_html(report),
+}
+ACCESS: dict[str, Callable[[list[AccessLine], Options], str]] = {
+    "text": lambda lines, options: access_text(lines, options.heading),
+    "json": _access_json,
+}
+AUDIT: dict[str, Callable[[AuditReport, Options], str]] = {
+    "text": lambda report, options: audit_text(report),
+    "markdown": lambda report, options: audit_text(report, markdown=True),
+    "json": lambda report, options: audit_json(report),
+}

@@ -6,7 +6,10 @@ import datetime as dt
 import json
 import random
 import re
+from collections.abc import Callable
+from pathlib import Path
 
+from reconciler import render
 from reconciler.cells import Target
 from reconciler.diff import Changes, diff
 from reconciler.drift import drift
@@ -15,6 +18,7 @@ from reconciler.policy import Rolling
 from reconciler.render import _counts, drift_html, drift_json, drift_text, plan_text
 from reconciler.resolve import Desired
 from reconciler.snapshot import Snapshot
+from tests.conftest import CliResult
 
 TODAY = dt.date(2026, 11, 23)
 NEVER = dt.date(2099, 12, 31)
@@ -187,3 +191,19 @@ def test_counts_per_batch_match_the_cells_one_by_one() -> None:
         text = plan_text(plan)
         for _, user, target in {c for c in seen if c[0] == "grant"}:
             assert len(re.findall(rf"^[+~] {user}  llm_cube:{target.id}  ", text, re.M)) == 1, case
+
+
+def test_the_command_line_offers_exactly_the_registered_formats(
+    workspace: Path, run_cli: Callable[..., CliResult]
+) -> None:
+    commands = {
+        "PLAN": ("plan",),
+        "DRIFT": ("drift",),
+        "ACCESS": ("explain", "alice"),
+    }
+    for kind, command in commands.items():
+        for fmt in getattr(render, kind):
+            result = run_cli(*command, "--format", fmt)
+            assert result.code in (0, 2) and result.out, (kind, fmt, result.err)
+        refused = run_cli(*command, "--format", "yaml")
+        assert refused.code == 1 and "'yaml' is not one of" in refused.err
