@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -198,10 +199,27 @@ _plan_flags = [
 ]
 
 
-def _with_plan_flags(function: Any) -> Any:
+def _with_plan_flags(function: Callable[..., None]) -> Callable[..., None]:
+    """The flags that shape a plan, handed to the command as one `options: PlanOptions`."""
+
+    @functools.wraps(function)
+    def command(
+        *args: Any,
+        additive: bool,
+        allow_regrant: bool,
+        unrecorded: str,
+        only_user: tuple[str, ...],
+        only_group: tuple[str, ...],
+        only_resource: tuple[str, ...],
+        **kwargs: Any,
+    ) -> None:
+        options = _plan_options(additive, allow_regrant, unrecorded, only_user, only_group, only_resource)
+        function(*args, options=options, **kwargs)
+
+    wrapped: Callable[..., None] = command
     for flag in reversed(_plan_flags):
-        function = flag(function)
-    return function
+        wrapped = flag(wrapped)
+    return wrapped
 
 
 @cli.command()
@@ -227,15 +245,9 @@ def plan(
     detailed_exitcode: bool,
     changed_from: Path | None,
     max_chars: int | None,
-    additive: bool,
-    allow_regrant: bool,
-    unrecorded: str,
-    only_user: tuple[str, ...],
-    only_group: tuple[str, ...],
-    only_resource: tuple[str, ...],
+    options: usecases.PlanOptions,
 ) -> None:
     """Diff policy against live grants and show the batched plan."""
-    options = _plan_options(additive, allow_regrant, unrecorded, only_user, only_group, only_resource)
     if changed_from is not None and snapshot_path is not None:
         raise ReconcilerError("--changed-from reads the users it needs: it does not take --snapshot")
     result = run(_make_plan(obj, options, snapshot_path, changed_from))
@@ -332,18 +344,12 @@ def apply(
     break_lock: bool,
     detailed_exitcode: bool,
     verify: str,
-    additive: bool,
-    allow_regrant: bool,
-    unrecorded: str,
-    only_user: tuple[str, ...],
-    only_group: tuple[str, ...],
-    only_resource: tuple[str, ...],
+    options: usecases.PlanOptions,
 ) -> None:
     """Apply a saved plan (refused if stale), or plan, confirm and apply."""
     if plan_file is None and not auto_approve and not sys.stdin.isatty():
         raise ReconcilerError("no terminal to confirm on: pass --auto-approve, or apply a saved plan file")
     breakers = usecases.Breakers(max_revokes, max_revoke_ratio)
-    options = _plan_options(additive, allow_regrant, unrecorded, only_user, only_group, only_resource)
     if plan_file is not None:
         _refuse_plan_flags(options)
     saved = Plan.read(plan_file) if plan_file else None

@@ -12,7 +12,16 @@ from itertools import chain, product
 from reconciler.base import bulk_data
 from reconciler.cells import Cell, ResourceKind, Target
 from reconciler.errors import Location, Problem, ReconcilerError
-from reconciler.policy import CubeRef, Expiry, Policy, ResourceDef, Rule, TargetName, undeclared_grant_problem
+from reconciler.policy import (
+    CubeRef,
+    EmbedDef,
+    Expiry,
+    Policy,
+    ResourceDef,
+    Rule,
+    TargetName,
+    undeclared_grant_problem,
+)
 from reconciler.ports import AccessService, DirectoryGroup, DirectoryUser
 
 
@@ -134,20 +143,12 @@ class Desired:
 
 
 @dataclass(frozen=True)
-class Embed:
-    """A copilot embed resolved: the module, who may get tickets, its data range and limits.
+class Embed(EmbedDef):
+    """A copilot embed resolved: its definition, with who may get tickets as UserIds and its data range as
+    targets (every target of `range_kind` when `targets` is None)."""
 
-    The data range is every target of `range_kind` when `targets` is None, else exactly `targets`."""
-
-    name: str
-    copilot_id: str
-    users: frozenset[str]
-    targets: frozenset[Target] | None
-    range_kind: ResourceKind
-    max_uses: int
-    max_minutes: int
-    widens_access: bool
-    location: Location
+    users: frozenset[str] = frozenset()
+    targets: frozenset[Target] | None = None
 
 
 @dataclass(frozen=True)
@@ -354,17 +355,7 @@ class _Resolver:
             if embed.data_range is not None:
                 named = [self._named_target(t, targets) for t in embed.data_range]
                 reach = frozenset(t for t in named if t is not None)
-            embeds[name] = Embed(
-                name,
-                embed.copilot_id,
-                frozenset(users),
-                reach,
-                embed.range_kind,
-                embed.max_uses,
-                embed.max_minutes,
-                embed.widens_access,
-                embed.location,
-            )
+            embeds[name] = Embed(**vars(embed), users=frozenset(users), targets=reach)
         return embeds
 
     def _all_principals(self) -> dict[str, frozenset[str]]:

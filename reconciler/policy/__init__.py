@@ -2,6 +2,7 @@
 
 from reconciler.policy._load import (
     DataArtsEmbedDef,
+    EmbedDef,
     GroupDef,
     Policy,
     PolicyTest,
@@ -19,6 +20,7 @@ __all__ = [
     "NEVER",
     "CubeRef",
     "DataArtsEmbedDef",
+    "EmbedDef",
     "Expiry",
     "GroupDef",
     "Policy",
