@@ -84,7 +84,7 @@ def access_lines(
 
 def _expiry_text(expiry: dt.date | Rolling) -> str:
     if isinstance(expiry, Rolling):
-        return f"rolling {expiry.ttl}d, renewed within {expiry.renew_within}d"
+        return expiry.describe()
     return expiry.isoformat()
 
 

@@ -102,7 +102,7 @@ def _grant_refusal(cell: Cell, batch: Batch, desired: Desired, today: dt.date) -
         return "today's policy does not grant it"
     day = batch.day()
     if isinstance(wanted, Rolling):
-        latest = today + dt.timedelta(days=wanted.ttl)
+        latest = wanted.latest(today)
         if not today < day <= latest:
             return f"expiry {day.isoformat()} is outside the policy's rolling window (after today, by {latest})"
         return None

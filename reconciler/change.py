@@ -56,7 +56,7 @@ def changed_users(before: Desired, after: Desired, ledger: Mapping[Cell, dt.date
         if wanted is None:
             users.add(user)
         elif isinstance(wanted, Rolling):
-            if (recorded - today).days <= wanted.renew_within or recorded > today + dt.timedelta(days=wanted.ttl):
+            if not wanted.keeps(recorded, today):
                 users.add(user)
         elif recorded != wanted:
             users.add(user)
@@ -122,6 +122,4 @@ def _statement(rule: Rule) -> str:
 
 
 def _expiry(expires: Expiry) -> str:
-    if isinstance(expires, Rolling):
-        return f"ttl {expires.ttl}d, renewed within {expires.renew_within}d"
-    return expires.isoformat()
+    return expires.describe() if isinstance(expires, Rolling) else expires.isoformat()

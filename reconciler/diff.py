@@ -10,7 +10,7 @@ from itertools import filterfalse
 from typing import Literal
 
 from reconciler.cells import Cell, Target
-from reconciler.policy import Expiry, Rolling
+from reconciler.policy import Expiry, Rolling, latest_day
 from reconciler.resolve import Desired
 from reconciler.snapshot import Snapshot
 
@@ -78,12 +78,12 @@ def diff(
     # looped over (an onboarding grants the desired cells themselves; a steady state keeps them)
     kept = set(filter(snapshot.has, wanted)) if any(snapshot.grants.values()) else set()
     fresh: Set[Cell] = set(filterfalse(kept.__contains__, wanted)) if kept else wanted
-    only_day = None if options.partial else _only_fresh_day(desired.cells.values(), today)
+    only_day = None if options.partial else _onlylatest_day(desired.cells.values(), today)
     if only_day is None:
         read = snapshot.grants.keys()
         for cell, expiry in desired.expiries_of(fresh):
             if options.in_scope(cell):
-                grants[_fresh_day(expiry, today)].add(cell)
+                grants[latest_day(expiry, today)].add(cell)
             elif cell[0] in read:  # a user not read has changes nobody knows: not counted as known ones
                 out_of_scope += 1
     trust = options.unrecorded == "trust"
@@ -96,7 +96,7 @@ def diff(
         else:
             # a rolling grant can never have been set later than today + ttl: such a ledger day was edited, and
             # is ignored (state only narrows); a later fixed day is a policy change, granted again as usual
-            if isinstance(expiry, Rolling) and recorded is not None and recorded > _fresh_day(expiry, today):
+            if isinstance(expiry, Rolling) and recorded is not None and recorded > latest_day(expiry, today):
                 beyond.add(cell)
             day = _wanted_day(expiry, recorded, today, options.unrecorded)
         if unconfirmed and day is None and cell in unconfirmed:
@@ -159,15 +159,10 @@ def _with_fresh(
     return by_day
 
 
-def _fresh_day(expiry: Expiry, today: dt.date) -> dt.date:
-    """The expiry day to grant a cell that is not live (for a rolling expiry, the latest day it allows today)."""
-    return today + dt.timedelta(days=expiry.ttl) if isinstance(expiry, Rolling) else expiry
-
-
-def _only_fresh_day(expiries: Collection[Expiry], today: dt.date) -> dt.date | None:
+def _onlylatest_day(expiries: Collection[Expiry], today: dt.date) -> dt.date | None:
     """The one day every cell not live is granted on, if there is one (the expiries are a few shared objects)."""
     distinct = dict(zip(map(id, expiries), expiries, strict=True))
-    days = {_fresh_day(expiry, today) for expiry in distinct.values()}
+    days = {latest_day(expiry, today) for expiry in distinct.values()}
     return days.pop() if len(days) == 1 else None
 
 
@@ -179,11 +174,11 @@ def _wanted_day(
 ) -> dt.date | None:
     """The expiry day to re-grant a live cell, or None when it already serves the policy."""
     if isinstance(expiry, Rolling):
-        if recorded is not None and expiry.renew_within < (recorded - today).days <= expiry.ttl:
+        if recorded is not None and expiry.keeps(recorded, today):
             return None
         if recorded is None and unrecorded == "trust":
             return None
-        return _fresh_day(expiry, today)
+        return latest_day(expiry, today)
     if recorded is None:
         return None if unrecorded == "trust" else expiry
     return None if recorded == expiry else expiry

@@ -20,6 +20,7 @@ from reconciler.policy import (
     ResourceDef,
     Rule,
     TargetName,
+    latest_day,
     undeclared_grant_problem,
 )
 from reconciler.ports import AccessService, DirectoryGroup, DirectoryUser
@@ -163,10 +164,6 @@ class Provenance:
         return f"{' ← '.join(reversed(self.path))} (grant at {self.rule})"
 
 
-def effective_day(expiry: Expiry, today: dt.date) -> dt.date:
-    return expiry if isinstance(expiry, dt.date) else today + dt.timedelta(days=expiry.ttl)
-
-
 class _Directory:
     def __init__(self, users: list[DirectoryUser], groups: list[DirectoryGroup], catalogue: dict[Target, str]):
         self.users = {u.user_id: u for u in users}
@@ -257,7 +254,7 @@ class _Resolver:
         targets = {key: self._target(resource) for key, resource in sorted(self.policy.resources.items())}
         declared = None if self.policy.manage_all_targets else frozenset(t for t in targets.values() if t)
         rules = self.policy.rules
-        days = [effective_day(rule.expires, today) for rule in rules]
+        days = [latest_day(rule.expires, today) for rule in rules]
         sources: dict[Cell, int] = {}  # the statement that wins each cell: the latest expiry, the first on ties
         spans: list[tuple[set[str], set[Target]]] = []  # each statement's users and targets, by index
         statements_of: dict[str, list[int]] = defaultdict(list)  # user -> the statements giving them cells

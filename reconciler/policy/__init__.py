@@ -14,7 +14,7 @@ from reconciler.policy._load import (
     policy_files,
     undeclared_grant_problem,
 )
-from reconciler.policy._model import NEVER, CubeRef, Expiry, PolicyFile, Rolling, ThemeRef
+from reconciler.policy._model import NEVER, CubeRef, Expiry, PolicyFile, Rolling, ThemeRef, latest_day
 
 __all__ = [
     "NEVER",
@@ -32,6 +32,7 @@ __all__ = [
     "TargetName",
     "ThemeRef",
     "UserDef",
+    "latest_day",
     "load_policy",
     "policy_files",
     "undeclared_grant_problem",

@@ -44,6 +44,18 @@ class Rolling(_Strict):
             raise ValueError("renew_within must be shorter than ttl")
         return self
 
+    def latest(self, today: dt.date) -> dt.date:
+        """The day a grant made today expires: also the latest day the policy allows one to have."""
+        return today + dt.timedelta(days=self.ttl)
+
+    def keeps(self, recorded: dt.date, today: dt.date) -> bool:
+        """Whether a grant recorded to expire on `recorded` serves the policy today: not due for renewal, and no
+        later than a grant made today could be (a later day was never set by reconciler)."""
+        return self.renew_within < (recorded - today).days <= self.ttl
+
+    def describe(self) -> str:
+        return f"rolling {self.ttl}d, renewed within {self.renew_within}d"
+
 
 def _parse_expiry(value: Any) -> Any:
     if value == "never":
@@ -60,6 +72,13 @@ def _parse_expiry(value: Any) -> Any:
 
 Expiry = dt.date | Rolling
 """An expiry in force: a day, or a rolling window renewed from the ledger."""
+
+
+def latest_day(expiry: Expiry, today: dt.date) -> dt.date:
+    """The expiry day of a grant made today under `expiry`; for a rolling expiry, the latest day it allows."""
+    return expiry.latest(today) if isinstance(expiry, Rolling) else expiry
+
+
 # what an editor should accept: the YAML forms, not the parsed ones
 EXPIRY_SCHEMA = {
     "anyOf": [
