@@ -20,11 +20,11 @@ from alibabacloud_quickbi_public20220101.client import Client
 from alibabacloud_tea_openapi.models import Config
 from alibabacloud_tea_util.models import RuntimeOptions
 
+from reconciler.apply import Executor, outstanding
 from reconciler.cells import Target
 from reconciler.diff import Changes
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
-from reconciler.executor import Executor, outstanding
 from reconciler.ledger import Ledger
 from reconciler.plan import PlanInputs, build_plan
 from reconciler.quickbi import ClientSettings, QuickBIAccess

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from reconciler.admission import admit
+from reconciler.apply import admit
 from reconciler.cells import Target
 from reconciler.diff import diff
 from reconciler.errors import ReconcilerError

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler import usecases
+from reconciler.apply import outstanding
 from reconciler.cells import Target
 from reconciler.emulator import Emulator
 from reconciler.emulator.orgfile import OrgFile
-from reconciler.executor import outstanding
 from reconciler.policy import load_policy
 from reconciler.quickbi import QuickBIAccess
 from reconciler.resolve import Desired

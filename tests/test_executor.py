@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from reconciler import usecases
+from reconciler.apply import Executor, outstanding
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
-from reconciler.executor import Executor, outstanding
 from reconciler.policy import load_policy
 from reconciler.quickbi import ClientSettings, QuickBIAccess
 from reconciler.snapshot import Snapshot

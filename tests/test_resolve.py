@@ -157,7 +157,7 @@ def test_an_empty_quickbi_group_stops_the_run(demo: Emulator, tmp_path: Path) ->
 
 def test_dataset_readback_identifies_cubes_by_dataset(tmp_path: Path) -> None:
     from reconciler import usecases
-    from reconciler.executor import outstanding
+    from reconciler.apply import outstanding
     from reconciler.workspace import Session
 
     emulator = Emulator.from_file(ROOT / "examples" / "demo-org.yaml", cube_readback="dataset")

@@ -8,17 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reconciler import usecases
+from reconciler.apply import Verification, outstanding
 from reconciler.cells import Target
 from reconciler.diff import Changes
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
-from reconciler.executor import outstanding
 from reconciler.plan import Batch, Plan, PlanInputs, build_plan
 from reconciler.policy import load_policy
 from reconciler.ports import CellFailure
 from reconciler.quickbi import QuickBIAccess
 from reconciler.snapshot import Snapshot
-from reconciler.verifier import Verification
 from reconciler.workspace import Session
 from tests.conftest import ROOT, CliResult
 

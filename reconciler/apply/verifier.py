@@ -19,8 +19,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
+from reconciler.apply.executor import Work
 from reconciler.cells import Cell, Target
-from reconciler.executor import Work
 from reconciler.plan import Batch
 from reconciler.ports import AccessService
 
