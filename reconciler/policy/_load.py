@@ -277,6 +277,38 @@ def _merge(
     problems: list[Problem],
     warnings: list[Problem],
 ) -> Policy:
+    """One policy from its files: the definitions first (names), then the statements that use them, then the
+    checks that need both."""
+    users, groups, resources, manage_all = _definitions(parsed, problems)
+    found = _statements(parsed, resources, today, problems, warnings)
+    policy = Policy(users, groups, resources, tuple(found.rules), tuple(found.protected), manage_all)
+    _check_names(policy, problems)
+    _check_scripts(policy, warnings)
+    _check_groups(policy, problems)
+    _check_embed_principals(found.embeds, policy, problems)
+    dataarts_embeds = {
+        name: _dataarts_embed(document, name, embed, policy, problems, warnings)
+        for name, (document, embed) in found.dataarts.items()
+    }
+    _check_embed_names(found, problems)
+    _check_target_names(policy.rules, found.embeds, resources, problems)
+    if not manage_all:
+        _check_inline_grants(policy.rules, resources, problems)
+    return replace(
+        policy,
+        digest=_digest(parsed),
+        files=tuple(document.file for document, _ in parsed),
+        released=tuple(found.released),
+        tests=tuple(found.tests),
+        embeds=found.embeds,
+        dataarts_embeds=dataarts_embeds,
+    )
+
+
+def _definitions(
+    parsed: list[tuple[LocatedDocument, PolicyFile]], problems: list[Problem]
+) -> tuple[dict[str, UserDef], dict[str, GroupDef], dict[tuple[ResourceKind, str], ResourceDef], bool]:
+    """Users, groups and resources of every file (a name defined twice must be defined alike)."""
     users: dict[str, UserDef] = {}
     groups: dict[str, GroupDef] = {}
     resources: dict[tuple[ResourceKind, str], ResourceDef] = {}
@@ -308,24 +340,40 @@ def _merge(
                     "rename one of them",
                 )
             )
-    rules: list[Rule] = []
-    protected: list[tuple[str, Location]] = []
-    released: list[TargetName] = []
-    tests: list[PolicyTest] = []
-    embeds: dict[str, EmbedDef] = {}
-    dataarts: dict[str, tuple[LocatedDocument, DataArtsEmbed]] = {}
+    return users, groups, resources, manage_all
+
+
+@dataclass
+class _Statements:
+    """What the files say about the defined names, in file order."""
+
+    rules: list[Rule] = field(default_factory=list)
+    protected: list[tuple[str, Location]] = field(default_factory=list)
+    released: list[TargetName] = field(default_factory=list)
+    tests: list[PolicyTest] = field(default_factory=list)
+    embeds: dict[str, EmbedDef] = field(default_factory=dict)
+    dataarts: dict[str, tuple[LocatedDocument, DataArtsEmbed]] = field(default_factory=dict)
+
+
+def _statements(
+    parsed: list[tuple[LocatedDocument, PolicyFile]],
+    resources: dict[tuple[ResourceKind, str], ResourceDef],
+    today: dt.date,
+    problems: list[Problem],
+    warnings: list[Problem],
+) -> _Statements:
+    found = _Statements()
     for document, model in parsed:
         _check_expiry(model.defaults.expires, document.locate(("defaults", "expires")), today, warnings)
         for index, grant in enumerate(model.grants):
-            rule = _rule(document, index, grant, model.defaults.expires, today, problems, warnings)
-            rules.append(rule)
+            found.rules.append(_rule(document, index, grant, model.defaults.expires, today, problems, warnings))
         for index, name in enumerate(model.protected_users):
-            protected.append((name, document.locate(("protected_users", index))))
-        released.extend(_released(document, model, resources, problems))
+            found.protected.append((name, document.locate(("protected_users", index))))
+        found.released.extend(_released(document, model, resources, problems))
         for name, embed in model.copilot_embeds.items():
-            _define(embeds, name, _embed(document, name, embed), problems, "copilot embed")
+            _define(found.embeds, name, _embed(document, name, embed), problems, "copilot embed")
         for name, dataarts_embed in model.dataarts_embeds.items():
-            if name in dataarts:
+            if name in found.dataarts:
                 problems.append(
                     Problem(
                         f"embed '{name}' is defined twice",
@@ -333,10 +381,10 @@ def _merge(
                         "embed names are one namespace (ticket issue EMBED); rename one",
                     )
                 )
-            dataarts[name] = (document, dataarts_embed)
+            found.dataarts[name] = (document, dataarts_embed)
         for index, test in enumerate(model.tests):
             base = ("tests", index)
-            tests.append(
+            found.tests.append(
                 PolicyTest(
                     test.user,
                     tuple((ref, document.locate((*base, "can", i))) for i, ref in enumerate(test.can)),
@@ -344,21 +392,21 @@ def _merge(
                     document.locate(base),
                 )
             )
-    policy = Policy(users, groups, resources, tuple(rules), tuple(protected), manage_all)
-    _check_names(policy, problems)
-    _check_scripts(policy, warnings)
-    _check_groups(policy, problems)
+    return found
+
+
+def _check_embed_principals(embeds: dict[str, EmbedDef], policy: Policy, problems: list[Problem]) -> None:
     for embed_def in embeds.values():
         for name, location in embed_def.principals:
-            if not _is_inline(name) and name not in users and name not in groups:
+            if not _is_inline(name) and name not in policy.users and name not in policy.groups:
                 problems.append(Problem(f"unknown user or group '{name}'", location, "define it under users or groups"))
-    dataarts_embeds = {
-        name: _dataarts_embed(document, name, embed, policy, problems, warnings)
-        for name, (document, embed) in dataarts.items()
-    }
-    clash = sorted(set(dataarts) & set(embeds))
+
+
+def _check_embed_names(found: _Statements, problems: list[Problem]) -> None:
+    """Copilot and DataArts Insight embeds share one namespace: `ticket issue EMBED` names either."""
+    clash = sorted(set(found.dataarts) & set(found.embeds))
     if clash:
-        document, _ = dataarts[clash[0]]
+        document, _ = found.dataarts[clash[0]]
         problems.append(
             Problem(
                 f"embed '{clash[0]}' is both a copilot and a DataArts Insight embed",
@@ -366,8 +414,17 @@ def _merge(
                 "embed names are one namespace (ticket issue EMBED); rename one",
             )
         )
+
+
+def _check_target_names(
+    rules: Iterable[Rule],
+    embeds: dict[str, EmbedDef],
+    resources: dict[tuple[ResourceKind, str], ResourceDef],
+    problems: list[Problem],
+) -> None:
+    """Every target a grant or an embed names by alias is declared under resources."""
     embed_targets = [t for embed_def in embeds.values() for t in embed_def.data_range or ()]
-    for target in [*(t for rule in policy.rules for t in rule.targets), *embed_targets]:
+    for target in [*(t for rule in rules for t in rule.targets), *embed_targets]:
         if not target.name.startswith("id:") and (target.kind, target.name) not in resources:
             section = "llm_cubes" if target.kind == "llm_cube" else "themes"
             problems.append(
@@ -377,24 +434,6 @@ def _merge(
                     f"declare it under resources.{section} or write id:<ID>",
                 )
             )
-    if not manage_all:
-        _check_inline_grants(policy.rules, resources, problems)
-    digest = _digest(parsed)
-    files = tuple(document.file for document, _ in parsed)
-    return Policy(
-        users,
-        groups,
-        resources,
-        policy.rules,
-        policy.protected,
-        manage_all,
-        digest,
-        files,
-        tuple(released),
-        tests=tuple(tests),
-        embeds=embeds,
-        dataarts_embeds=dataarts_embeds,
-    )
 
 
 def _dataarts_embed(
