@@ -49,6 +49,38 @@ def test_workflows_have_no_medium_or_high_zizmor_finding() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_workflows_are_clean_under_zizmors_auditor_persona() -> None:
+    result = subprocess.run(
+        [_tool("zizmor"), "--offline", "--persona", "auditor", "--no-progress", str(ROOT / ".github" / "workflows")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0 and "No findings" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_the_pipeline_runs_when_anything_the_config_reads_changes() -> None:
+    """The plan and apply triggers are the config file and every policy path it names: a team whose config
+    reads another folder must not have pull requests that are never planned, or merges never applied."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "gitops.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
+    config = yaml.safe_load((ROOT / "reconciler.yaml").read_text())
+    policies = config["policies"] if isinstance(config["policies"], list) else [config["policies"]]
+    read = {"reconciler.yaml", *(f"{p.rstrip('/')}/**" if (ROOT / p).is_dir() else p for p in policies)}
+    for event in ("pull_request", "push"):
+        assert set(triggers[event]["paths"]) == read, event
+
+
+def test_every_reconciler_step_names_the_configured_target() -> None:
+    """The demo is the default target: a step without --target would validate or plan against it."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "gitops.yml").read_text())
+    for name, job in workflow["jobs"].items():
+        for step in job["steps"]:
+            for line in step.get("run", "").splitlines():
+                command = line.strip()
+                if command.startswith("reconciler ") and not command.startswith("reconciler show"):
+                    assert "--target" in command, f"{name}: {command}"
+
+
 def test_workflow_safety_properties() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "gitops.yml").read_text())
     assert workflow["permissions"] == {}
@@ -58,6 +90,7 @@ def test_workflow_safety_properties() -> None:
     assert jobs["drift"]["env"]["ALIBABA_CLOUD_ROLE_ARN"] == "${{ vars.RECONCILER_PLAN_ROLE_ARN }}"
     assert jobs["apply"]["env"]["ALIBABA_CLOUD_ROLE_ARN"] == "${{ vars.RECONCILER_APPLY_ROLE_ARN }}"
     assert jobs["apply"]["concurrency"]["cancel-in-progress"] is False
+    assert jobs["apply"]["environment"] == "reconciler-apply"  # required reviewers release the apply
     assert jobs["apply"]["concurrency"]["group"] != jobs["plan"]["concurrency"]["group"]
     for job in jobs.values():
         for step in job["steps"]:
