@@ -669,9 +669,39 @@ def serve(
             emu.save(state)
 
 
+_GLOBAL_WITH_VALUE = ("--config", "--target")
+_GLOBAL_FLAGS = ("-v", "--verbose")
+
+
+def with_globals_first(args: list[str]) -> list[str]:
+    """`args` with the global options (--config, --target, -v) that follow the command moved before it, so that
+    `reconciler plan --target prod` means what `reconciler --target prod plan` does."""
+    position = 0
+    while position < len(args):  # past the options given before the command
+        token = args[position]
+        if token in _GLOBAL_WITH_VALUE:
+            position += 2
+        elif token.startswith("-") and token != "--":
+            position += 1
+        else:
+            break
+    before, after, moved = args[:position], [], []
+    rest = iter(args[position:])
+    for token in rest:
+        if token == "--":
+            after += [token, *rest]
+        elif token in _GLOBAL_WITH_VALUE:
+            moved += [token, next(rest, "")]
+        elif token.startswith(tuple(f"{name}=" for name in _GLOBAL_WITH_VALUE)) or token in _GLOBAL_FLAGS:
+            moved.append(token)
+        else:
+            after.append(token)
+    return [*before, *moved, *after]
+
+
 def main() -> NoReturn:
     try:
-        cli.main(standalone_mode=False, prog_name="reconciler")
+        cli.main(args=with_globals_first(sys.argv[1:]), standalone_mode=False, prog_name="reconciler")
     except ReconcilerError as exc:
         for problem in exc.problems[:MAX_PRINTED_PROBLEMS]:
             _say(f"error: {problem}" if problem.location is None else str(problem))

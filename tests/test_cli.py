@@ -212,3 +212,20 @@ def test_serving_the_emulator_without_its_extra_says_how_to_get_it(
     assert "error: serving the emulator needs uvicorn, which is not installed (pip install 'reconciler[serve]')" in (
         result.err
     )
+
+
+def test_global_options_work_before_and_after_the_command(workspace: Path, run_cli: Callable[..., CliResult]) -> None:
+    (workspace / "conf").mkdir()
+    (workspace / "conf" / "r.yaml").write_text(
+        (workspace / "reconciler.yaml")
+        .read_text()
+        .replace("policies/", "../policies/")
+        .replace("examples/", "../examples/")
+    )
+    after = run_cli("plan", "--config", "conf/r.yaml", "--target", "demo", "-v", "--format", "json")
+    before = run_cli("--config", "conf/r.yaml", "--target", "demo", "-v", "plan", "--format", "json")
+    assert after.code == before.code == 0
+    assert json.loads(after.out)["batches"] == json.loads(before.out)["batches"]
+    assert "reconciler.quickbi: QueryUserList" in after.err  # -v after the command too
+    wrong = run_cli("validate", "--target=nowhere")
+    assert wrong.code == 1 and "unknown target 'nowhere'" in wrong.err
