@@ -523,6 +523,7 @@ def _access_output(lines: list[AccessLine], fmt: str, heading: str) -> str:
 def import_command(obj: _Context, out: Path, all_targets: bool, force: bool) -> None:
     """Write policy that reproduces today's live grants (users, groups, roles, expiries from the ledger)."""
     destination = out / "imported.yaml"
+    _refuse_policy_folder(out, obj.config)
     if destination.exists() and not force:
         raise ReconcilerError(Problem(f"{destination} exists", hint="pass --force to overwrite it"))
 
@@ -537,6 +538,22 @@ def import_command(obj: _Context, out: Path, all_targets: bool, force: bool) -> 
         f"Wrote {destination}: {imported.users} users, {imported.groups} Quick BI groups, {imported.statements} "
         f"grant statements for {imported.distinct_rows} distinct rows ({imported.statements_per_row:.2f} per row)."
     )
+
+
+def _refuse_policy_folder(out: Path, config: Config) -> None:
+    """An imported policy written where the config reads policies would be merged with the policy it was made
+    beside: every grant twice, and the next plan broken."""
+    target = out.resolve()
+    for path in config.policy_paths():
+        read = path.resolve()
+        if target == read or (config.policies_recursive and read in target.parents):
+            raise ReconcilerError(
+                Problem(
+                    f"import --out {out}: the config reads policies from {path}, so the imported file would be "
+                    "merged with the policy it reproduces",
+                    hint="write it to another folder, review it, then move what you keep into the policies",
+                )
+            )
 
 
 @cli.command("schema")

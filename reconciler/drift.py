@@ -57,11 +57,22 @@ class DriftReport:
     def to_dict(self) -> dict[str, Any]:
         report: dict[str, Any] = {"target": self.target, "clean": self.clean, "notes": self.notes}
         for kind in (*ACTIONABLE, *INFORMATIONAL):
-            keys = ("embed", "copilot_id") if kind in EMBED_KINDS else ("user", "target")
-            report[kind] = [
-                {keys[0]: u, keys[1]: t, **({"detail": d} if d else {})} for u, t, d in self.findings.get(kind, [])
-            ]
+            if kind in EMBED_KINDS:
+                report[kind] = [
+                    {"embed": e, "copilot_id": c, **({"detail": d} if d else {})} for e, c, d in self.findings[kind]
+                ]
+                continue
+            report[kind] = [self._cell(user, target, detail) for user, target, detail in self.findings.get(kind, [])]
         return report
+
+    def _cell(self, user: str, target: str, detail: str) -> dict[str, str]:
+        """A finding on a cell, with the account name and the target's display name beside the ids."""
+        finding = {"user": user, "target": target}
+        if user in self.names:
+            finding["account"] = self.names[user]
+        if target in self.names:
+            finding["target_name"] = self.names[target]
+        return {**finding, **({"detail": detail} if detail else {})}
 
 
 def drift(

@@ -245,7 +245,9 @@ def test_a_past_date_is_a_warning_and_its_grants_are_revoked(workspace: Path, ru
     assert plan.code == 2 and "- u-ivan (ivan)  theme:t-q4 (Q4 review)" in plan.out
     assert "has passed" in plan.err
     drift = run_cli("drift", "--format", "json")
-    assert drift.code == 2 and json.loads(drift.out)["unexpected"] == [{"user": "u-ivan", "target": "theme:t-q4"}]
+    assert drift.code == 2 and json.loads(drift.out)["unexpected"] == [
+        {"user": "u-ivan", "account": "ivan", "target": "theme:t-q4", "target_name": "Q4 review"}
+    ]
     assert run_cli("apply", "--auto-approve").code == 0
     assert ("u-ivan", "t-q4") not in _live(workspace)
 
@@ -258,7 +260,13 @@ def test_drift_sees_an_expiry_that_differs_from_policy(workspace: Path, run_cli:
     drift = run_cli("drift", "--format", "json")
     assert drift.code == 2
     differs = json.loads(drift.out)["expiry_differs"]
-    assert {"user": "u-grace", "target": "llm_cube:c-hr", "detail": "2027-12-31 → 2027-03-31"} in differs
+    assert {
+        "user": "u-grace",
+        "account": "grace",
+        "target": "llm_cube:c-hr",
+        "target_name": "Headcount",
+        "detail": "2027-12-31 → 2027-03-31",
+    } in differs
     plan = run_cli("plan")
     assert "~ u-grace (grace)  llm_cube:c-hr (Headcount)  (expiry 2027-12-31 → 2027-03-31)" in plan.out
     assert run_cli("apply", "--auto-approve").code == 0

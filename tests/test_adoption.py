@@ -148,3 +148,10 @@ def test_terminal_habits(workspace: Path, run_cli: Run, monkeypatch: pytest.Monk
     assert _coloured("+ a\n- b\n").startswith("\x1b[32m+ a")
     monkeypatch.setenv("NO_COLOR", "1")
     assert _coloured("+ a\n") == "+ a\n"
+
+
+def test_import_refuses_to_write_into_the_policy_folder(workspace: Path, run_cli: Callable[..., CliResult]) -> None:
+    result = run_cli("import", "--out", "policies")
+    assert result.code == 1 and len(result.err.strip().splitlines()) == 1
+    assert "the config reads policies from" in result.err and not (workspace / "policies" / "imported.yaml").exists()
+    assert run_cli("import", "--out", "imported").code == 0

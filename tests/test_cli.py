@@ -35,9 +35,15 @@ def test_drift_before_apply_exits_2_and_lists_differences(workspace: Path, run_c
     result = run_cli("drift", "--format", "json")
     assert result.code == 2
     report = json.loads(result.out)
-    assert {"user": "u-mallory", "target": "llm_cube:c-sales"} in report["unexpected"]
-    assert {"user": "u-olivia", "target": "llm_cube:c-ops"} in report["unmanaged"]
-    assert {"user": "u-admin", "target": "llm_cube:c-sales"} in report["protected"]
+    assert {"user": "u-mallory", "account": "mallory", "target": "llm_cube:c-sales", "target_name": "Sales"} in (
+        report["unexpected"]
+    )
+    assert {"user": "u-olivia", "account": "olivia", "target": "llm_cube:c-ops", "target_name": "Operations"} in report[
+        "unmanaged"
+    ]
+    assert {"user": "u-admin", "account": "bi-admin", "target": "llm_cube:c-sales", "target_name": "Sales"} in (
+        report["protected"]
+    )
     html = run_cli("drift", "--format", "html", "--out", "report.html")
     assert html.code == 2 and (workspace / "report.html").read_text().startswith("<!doctype html>")
 

@@ -67,7 +67,16 @@ def test_drift_reports_every_kind_a_plan_acts_on() -> None:
     changes = diff(DESIRED, LIVE, LEDGER, TODAY)
     assert report.drift_count == changes.grant_cells + len(changes.revokes) == 5
     data = json.loads(drift_json(report))
-    assert data["missing"] == [{"user": "u2", "target": "theme:b", "detail": "expires 2099-12-31"}]
+    # ids, and beside them the names people know them by
+    assert data["missing"] == [
+        {
+            "user": "u2",
+            "account": "bob<script>",
+            "target": "theme:b",
+            "target_name": "Q4",
+            "detail": "expires 2099-12-31",
+        }
+    ]
     assert "Expiry differs from policy (ledger → policy): 1" in drift_text(report)
     assert drift_text(report, markdown=True).startswith("### Drift report")
     page = drift_html(report)
