@@ -407,7 +407,10 @@ async def _apply(
         if done:
             click.echo(f"Nothing to do: all {done} batches of the plan are already in place.")
         elif not outcome.lacking:
-            click.echo("No changes. Live Smart Q grants match the policy.")
+            click.echo(render.nothing_to_do(outcome.plan))
+            skipped = outcome.plan.summary.skipped_revokes
+            if skipped:
+                click.echo(f"{_count(skipped, 'revoke')} skipped by --additive.")
         return _lacking_exit(outcome, detailed_exitcode) or EXIT_OK
     if outcome.cancelled:
         click.echo("Apply cancelled.")

@@ -176,7 +176,7 @@ def _footer(plan: Plan, counts: _Counts, markdown: bool) -> list[str]:
         listed = ", ".join(_name(plan.names, t) for t in plan.removed_targets)
         lines.append(f"Removed from policy since the last apply, all their grants revoked: {_md(listed, markdown)}")
     if plan.empty:
-        lines.append("No changes. Live Smart Q grants match the policy.")
+        lines.append(nothing_to_do(plan))
     else:
         embeds = (
             f" and {len(plan.embed_changes)} embed data ranges to set (ModifyCopilotEmbedConfig)"
@@ -206,6 +206,17 @@ def _footer(plan: Plan, counts: _Counts, markdown: bool) -> list[str]:
     lines.extend(f"Note: {_md(note, markdown)}" for note in plan.notes)
     lines.extend(f"Policy test FAILED: {_md(failure, markdown)}" for failure in plan.failed_tests)
     return lines
+
+
+def nothing_to_do(plan: Plan) -> str:
+    """What an empty plan means: in sync, or only nothing left within what the run was limited to."""
+    left = plan.summary.skipped_revokes + plan.summary.out_of_scope_cells
+    if not left:
+        return "No changes. Live Smart Q grants match the policy."
+    return (
+        f"No changes in this plan, but live grants do not match the policy yet: {left} "
+        f"change{'' if left == 1 else 's'} left out (see below)."
+    )
 
 
 def access_text(lines: list[AccessLine], heading: str) -> str:

@@ -235,3 +235,14 @@ def test_global_options_work_before_and_after_the_command(workspace: Path, run_c
     assert "reconciler.quickbi: QueryUserList" in after.err  # -v after the command too
     wrong = run_cli("validate", "--target=nowhere")
     assert wrong.code == 1 and "unknown target 'nowhere'" in wrong.err
+
+
+def test_an_additive_run_never_claims_the_policy_is_met(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve", "--additive").code == 0
+    again = run_cli("apply", "--auto-approve", "--additive")
+    assert again.code == 0 and "Live Smart Q grants match the policy" not in again.out
+    assert "No changes in this plan, but live grants do not match the policy yet: 2 changes left out" in again.out
+    assert "2 revokes skipped by --additive." in again.out
+    planned = run_cli("plan", "--additive", "--detailed-exitcode")
+    assert planned.code == 0 and "2 revokes skipped by --additive" in planned.out
+    assert "Live Smart Q grants match the policy" not in planned.out
