@@ -84,10 +84,35 @@ def cli(ctx: click.Context, config_path: Path, target: str | None, verbose: bool
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "github"]),
+    default="text",
+    show_default=True,
+    help="github: errors and warnings as GitHub annotations, shown on the pull request's lines.",
+)
 @click.pass_obj
-def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
+def validate(obj: _Context, paths: tuple[Path, ...], fmt: str) -> None:
     """Load and check policies offline, and run their tests against an emulator target's directory."""
-    policy = _load_policy(list(paths)) if paths else _load_policy(obj.config.policy_paths(), obj.config)
+    if fmt == "text":
+        _validate(obj, paths, _warn)
+        return
+    try:
+        _validate(obj, paths, lambda problem: click.echo(github_annotation("warning", problem)))
+    except ReconcilerError as exc:
+        for problem in exc.problems:
+            click.echo(github_annotation("error", problem))
+        sys.exit(EXIT_ERROR)
+
+
+def _validate(obj: _Context, paths: tuple[Path, ...], warn: Callable[[Problem], None]) -> None:
+    config = None if paths else obj.config
+    policy = load_policy(
+        list(paths) or obj.config.policy_paths(), _today(), config is not None and config.policies_recursive
+    )
+    for warning in policy.warnings:
+        warn(warning)
     click.echo(f"{len(policy.files)} policy files OK: {len(policy.rules)} grants, {len(policy.groups)} groups.")
     if not policy.tests and not policy.embeds:
         return
@@ -102,11 +127,26 @@ def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
 
     failures, warnings = run(run_tests())
     for warning in warnings:
-        _say(f"warning: {warning}")
+        warn(warning)
     if failures:
         raise ReconcilerError(failures)
     if policy.tests:
         click.echo(f"{len(policy.tests)} policy tests passed against target '{name}'.")
+
+
+def github_annotation(level: str, problem: Problem) -> str:
+    """A GitHub Actions workflow command (`::error file=…,line=…::message`), escaped as GitHub documents, so
+    that the problem is shown on the pull request's line."""
+
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    where = f" file={prop(problem.location.file)},line={problem.location.line}" if problem.location else ""
+    message = problem.message if not problem.hint else f"{problem.message} ({problem.hint})"
+    return f"::{level}{where}::{data(message)}"
 
 
 @cli.command("refresh")
@@ -124,12 +164,18 @@ def refresh_command(obj: _Context, out: Path) -> None:
     click.echo(f"Wrote {out}: {len(snapshot.grants)} users, {sum(1 for _ in snapshot.cells())} live grants.")
 
 
-def _load_policy(paths: list[Path], config: Config | None = None) -> Policy:
+def _load_policy(
+    paths: list[Path], config: Config | None = None, warn: Callable[[Problem], None] | None = None
+) -> Policy:
     """Load the policies and say each warning (e.g. a grant whose date has passed) on stderr, with its line."""
     policy = load_policy(paths, _today(), recursive=config is not None and config.policies_recursive)
     for warning in policy.warnings:
-        _say(f"warning: {warning}")
+        (warn or _warn)(warning)
     return policy
+
+
+def _warn(problem: Problem) -> None:
+    _say(f"warning: {problem}")
 
 
 def _plan_options(

@@ -246,3 +246,23 @@ def test_an_additive_run_never_claims_the_policy_is_met(workspace: Path, run_cli
     planned = run_cli("plan", "--additive", "--detailed-exitcode")
     assert planned.code == 0 and "2 revokes skipped by --additive" in planned.out
     assert "Live Smart Q grants match the policy" not in planned.out
+
+
+def test_validate_speaks_github_annotations(workspace: Path, run_cli: Run) -> None:
+    extra = workspace / "policies" / "extra.yaml"
+    extra.write_text("version: 1\ngrants:\n  - {to: [alice], themes: [q4], expires: 2001-01-01}\n")
+    warned = run_cli("validate", "--format", "github")
+    assert warned.code == 0 and "::warning file=policies/extra.yaml,line=3::" in warned.out and not warned.err
+    extra.write_text("version: 1\ngrants:\n  - {to: [nobody], llm_cubes: [sales]}\n")
+    result = run_cli("validate", "--format", "github")
+    assert result.code == 1 and not result.err
+    assert result.out.startswith("::error file=policies/extra.yaml,line=3::unknown user or group 'nobody'")
+    assert all(line.startswith("::") for line in result.out.splitlines())
+
+
+def test_annotations_are_escaped_as_github_documents() -> None:
+    from reconciler.cli import github_annotation
+    from reconciler.errors import Location, Problem
+
+    problem = Problem("50% of\nit", Location("a,b:c.yaml", 7), "fix")
+    assert github_annotation("error", problem) == "::error file=a%2Cb%3Ac.yaml,line=7::50%25 of%0Ait (fix)"
