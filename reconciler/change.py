@@ -65,8 +65,8 @@ def changed_users(before: Desired, after: Desired, ledger: Mapping[Cell, dt.date
 
 def policy_changes(base: Policy, head: Policy) -> list[str]:
     """What a pull request changes in the policy, by path, for the top of its plan: `+ groups.sales.members:
-    ivan`, `- grants[to sales: llm_cubes sales]`, `~ grants[to ivan: themes q4]` (its expiry). At most
-    MAX_POLICY_CHANGES lines, then how many more."""
+    ivan`, `- grants.to sales: llm_cubes sales` (a statement gone), `~ grants.to ivan: themes q4` (its expiry).
+    At most MAX_POLICY_CHANGES lines, then how many more."""
     lines = [f"{sign} {path}" for sign, path in changed_paths(_policy_view(base), _policy_view(head))]
     if len(lines) > MAX_POLICY_CHANGES:
         lines = [*lines[:MAX_POLICY_CHANGES], f"… and {len(lines) - MAX_POLICY_CHANGES} more"]

@@ -22,11 +22,7 @@ from reconciler.state import LEDGER, ManagedRecord, read_state
 from reconciler.workspace import Session
 
 Progress = Callable[[], None]
-
-
 Tracker = Callable[[int, str], AbstractContextManager[Progress]]
-
-
 Confirm = Callable[[Plan], bool]
 
 
