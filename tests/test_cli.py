@@ -266,3 +266,17 @@ def test_annotations_are_escaped_as_github_documents() -> None:
 
     problem = Problem("50% of\nit", Location("a,b:c.yaml", 7), "fix")
     assert github_annotation("error", problem) == "::error file=a%2Cb%3Ac.yaml,line=7::50%25 of%0Ait (fix)"
+
+
+def test_validate_reports_every_error_in_every_file_at_once(workspace: Path, run_cli: Run) -> None:
+    (workspace / "policies" / "typo.yaml").write_text("version: 1\nusres: {}\n")
+    (workspace / "policies" / "dates.yaml").write_text(
+        "version: 1\ngrants:\n  - {to: [alice], llm_cubes: [sales], expires: 2027-02-30}\n"
+    )
+    (workspace / "policies" / "who.yaml").write_text("version: 1\ngrants:\n  - {to: [nobody], llm_cubes: [sales]}\n")
+    result = run_cli("validate")
+    assert result.code == 1
+    errors = result.err.strip().splitlines()
+    assert any("typo.yaml:2: unknown key 'usres'" in line for line in errors)
+    assert any("dates.yaml:3: invalid value '2027-02-30'" in line for line in errors)
+    assert any("who.yaml:3: unknown user or group 'nobody'" in line for line in errors)

@@ -163,7 +163,8 @@ def test_every_error_in_every_file_is_reported(tmp_path: Path) -> None:
     a = write(tmp_path, "version: 1\nusers:\n  a: {acount: a}\n", "a.yaml")
     b = write(tmp_path, "version: 1\ngroups:\n  g: {members: []}\n  h: {members: []}\n", "b.yaml")
     problems = errors_of(a, b)
-    assert len(problems) == 1  # b.yaml's semantic checks wait until every file parses
+    # one run reports both files: a.yaml's unknown key, and b.yaml's two empty groups
+    assert [p.split(": ", 1)[0] for p in problems] == [f"{a}:3", f"{b}:3", f"{b}:4"]
     fixed = write(tmp_path, "version: 1\nusers:\n  a: {account: a}\n", "a.yaml")
     problems = errors_of(fixed, b)
     assert [p.split(": ", 1)[0] for p in problems] == [f"{b}:3", f"{b}:4"]
@@ -180,3 +181,27 @@ def test_missing_path_and_empty_folder(tmp_path: Path) -> None:
     assert "no such file or folder" in errors_of(tmp_path / "nope.yaml")[0]
     (tmp_path / "empty").mkdir()
     assert "no policy files" in errors_of(tmp_path / "empty")[0]
+
+
+def test_every_error_in_every_file_comes_out_in_one_run(tmp_path: Path) -> None:
+    """A file that does not validate leaves the others checked, across files too, without false alarms about
+    names it defines."""
+    a = write(tmp_path, "version: 1\nusres: {}\n", "a.yaml")  # unknown key
+    b = write(
+        tmp_path,
+        "version: 1\nusers: {carol: {account: carol}}\n"
+        "grants:\n  - {to: [carol], themes: [id:t], expires: 2027-02-30}\n",
+        "b.yaml",
+    )  # a bad date
+    c = write(
+        tmp_path,
+        "version: 1\nmanage_all_targets: true\ngrants:\n  - {to: [nobody, carol], themes: [id:t]}\n",
+        "c.yaml",
+    )  # an unknown user; carol is defined in b.yaml, which did not validate
+    with pytest.raises(ReconcilerError) as caught:
+        load_policy([a, b, c], TODAY)
+    messages = [str(problem) for problem in caught.value.problems]
+    assert any("a.yaml:2: unknown key 'usres'" in m for m in messages)
+    assert any("b.yaml:4:" in m and "date" in m for m in messages)
+    assert any("c.yaml:4: unknown user or group 'nobody'" in m for m in messages)
+    assert not any("'carol'" in m for m in messages)

@@ -181,25 +181,47 @@ def policy_files(paths: Iterable[Path], recursive: bool = False) -> tuple[list[P
 
 
 def load_policy(paths: Iterable[Path], today: dt.date | None = None, recursive: bool = False) -> Policy:
-    """Read, validate and merge policy files. Raises ReconcilerError listing every problem found."""
+    """Read, validate and merge policy files. Raises ReconcilerError listing every problem found in every file:
+    a file that does not validate leaves the others checked, across files too."""
     today = today or dt.date.today()
     problems: list[Problem] = []
     parsed: list[tuple[LocatedDocument, PolicyFile]] = []
+    broken: list[LocatedDocument | None] = []
     files, warnings = policy_files(paths, recursive)
     for path in files:
         document, yaml_problems = read_yaml(path)
         problems.extend(yaml_problems)
         if document is None or yaml_problems:
+            broken.append(document)  # None: not even YAML, so the names it defines cannot be known
             continue
         model = _validate_file(document, problems)
         if model is not None:
             parsed.append((document, model))
-    if problems:
-        raise ReconcilerError(problems)
-    policy = _merge(parsed, today, problems, warnings)
+        else:
+            broken.append(document)
+    policy = _merge(parsed, today, problems, warnings, _names_defined_in(broken))
     if problems:
         raise ReconcilerError(problems)
     return replace(policy, warnings=tuple(sorted(warnings, key=_problem_order)))
+
+
+def _names_defined_in(broken: list[LocatedDocument | None]) -> frozenset[str] | None:
+    """The user, group and resource names files that did not validate seem to define, so that the other files
+    are not told those names are unknown; None when a file is not even YAML (its names cannot be known)."""
+    names: set[str] = set()
+    for document in broken:
+        if document is None:
+            return None
+        data = document.data if isinstance(document.data, dict) else {}
+        for section in ("users", "groups"):
+            if isinstance(data.get(section), dict):
+                names.update(map(str, data[section]))
+        resources = data.get("resources")
+        if isinstance(resources, dict):
+            for table in resources.values():
+                if isinstance(table, dict):
+                    names.update(map(str, table))
+    return frozenset(names)
 
 
 def _problem_order(problem: Problem) -> tuple[Location, str]:
@@ -276,23 +298,26 @@ def _merge(
     today: dt.date,
     problems: list[Problem],
     warnings: list[Problem],
+    elsewhere: frozenset[str] | None = frozenset(),
 ) -> Policy:
     """One policy from its files: the definitions first (names), then the statements that use them, then the
-    checks that need both."""
+    checks that need both. `elsewhere`: names defined in files that did not validate (None: not knowable, so
+    names are not checked)."""
     users, groups, resources, manage_all = _definitions(parsed, problems)
     found = _statements(parsed, resources, today, problems, warnings)
     policy = Policy(users, groups, resources, tuple(found.rules), tuple(found.protected), manage_all)
-    _check_names(policy, problems)
+    known = _Known(policy, elsewhere)
+    _check_names(policy, known, problems)
     _check_scripts(policy, warnings)
     _check_groups(policy, problems)
-    _check_embed_principals(found.embeds, policy, problems)
+    _check_embed_principals(found.embeds, known, problems)
     dataarts_embeds = {
-        name: _dataarts_embed(document, name, embed, policy, problems, warnings)
+        name: _dataarts_embed(document, name, embed, known, problems, warnings)
         for name, (document, embed) in found.dataarts.items()
     }
     _check_embed_names(found, problems)
-    _check_target_names(policy.rules, found.embeds, resources, problems)
-    if not manage_all:
+    _check_target_names(policy.rules, found.embeds, known, problems)
+    if not manage_all and elsewhere == frozenset():  # every file read: the declared targets are all known
         _check_inline_grants(policy.rules, resources, problems)
     return replace(
         policy,
@@ -395,10 +420,35 @@ def _statements(
     return found
 
 
-def _check_embed_principals(embeds: dict[str, EmbedDef], policy: Policy, problems: list[Problem]) -> None:
+@dataclass(frozen=True)
+class _Known:
+    """Which names are defined: by the policy, or maybe by a file that did not validate (None: cannot tell)."""
+
+    policy: Policy
+    elsewhere: frozenset[str] | None
+
+    def principal(self, name: str, allow_groups: bool = True) -> bool:
+        return (
+            _is_inline(name)
+            or name in self.policy.users
+            or (allow_groups and name in self.policy.groups)
+            or self.elsewhere is None
+            or name in self.elsewhere
+        )
+
+    def resource(self, kind: ResourceKind, name: str) -> bool:
+        return (
+            name.startswith("id:")
+            or (kind, name) in self.policy.resources
+            or self.elsewhere is None
+            or name in self.elsewhere
+        )
+
+
+def _check_embed_principals(embeds: dict[str, EmbedDef], known: _Known, problems: list[Problem]) -> None:
     for embed_def in embeds.values():
         for name, location in embed_def.principals:
-            if not _is_inline(name) and name not in policy.users and name not in policy.groups:
+            if not known.principal(name):
                 problems.append(Problem(f"unknown user or group '{name}'", location, "define it under users or groups"))
 
 
@@ -417,15 +467,12 @@ def _check_embed_names(found: _Statements, problems: list[Problem]) -> None:
 
 
 def _check_target_names(
-    rules: Iterable[Rule],
-    embeds: dict[str, EmbedDef],
-    resources: dict[tuple[ResourceKind, str], ResourceDef],
-    problems: list[Problem],
+    rules: Iterable[Rule], embeds: dict[str, EmbedDef], known: _Known, problems: list[Problem]
 ) -> None:
     """Every target a grant or an embed names by alias is declared under resources."""
     embed_targets = [t for embed_def in embeds.values() for t in embed_def.data_range or ()]
     for target in [*(t for rule in rules for t in rule.targets), *embed_targets]:
-        if not target.name.startswith("id:") and (target.kind, target.name) not in resources:
+        if not known.resource(target.kind, target.name):
             section = "llm_cubes" if target.kind == "llm_cube" else "themes"
             problems.append(
                 Problem(
@@ -440,7 +487,7 @@ def _dataarts_embed(
     document: LocatedDocument,
     name: str,
     embed: DataArtsEmbed,
-    policy: Policy,
+    known: _Known,
     problems: list[Problem],
     warnings: list[Problem],
 ) -> DataArtsEmbedDef:
@@ -449,6 +496,7 @@ def _dataarts_embed(
     A member without such an ID (or a Quick BI group's members, who have none) cannot be issued tickets: a
     warning, since the same groups also carry Smart Q grants that must not be held up by it."""
     base = ("dataarts_embeds", name)
+    policy = known.policy
     holders: set[str] = set()
     seen: set[str] = set()
     pending = [(who, document.locate((*base, "to", i))) for i, who in enumerate(embed.to)]
@@ -485,7 +533,7 @@ def _dataarts_embed(
                 )
             members = group.member_locations or (group.location,) * len(group.members)
             pending.extend(zip(group.members, members, strict=True))
-        else:
+        elif not known.principal(who):
             problems.append(
                 Problem(
                     f"unknown user or group '{who}' for a DataArts Insight embed",
@@ -673,9 +721,9 @@ def _is_inline(name: str) -> bool:
     return name.startswith(("id:", "account:")) and len(name.split(":", 1)[1]) > 0
 
 
-def _check_names(policy: Policy, problems: list[Problem]) -> None:
+def _check_names(policy: Policy, known: _Known, problems: list[Problem]) -> None:
     def check(name: str, location: Location, allow_groups: bool) -> None:
-        if _is_inline(name) or name in policy.users or (allow_groups and name in policy.groups):
+        if known.principal(name, allow_groups):
             return
         hint = "define it under users" + (" or groups" if allow_groups else "") + ", or write id:<UserId>"
         what = "user or group" if allow_groups else "user"
