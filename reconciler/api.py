@@ -12,12 +12,13 @@ any call. The ticket is returned, never logged.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from pathlib import Path
 
 from reconciler import usecases
 from reconciler.base import run
 from reconciler.config import Config, load_config
-from reconciler.errors import ReconcilerError
+from reconciler.errors import Problem, ReconcilerError
 from reconciler.policy import Policy, load_policy
 from reconciler.workspace import open_insight, open_target
 
@@ -51,6 +52,13 @@ async def issue_ticket_async(
 ) -> str:
     """The embed's kind picks the service: a DataArts Insight embed goes to the DataArts Insight target (the
     one named, or the only one configured), a copilot embed to the Quick BI target."""
+    known = sorted({*policy.embeds, *policy.dataarts_embeds})
+    if embed not in known:
+        close = difflib.get_close_matches(embed, known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"embeds: {', '.join(known) or 'none'}"
+        raise ReconcilerError(
+            Problem(f"no embed '{embed}' in the policy (copilot_embeds or dataarts_embeds)", hint=hint)
+        )
     if embed in policy.dataarts_embeds:
         async with open_insight(config, target) as insight:
             return await usecases.issue_insight_ticket(insight, policy, embed, user, uses, minutes)

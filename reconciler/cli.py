@@ -167,9 +167,11 @@ def refresh_command(obj: _Context, out: Path) -> None:
 def _load_policy(
     paths: list[Path], config: Config | None = None, warn: Callable[[Problem], None] | None = None
 ) -> Policy:
-    """Load the policies and say each warning (e.g. a grant whose date has passed) on stderr, with its line."""
+    """Load the policies and say each warning (e.g. a grant whose date has passed) on stderr, with its line;
+    warnings about DataArts Insight embeds only where a DataArts Insight target is configured."""
     policy = load_policy(paths, _today(), recursive=config is not None and config.policies_recursive)
-    for warning in policy.warnings:
+    dataarts = config is None or any(target.dataarts is not None for target in config.targets.values())
+    for warning in [*policy.warnings, *(policy.dataarts_warnings if dataarts else ())]:
         (warn or _warn)(warning)
     return policy
 

@@ -353,3 +353,19 @@ def test_a_lost_answer_over_the_network_is_not_retried() -> None:
     with emulator.serve() as server, pytest.raises(DataArtsError, match="did not answer"):
         asyncio.run(go(server.endpoint))
     assert len(emulator.backend.tickets) == 1
+
+
+def test_dataarts_warnings_only_where_a_dataarts_target_is_configured(
+    workspace: Path, run_cli: Callable[..., CliResult]
+) -> None:
+    people = workspace / "policies" / "people.yaml"
+    people.write_text(people.read_text().replace("members: [alice, bob, frank]", "members: [alice, bob, frank, ivan]"))
+    said = "user 'ivan' is in the 'to' of DataArts Insight embed 'sales-dashboard' but has no IAM user ID"
+    assert said in run_cli("plan").err  # the demo config has a DataArts Insight target
+    config = workspace / "reconciler.yaml"
+    lines = config.read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("  insight:"))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("  ") and not lines[i].startswith("    "))
+    config.write_text("".join(lines[:start] + lines[end:]))
+    quiet = run_cli("plan")
+    assert quiet.code == 0 and said not in quiet.err

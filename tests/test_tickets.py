@@ -57,7 +57,11 @@ def test_anything_the_policy_does_not_allow_is_refused_before_any_call(
 
 def test_an_unknown_embed_names_the_known_ones(workspace: Path, run_cli: Run) -> None:
     result = run_cli("ticket", "issue", "hr-bot", "--user", "alice")
-    assert result.code == 1 and "no copilot embed 'hr-bot' in the policy (embeds: sales-bot)" in result.err
+    assert result.code == 1 and "no embed 'hr-bot' in the policy" in result.err
+    assert "(embeds: sales-bot, sales-dashboard)" in result.err  # both kinds
+    typo = run_cli("ticket", "issue", "sales-dashbaord", "--user", "alice")
+    assert typo.code == 1 and "did you mean 'sales-dashboard'?" in typo.err  # a DataArts Insight embed
+    assert not (workspace / ".reconciler" / "audit.jsonl").exists()  # refused before any target was opened
 
 
 def test_an_ambiguous_failure_is_not_retried(workspace: Path, run_cli: Run) -> None:

@@ -126,6 +126,8 @@ class Policy:
     files: tuple[str, ...] = ()
     released: tuple[TargetName, ...] = ()
     warnings: tuple[Problem, ...] = ()
+    # warnings about dataarts_embeds, worth saying only where a DataArts Insight target is configured
+    dataarts_warnings: tuple[Problem, ...] = ()
     tests: tuple[PolicyTest, ...] = ()
     embeds: dict[str, EmbedDef] = field(default_factory=dict)
     dataarts_embeds: dict[str, DataArtsEmbedDef] = field(default_factory=dict)
@@ -311,8 +313,9 @@ def _merge(
     _check_scripts(policy, warnings)
     _check_groups(policy, problems)
     _check_embed_principals(found.embeds, known, problems)
+    dataarts_warnings: list[Problem] = []
     dataarts_embeds = {
-        name: _dataarts_embed(document, name, embed, known, problems, warnings)
+        name: _dataarts_embed(document, name, embed, known, problems, dataarts_warnings)
         for name, (document, embed) in found.dataarts.items()
     }
     _check_embed_names(found, problems)
@@ -327,6 +330,7 @@ def _merge(
         tests=tuple(found.tests),
         embeds=found.embeds,
         dataarts_embeds=dataarts_embeds,
+        dataarts_warnings=tuple(sorted(dataarts_warnings, key=_problem_order)),
     )
 
 
