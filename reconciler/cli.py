@@ -107,12 +107,9 @@ def validate(obj: _Context, paths: tuple[Path, ...], fmt: str) -> None:
 
 
 def _validate(obj: _Context, paths: tuple[Path, ...], warn: Callable[[Problem], None]) -> None:
-    config = None if paths else obj.config
-    policy = load_policy(
-        list(paths) or obj.config.policy_paths(), _today(), config is not None and config.policies_recursive
+    policy = (
+        _load_policy(list(paths), warn=warn) if paths else _load_policy(obj.config.policy_paths(), obj.config, warn)
     )
-    for warning in policy.warnings:
-        warn(warning)
     click.echo(f"{len(policy.files)} policy files OK: {len(policy.rules)} grants, {len(policy.groups)} groups.")
     if not policy.tests and not policy.embeds:
         return
