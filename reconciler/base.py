@@ -72,6 +72,11 @@ def bulk_data() -> Iterator[None]:
             gc.enable()
 
 
+def plural(number: int, noun: str, nouns: str | None = None) -> str:
+    """`1 grant`, `2 grants`, `1,000 grants`: a count and its noun, in the number's grammatical number."""
+    return f"{number:,} {noun if number == 1 else nouns or noun + 's'}"
+
+
 def changed_paths(before: Any, after: Any) -> list[tuple[str, str]]:
     """Where two JSON-like documents differ: (sign, dotted path) pairs, `+` added, `-` removed, `~` changed,
     in path order. Lists are compared as sets (their order carries no meaning in our files); an item added to

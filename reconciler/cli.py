@@ -18,7 +18,7 @@ import click
 from reconciler import render, usecases
 from reconciler.access import AccessLine
 from reconciler.api import issue_ticket_async
-from reconciler.base import run
+from reconciler.base import plural, run
 from reconciler.config import Config, config_changes, load_config
 from reconciler.dataarts import DataArtsError
 from reconciler.diff import DiffOptions
@@ -110,7 +110,10 @@ def _validate(obj: _Context, paths: tuple[Path, ...], warn: Callable[[Problem], 
     policy = (
         _load_policy(list(paths), warn=warn) if paths else _load_policy(obj.config.policy_paths(), obj.config, warn)
     )
-    click.echo(f"{len(policy.files)} policy files OK: {len(policy.rules)} grants, {len(policy.groups)} groups.")
+    click.echo(
+        f"{plural(len(policy.files), 'policy file')} OK: {plural(len(policy.rules), 'grant')}, "
+        f"{plural(len(policy.groups), 'group')}."
+    )
     if not policy.tests and not policy.embeds:
         return
     name, target = obj.config.target(obj.target)
@@ -158,7 +161,8 @@ def refresh_command(obj: _Context, out: Path) -> None:
 
     snapshot = run(go())
     write_text_file(out, snapshot.to_json())
-    click.echo(f"Wrote {out}: {len(snapshot.grants)} users, {sum(1 for _ in snapshot.cells())} live grants.")
+    cells = sum(1 for _ in snapshot.cells())
+    click.echo(f"Wrote {out}: {plural(len(snapshot.grants), 'user')}, {plural(cells, 'live grant')}.")
 
 
 def _load_policy(
@@ -450,12 +454,15 @@ async def _apply(
     if outcome.nothing_to_do:
         done = outcome.result.resumed
         if done:
-            click.echo(f"Nothing to do: all {done} batches of the plan are already in place.")
+            click.echo(
+                f"Nothing to do: {'the' if done == 1 else 'all'} {plural(done, 'batch', 'batches')} of the plan "
+                f"{'is' if done == 1 else 'are'} already in place."
+            )
         elif not outcome.lacking:
             click.echo(render.nothing_to_do(outcome.plan))
             skipped = outcome.plan.summary.skipped_revokes
             if skipped:
-                click.echo(f"{_count(skipped, 'revoke')} skipped by --additive.")
+                click.echo(f"{plural(skipped, 'revoke')} skipped by --additive.")
         return _lacking_exit(outcome, detailed_exitcode) or EXIT_OK
     if outcome.cancelled:
         click.echo("Apply cancelled.")
@@ -469,10 +476,11 @@ async def _apply(
     for (user, target), problem in sorted(outcome.mismatches.items()):
         if (user, target) not in reported:
             _say(f"verify: {user} {target}: {problem}")
-    resumed = f", {result.resumed} already in place" if result.resumed else ""
+    resumed = f", {result.resumed:,} already in place" if result.resumed else ""
     click.echo(
-        f"Apply {'complete' if outcome.ok else 'incomplete'}: {result.calls} calls for "
-        f"{result.planned_calls} planned batches{resumed}; {len(result.failures)} cells failed"
+        f"Apply {'complete' if outcome.ok else 'incomplete'}: {plural(result.calls, 'call')} for "
+        f"{plural(result.planned_calls, 'planned batch', 'planned batches')}{resumed}; "
+        f"{plural(len(result.failures), 'cell')} failed"
         + (
             f"; {len(outcome.plan.embed_changes) - len(outcome.embed_failures)} of {len(outcome.plan.embed_changes)} "
             "embed data ranges set."
@@ -494,14 +502,10 @@ def _lacking_exit(outcome: usecases.ApplyOutcome, detailed_exitcode: bool) -> in
         return None
     partial = f" (it is partial: {outcome.plan.partial})" if outcome.plan.partial else ""
     _say(
-        f"error: the plan lacks {_count(outcome.lacking, 'change')} that today's policy requires{partial}; "
+        f"error: the plan lacks {plural(outcome.lacking, 'change')} that today's policy requires{partial}; "
         "they were not made (run apply without a plan file, or make a new plan)"
     )
     return EXIT_CHANGES if detailed_exitcode else EXIT_ERROR
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 
 @cli.command()
@@ -583,8 +587,9 @@ def import_command(obj: _Context, out: Path, all_targets: bool, force: bool) -> 
     imported = run(go())
     write_text_file(destination, imported.text)
     click.echo(
-        f"Wrote {destination}: {imported.users} users, {imported.groups} Quick BI groups, {imported.statements} "
-        f"grant statements for {imported.distinct_rows} distinct rows ({imported.statements_per_row:.2f} per row)."
+        f"Wrote {destination}: {plural(imported.users, 'user')}, {plural(imported.groups, 'Quick BI group')}, "
+        f"{plural(imported.statements, 'grant statement')} for {plural(imported.distinct_rows, 'distinct row')} "
+        f"({imported.statements_per_row:.2f} per row)."
     )
 
 

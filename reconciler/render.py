@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from reconciler.access import AccessLine
+from reconciler.base import plural
 from reconciler.drift import ACTIONABLE, HEADINGS, INFORMATIONAL, DriftReport
 from reconciler.embeds import EmbedChange
 from reconciler.plan import Plan
@@ -133,7 +134,7 @@ def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) 
     lines += [_code(line) for line in changes] if markdown else changes
     total = counts.changes + len(plan.embed_changes)
     if total > len(changes):
-        lines.append(f"  … and {total - len(changes)} more changes (see the JSON plan)")
+        lines.append(f"  … and {plural(total - len(changes), 'more change')} (see the JSON plan)")
     if markdown:
         lines += ["```", ""]
     return _join(lines + footer)
@@ -179,28 +180,29 @@ def _footer(plan: Plan, counts: _Counts, markdown: bool) -> list[str]:
         lines.append(nothing_to_do(plan))
     else:
         embeds = (
-            f" and {len(plan.embed_changes)} embed data ranges to set (ModifyCopilotEmbedConfig)"
+            f" and {plural(len(plan.embed_changes), 'embed data range')} to set (ModifyCopilotEmbedConfig)"
             if plan.embed_changes
             else ""
         )
         lines.append(
-            f"Plan: {s.grant_cells} to grant, {s.revoke_cells} to revoke, in {s.calls} SmartqAuthorize "
-            f"calls (lower bound {s.lower_bound}){embeds}."
+            f"Plan: {s.grant_cells:,} to grant, {s.revoke_cells:,} to revoke, in "
+            f"{plural(s.calls, 'SmartqAuthorize call')} (lower bound {s.lower_bound:,}){embeds}."
         )
     if plan.partial:
-        left = f" {s.out_of_scope_cells} other changes left for later." if s.out_of_scope_cells else ""
+        left = f" {plural(s.out_of_scope_cells, 'other change')} left for later." if s.out_of_scope_cells else ""
         lines.append(f"Partial plan, {_md(plan.partial, markdown)}.{left}")
     notes = []
     if s.skipped_revokes:
-        notes.append(f"{s.skipped_revokes} revokes skipped by --additive")
+        notes.append(f"{plural(s.skipped_revokes, 'revoke')} skipped by --additive")
     if counts.no_op_deletes:
         notes.append(
-            f"{counts.no_op_deletes} deletes of grants that are not live ride along in revoke calls (no effect)"
+            f"{plural(counts.no_op_deletes, 'delete')} of grants that are not live ride along in revoke calls "
+            "(no effect)"
         )
     if s.protected_cells:
-        notes.append(f"{s.protected_cells} undesired grants kept for protected users")
+        notes.append(f"{plural(s.protected_cells, 'undesired grant')} kept for protected users")
     if s.unmanaged_cells:
-        notes.append(f"{s.unmanaged_cells} grants on unmanaged targets left alone")
+        notes.append(f"{plural(s.unmanaged_cells, 'grant')} on unmanaged targets left alone")
     if notes:
         lines.append("Not touched: " + "; ".join(notes) + ".")
     lines.extend(f"Note: {_md(note, markdown)}" for note in plan.notes)
@@ -263,7 +265,8 @@ def _bounded(plan: Plan, all_counts: _Counts, by_user: dict[str, _UserLines], fo
         budget -= cost
     cut = all_counts.changes + len(plan.embed_changes) - len(shown)
     notice = [
-        f"… {cut} of {all_counts.changes} changes not shown here: the full plan is in the job summary and artefact."
+        f"… {cut:,} of {plural(all_counts.changes, 'change')} not shown here: the full plan is in the job summary and "
+        "artefact."
     ]
     text = _join([*head, "```diff", *shown, *tail, *(notice if cut else [])])
     return text[:max_chars]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from operator import itemgetter
 from pathlib import Path
 
-from reconciler.base import utc_timestamp
+from reconciler.base import plural, utc_timestamp
 from reconciler.cells import Cell, Target
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.files import read_regular_file, write_text_file
@@ -45,8 +45,9 @@ class ManagedRecord:
         if self.lacking:
             listed = ", ".join(sorted(map(str, self.lacking))[:5]) + (", …" if len(self.lacking) > 5 else "")
             return (
-                f"the managed-target record ({MANAGED_RECORD}) lacks {len(self.lacking)} targets the expiry ledger "
-                f"holds grants on ({listed}): they stay managed; restore the record from the state's history"
+                f"the managed-target record ({MANAGED_RECORD}) lacks {plural(len(self.lacking), 'target')} the "
+                f"expiry ledger holds grants on ({listed}): they stay managed; restore the record from the state's "
+                "history"
             )
         if self.found:
             return None

@@ -366,7 +366,7 @@ def test_a_target_deleted_from_the_managed_record_stays_managed(workspace: Path,
     _remove_budget(workspace)
     plan = run_cli("plan")
     assert "- u-dave (dave)  llm_cube:c-budget (Budget)" in plan.out
-    assert "lacks 1 targets the expiry ledger holds grants on (llm_cube:c-budget): they stay managed" in plan.out
+    assert "lacks 1 target the expiry ledger holds grants on (llm_cube:c-budget): they stay managed" in plan.out
     assert run_cli("apply", "--auto-approve").code == 0
     assert not {cell for cell in _live(workspace) if cell[1] == "c-budget"}
 
@@ -391,7 +391,7 @@ def test_a_ledger_expiry_later_than_the_policy_allows_is_never_sent(workspace: P
     saved = json.loads(plan.out)
     heidi = [b for b in saved["batches"] if "u-heidi" in b["user_ids"] and "c-sales" in b["llm_cubes"]]
     assert [b["expire_day"] for b in heidi] == [window]
-    assert any("later expiry than the policy allows for 1 live grants" in note for note in saved["notes"])
+    assert any("later expiry than the policy allows for 1 live grant" in note for note in saved["notes"])
     drift = run_cli("drift")
     assert drift.code == 2 and "the ledger's day is later than the policy allows" in drift.out
     assert run_cli("apply", "plan.json").code == 0

@@ -139,7 +139,7 @@ def test_terminal_habits(workspace: Path, run_cli: Run, monkeypatch: pytest.Monk
     partial = run_cli("plan", "--user", "bob", "--resource", "sales", "--detailed-exitcode")
     assert partial.code == 2
     assert "+ u-bob (bob)  llm_cube:c-sales (Sales)" in partial.out and "u-alice" not in partial.out
-    assert "Partial plan, limited to 1 users (bob) and 1 targets (Sales). " in partial.out
+    assert "Partial plan, limited to 1 user (bob) and 1 target (Sales). " in partial.out
     by_group = run_cli("plan", "--group", "finance")
     assert "u-dave" in by_group.out and "u-bob" not in by_group.out
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)

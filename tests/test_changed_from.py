@@ -43,7 +43,7 @@ def test_a_change_reads_only_the_users_it_touches(workspace: Path, run_cli: Run)
     # the reviewer sees the policy change itself first, by path, then the cells it leads to
     assert "Policy changes from the base:\n  + groups.sales.members: ivan\nCells:\n" in partial.out
     assert (
-        "Partial plan, changed from the base policies: live grants read only for the 1 users whose access the "
+        "Partial plan, changed from the base policies: live grants read only for the 1 user whose access the "
         "change touches; the other 12 users were not read" in partial.out
     )
     assert "left for later" not in partial.out  # nothing known is left out

@@ -53,7 +53,7 @@ def test_coverage_decides_what_widens_and_what_narrows() -> None:
 def test_plan_apply_sets_the_range_and_then_nothing_is_left(workspace: Path, run_cli: Run) -> None:
     plan = run_cli("plan")
     assert "~ embed sales-bot  data range: all LlmCubes → LlmCubes Pipeline, Sales  (narrows" in plan.out
-    assert "1 embed data ranges to set (ModifyCopilotEmbedConfig)" in plan.out
+    assert "1 embed data range to set (ModifyCopilotEmbedConfig)" in plan.out
     applied = run_cli("apply", "--auto-approve")
     assert applied.code == 0 and "1 of 1 embed data ranges set" in applied.out, applied.err
     module = _module(workspace)

@@ -109,7 +109,7 @@ def test_plan_text_is_rendered_from_the_batches() -> None:
     assert "~ u5  theme:r  (expiry 2026-11-26 → 2026-12-23)" in text
     assert "- u3  theme:b (Q4)" in text
     assert "Removed from policy since the last apply, all their grants revoked: llm_cube:gone" in text
-    assert "1 undesired grants kept for protected users" in text
+    assert "1 undesired grant kept for protected users" in text
     # a batch added by hand shows up, since nothing but the batches is rendered
     forged = plan.model_copy(
         update={"batches": [*plan.batches, plan.batches[0].model_copy(update={"user_ids": ["u9"]})]}
@@ -144,7 +144,7 @@ def test_a_large_onboarding_comment_fits_github() -> None:
     assert len(comment) <= 60000 < 65536
     assert "| llm_cube:c0 | 2000 | 0 | 0 |" in comment
     assert "changes not shown here: the full plan is in the job summary and artefact" in comment
-    assert comment.count("```") == 2 and "Plan: 24000 to grant" in comment
+    assert comment.count("```") == 2 and "Plan: 24,000 to grant" in comment
     assert len(full) > len(comment)
 
 

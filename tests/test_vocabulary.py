@@ -74,3 +74,10 @@ def test_write_is_atomic_and_fails_in_one_line(tmp_path: Path) -> None:
                 write_text_file(locked / "x.txt", "x")
     finally:
         locked.chmod(0o700)
+
+
+def test_counts_take_the_number_of_their_noun() -> None:
+    from reconciler.base import plural
+
+    assert plural(1, "grant") == "1 grant" and plural(0, "grant") == "0 grants"
+    assert plural(12_345, "user") == "12,345 users" and plural(2, "batch", "batches") == "2 batches"

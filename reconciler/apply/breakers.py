@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.apply.executor import Work
+from reconciler.base import plural
 from reconciler.errors import Problem, ReconcilerError
 from reconciler.resolve import Desired
 from reconciler.snapshot import Snapshot
@@ -22,7 +23,7 @@ def check_breakers(work: Work, live: Snapshot, desired: Desired, breakers: Break
     if breakers.max_revokes is not None and revokes > breakers.max_revokes:
         raise ReconcilerError(
             Problem(
-                f"the plan revokes {revokes} grants, more than --max-revokes {breakers.max_revokes}",
+                f"the plan revokes {plural(revokes, 'grant')}, more than --max-revokes {breakers.max_revokes}",
                 hint="check the policy and directory, then raise --max-revokes if this is intended",
             )
         )

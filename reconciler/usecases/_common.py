@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
 from reconciler.access import check_tests, end_state
+from reconciler.base import plural
 from reconciler.cells import Target
 from reconciler.diff import DiffOptions
 from reconciler.embeds import EmbedDrift, LiveEmbed, embed_drift
@@ -154,10 +155,10 @@ def _partial(options: DiffOptions, desired: Desired) -> str | None:
     parts = []
     if options.users is not None:
         names = sorted(desired.directory.get(u, u) for u in options.users)
-        parts.append(f"{len(names)} users ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
+        parts.append(f"{plural(len(names), 'user')} ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
     if options.targets is not None:
         names = sorted(desired.target_names.get(t, str(t)) for t in options.targets)
-        parts.append(f"{len(names)} targets ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
+        parts.append(f"{plural(len(names), 'target')} ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
     return "limited to " + " and ".join(parts)
 
 

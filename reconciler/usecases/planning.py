@@ -10,7 +10,7 @@ from dataclasses import replace
 from operator import itemgetter
 
 from reconciler.access import embed_warnings
-from reconciler.base import bulk_data
+from reconciler.base import bulk_data, plural
 from reconciler.change import changed_users, full_plan_reason, policy_changes
 from reconciler.diff import Changes, diff
 from reconciler.ledger import Ledger
@@ -80,7 +80,7 @@ def plan_from(
 
 def beyond_policy_note(cells: int) -> str:
     return (
-        f"the expiry ledger records a later expiry than the policy allows for {cells} live grants (an edited "
+        f"the expiry ledger records a later expiry than the policy allows for {plural(cells, 'live grant')} (an edited "
         "state?): ignored; they are granted again with the policy's expiry"
     )
 
@@ -179,9 +179,9 @@ async def make_changed_plan(
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
     others = len(desired.directory.keys() - users)
     partial = (
-        f"changed from the base policies: live grants read only for the {len(users)} users whose access the "
-        f"change touches; the other {others} users were not read, so drift among them (changes made outside "
-        "the policy) is not shown here, and the apply on merge corrects it too"
+        f"changed from the base policies: live grants read only for the {plural(len(users), 'user')} whose access "
+        f"the change touches; the other {plural(others, 'user')} were not read, so drift among them (changes made "
+        "outside the policy) is not shown here, and the apply on merge corrects it too"
     )
     plan = await _planned(session, policy, desired, live, record, ledger, today, scoped, [], partial)
     return plan.model_copy(update=summary)
