@@ -739,6 +739,21 @@ def serve(
             emu.save(state)
 
 
+_VENDOR_HINTS = {  # Quick BI error codes whose cause is known, and what fixes them
+    "Throttling": "Quick BI kept throttling after the retries: lower the target's qps / directory_qps, or run when "
+    "fewer other clients call the API",
+    "InvalidAccessKeyId": "check the credentials, and that the target's region or endpoint is the account's",
+    "SignatureDoesNotMatch": "check the access key secret (and the clock, for an expired timestamp)",
+    "Forbidden": "the credentials' RAM policy lacks this action (docs/gitops.md lists what each role needs)",
+}
+
+
+def _vendor_hint(exc: Exception) -> str:
+    code = exc.code if isinstance(exc, QuickBIError) else ""
+    found = [hint for prefix, hint in _VENDOR_HINTS.items() if code.startswith(prefix)]
+    return f" ({found[0]})" if found else ""
+
+
 _GLOBAL_WITH_VALUE = ("--config", "--target")
 _GLOBAL_FLAGS = ("-v", "--verbose")
 
@@ -779,7 +794,7 @@ def main() -> NoReturn:
             _say(f"error: … and {len(exc.problems) - MAX_PRINTED_PROBLEMS:,} more problems")
         sys.exit(EXIT_ERROR)
     except (QuickBIError, TransportFailure, DataArtsError) as exc:
-        _say(redact(f"error: {exc}"))
+        _say(redact(f"error: {exc}{_vendor_hint(exc)}"))
         sys.exit(EXIT_ERROR)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import urllib.parse
@@ -18,6 +19,19 @@ from reconciler.state_backend import GitState, LocalState, StateBackend
 from reconciler.yamlfile import read_yaml
 
 MAX_NAMED_PATHS = 5
+# the regions of Quick BI's OpenAPI endpoints (quickbi-public.<region>.aliyuncs.com), as documented
+QUICKBI_REGIONS = (
+    "cn-hangzhou",
+    "cn-shanghai-finance-1",
+    "cn-hongkong",
+    "ap-southeast-1",
+    "ap-southeast-3",
+    "ap-southeast-5",
+    "ap-northeast-1",
+    "eu-central-1",
+    "us-east-1",
+    "me-central-1",
+)
 
 
 class EmulatorTarget(StrictModel):
@@ -37,6 +51,13 @@ class QuickBITarget(StrictModel):
     @model_validator(mode="after")
     def _where(self) -> QuickBITarget:
         _check_where(self.region, self.endpoint, self.allow_insecure_http)
+        if self.region is not None and self.region not in QUICKBI_REGIONS:
+            close = difflib.get_close_matches(self.region, QUICKBI_REGIONS, n=1)
+            guess = f"did you mean {close[0]}? " if close else ""
+            raise ValueError(
+                f"Quick BI's OpenAPI has no region '{self.region}' ({guess}it serves {', '.join(QUICKBI_REGIONS)}); "
+                "for another, give endpoint: https://quickbi-public.<region>.aliyuncs.com"
+            )
         return self
 
     @property

@@ -24,10 +24,10 @@ def test_config_changes_name_the_settings_of_the_target(tmp_path: Path) -> None:
     base, head = tmp_path / "base.yaml", tmp_path / "head.yaml"
     text = (
         "policies: policies/\ntargets:\n  prod: {quickbi: {region: cn-hongkong}, qps: 40}\n"
-        "  other: {quickbi: {region: cn-beijing}}\n"
+        "  other: {quickbi: {region: ap-southeast-1}}\n"
     )
     base.write_text(text)
-    head.write_text(text.replace("qps: 40", "qps: 20, state_dir: s").replace("cn-beijing", "cn-shanghai"))
+    head.write_text(text.replace("qps: 40", "qps: 20, state_dir: s").replace("ap-southeast-1", "ap-southeast-3"))
     assert config_changes(load_config(base), load_config(head), "prod") == [
         "targets.prod.qps",
         "targets.prod.state_dir",

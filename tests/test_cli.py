@@ -280,3 +280,19 @@ def test_validate_reports_every_error_in_every_file_at_once(workspace: Path, run
     assert any("typo.yaml:2: unknown key 'usres'" in line for line in errors)
     assert any("dates.yaml:3: invalid value '2027-02-30'" in line for line in errors)
     assert any("who.yaml:3: unknown user or group 'nobody'" in line for line in errors)
+
+
+def test_throttling_that_outlasts_the_retries_names_the_cause_and_the_fix(
+    workspace: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.quickbi import ThrottledError
+
+    async def throttled(*args: object, **kwargs: object) -> None:
+        raise ThrottledError(
+            "QueryUserList", 400, "Throttling.User", "Request was denied due to flow control.", "R1", 1
+        )
+
+    monkeypatch.setattr("reconciler.usecases.make_plan", throttled)
+    result = run_cli("plan")
+    assert result.code == 1 and len(result.err.strip().splitlines()) == 1
+    assert "Throttling.User" in result.err and "lower the target's qps / directory_qps" in result.err

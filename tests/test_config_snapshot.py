@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from reconciler.progress import progress
 from reconciler.quickbi import models as m
 from reconciler.snapshot import Snapshot
 from reconciler.workspace import client_settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, CliResult
 
 
 def test_repository_config() -> None:
@@ -116,3 +117,12 @@ def test_the_digest_is_the_hash_of_the_compact_sorted_json() -> None:
         canonical = {u: sorted(map(str, case.grants.get(u, frozenset()))) for u in chosen}
         payload = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
         assert case.digest(users) == "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
+def test_a_mistyped_region_is_one_line_with_a_suggestion(workspace: Path, run_cli: Callable[..., CliResult]) -> None:
+    config = workspace / "reconciler.yaml"
+    config.write_text(config.read_text().replace("{region: cn-hongkong}", "{region: cn-hongkog}"))
+    result = run_cli("--target", "prod", "plan")
+    assert result.code == 1 and len(result.err.strip().splitlines()) == 1
+    assert "reconciler.yaml:" in result.err and "Quick BI's OpenAPI has no region 'cn-hongkog'" in result.err
+    assert "did you mean cn-hongkong?" in result.err and "give endpoint: https://quickbi-public." in result.err

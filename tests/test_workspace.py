@@ -21,7 +21,7 @@ def test_client_settings_follow_the_target() -> None:
     )
     assert (settings.write_qps, settings.smartq_qps, settings.directory_qps) == (40, 40, 30)
     assert settings.signature == "v1" and settings.max_concurrency == 4
-    slow = client_settings(TargetConfig.model_validate({"quickbi": {"region": "x"}, "qps": 10}))
+    slow = client_settings(TargetConfig.model_validate({"quickbi": {"region": "cn-hangzhou"}, "qps": 10}))
     assert slow.directory_qps == 10 and slow.paced
 
 
@@ -29,7 +29,7 @@ def test_an_in_process_emulator_is_unpaced_unless_the_target_sets_a_rate() -> No
     emulator = {"emulator": {"org": "o.yaml", "state": "s.json"}}
     assert not client_settings(TargetConfig.model_validate(emulator)).paced
     assert client_settings(TargetConfig.model_validate({**emulator, "qps": 20})).paced
-    assert client_settings(TargetConfig.model_validate({"quickbi": {"region": "x"}})).paced
+    assert client_settings(TargetConfig.model_validate({"quickbi": {"region": "cn-hangzhou"}})).paced
 
 
 def test_emulator_state_is_saved_on_the_way_out_even_after_an_error(tmp_path: Path) -> None:
