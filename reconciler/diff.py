@@ -78,7 +78,7 @@ def diff(
     # looped over (an onboarding grants the desired cells themselves; a steady state keeps them)
     kept = set(filter(snapshot.has, wanted)) if any(snapshot.grants.values()) else set()
     fresh: Set[Cell] = set(filterfalse(kept.__contains__, wanted)) if kept else wanted
-    only_day = None if options.partial else _onlylatest_day(desired.cells.values(), today)
+    only_day = None if options.partial else _only_fresh_day(desired.cells.values(), today)
     if only_day is None:
         read = snapshot.grants.keys()
         for cell, expiry in desired.expiries_of(fresh):
@@ -159,7 +159,7 @@ def _with_fresh(
     return by_day
 
 
-def _onlylatest_day(expiries: Collection[Expiry], today: dt.date) -> dt.date | None:
+def _only_fresh_day(expiries: Collection[Expiry], today: dt.date) -> dt.date | None:
     """The one day every cell not live is granted on, if there is one (the expiries are a few shared objects)."""
     distinct = dict(zip(map(id, expiries), expiries, strict=True))
     days = {latest_day(expiry, today) for expiry in distinct.values()}
