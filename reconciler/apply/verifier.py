@@ -41,7 +41,8 @@ class Verification:
         """What was checked, and what cannot be: Quick BI reads access back, never an expiry."""
         if self.read == self.touched:
             how = " (a sampled user was wrong, so everyone was read)" if self.escalated else ""
-            return f"all {self.touched} touched users read back{how}; {EXPIRY_UNCHECKED}"
+            who = "the touched user" if self.touched == 1 else f"all {self.touched:,} touched users"
+            return f"{who} read back{how}; {EXPIRY_UNCHECKED}"
         return (
             f"{self.read} of {self.touched} touched users read back: everyone revoked from or with a failed cell, "
             f"and a sample of those only granted with clean answers (--verify full reads all); {EXPIRY_UNCHECKED}"
