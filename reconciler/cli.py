@@ -609,6 +609,52 @@ def _refuse_policy_folder(out: Path, config: Config) -> None:
             )
 
 
+@cli.command("targets")
+@click.argument("names", nargs=-1)
+@click.option(
+    "--kind", "kinds", type=click.Choice(["quickbi", "emulator", "dataarts"]), multiple=True, help="Only these kinds."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def targets_command(obj: _Context, names: tuple[str, ...], kinds: tuple[str, ...], fmt: str) -> None:
+    """The configured targets (or NAMES among them): kind, where, state. JSON is a GitHub Actions matrix's
+    `include` list, one `{"target": …}` per target."""
+    for name in names:
+        obj.config.target(name)  # an unknown name is an error, with the configured ones
+    listed = [
+        entry
+        for entry in target_entries(obj.config)
+        if (not names or entry["target"] in names) and (not kinds or entry["kind"] in kinds)
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(listed, separators=(",", ":")))
+        return
+    for entry in listed:
+        default = " (default)" if entry["default"] else ""
+        click.echo(f"{entry['target']}{default}: {entry['kind']} at {entry['where']}; state {entry['state']}")
+
+
+def target_entries(config: Config) -> list[dict[str, Any]]:
+    """Each configured target as plain data: name, kind, where it is, where its state lives."""
+    entries = []
+    for name, target in sorted(config.targets.items()):
+        if target.quickbi is not None:
+            kind, where = "quickbi", target.quickbi.endpoint or target.quickbi.region or ""
+        elif target.dataarts is not None:
+            kind, where = "dataarts", target.dataarts.endpoint or target.dataarts.region or "the built-in emulator"
+        else:
+            kind, where = "emulator", f"the built-in emulator ({target.emulator.org if target.emulator else ''})"
+        state = (
+            f"{target.state_repo.url} branch {target.state_repo.branch}"
+            if target.state_repo is not None
+            else str(config.state_dir(name, target))
+        )
+        entries.append(
+            {"target": name, "kind": kind, "default": name == config.default_target, "where": where, "state": state}
+        )
+    return entries
+
+
 @cli.command("schema")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Write one file per schema here.")
 def schema_command(out: Path | None) -> None:

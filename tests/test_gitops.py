@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, CliResult
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent
@@ -90,7 +92,7 @@ def test_workflow_safety_properties() -> None:
     assert jobs["drift"]["env"]["ALIBABA_CLOUD_ROLE_ARN"] == "${{ vars.RECONCILER_PLAN_ROLE_ARN }}"
     assert jobs["apply"]["env"]["ALIBABA_CLOUD_ROLE_ARN"] == "${{ vars.RECONCILER_APPLY_ROLE_ARN }}"
     assert jobs["apply"]["concurrency"]["cancel-in-progress"] is False
-    assert jobs["apply"]["environment"] == "reconciler-apply"  # required reviewers release the apply
+    assert jobs["apply"]["environment"] == "reconciler-apply-${{ matrix.target }}"  # reviewers release the apply
     assert jobs["apply"]["concurrency"]["group"] != jobs["plan"]["concurrency"]["group"]
     for job in jobs.values():
         for step in job["steps"]:
@@ -114,3 +116,21 @@ def test_the_local_rehearsal_runs_the_pipeline(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Apply complete" in result.stdout and "Drift: none." in result.stdout
     assert "apply: rehearsal state after an apply" in result.stdout
+
+
+def test_each_configured_quick_bi_target_gets_its_own_jobs(run_cli: Callable[..., CliResult], workspace: Path) -> None:
+    """The matrix is what `reconciler targets` lists from the config: one plan, apply and drift job per Quick BI
+    target, each with its own concurrency group (its state branch holds its own lock)."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "gitops.yml").read_text())
+    jobs = workflow["jobs"]
+    listing = "\n".join(step.get("run", "") for step in jobs["targets"]["steps"])
+    assert "reconciler targets --kind quickbi --format json" in listing
+    for name in ("plan", "apply", "drift"):
+        job = jobs[name]
+        assert job["needs"] == "targets"
+        assert job["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.targets.outputs.matrix) }}"
+        assert job["env"]["TARGET"] == "${{ matrix.target }}" and "matrix.target" in job["concurrency"]["group"]
+    listed = run_cli("targets", "--kind", "quickbi", "--format", "json")
+    assert listed.code == 0 and [entry["target"] for entry in json.loads(listed.out)] == ["prod"]
+    assert run_cli("targets", "prod", "demo", "--format", "json").out.count('"target"') == 2
+    assert run_cli("targets", "nowhere").code == 1
