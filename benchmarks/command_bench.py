@@ -6,10 +6,10 @@ Run: python -m benchmarks.command_bench [--scales 12500,25000,50000,100000] [--t
 Each case is an onboarding, nothing live yet: role-structured (users in 60 roles, 30 targets each; one group
 and statement per role) and, with --rbac (or $RECONCILER_RBAC_DATA), the real HP Labs matrices with the policy
 `reconciler import` writes for them (see plan_bench). With --live, the steady state instead: every desired cell
-already live (a scheduled run that finds nothing to do). Reported per case: cells, the wall time of the whole
-process and of the planner alone (`make_batches`), each the fastest of --repeat runs, their ratio, the same
-less the start-up (the command on a one-cell case), the command's peak memory, and the plan file's bytes per
-cell. Ratios are the figures to compare across machines.
+already live and in the expiry ledger (a scheduled run that finds nothing to do). Reported per case: cells, the
+wall time of the whole process and of the planner alone (`make_batches`), each the fastest of --repeat runs,
+their ratio, the same less the start-up (the command on a one-cell case), the command's peak memory, and the
+plan file's bytes per cell. Ratios are the figures to compare across machines.
 """
 
 from __future__ import annotations
@@ -121,6 +121,12 @@ def _write_case(folder: Path, case: Case, port: int, live: bool = False) -> None
             held[_user(u)].append(str(_target(t)))
     snapshot = {"format_version": 1, "taken_at": "", "users": {u: sorted(ts) for u, ts in held.items()}}
     (folder / "snapshot.json").write_text(json.dumps(snapshot))
+    if live:  # a steady state has applied before: its ledger records every live cell, its record the targets
+        (folder / "state").mkdir()
+        ledger = "".join(f"{user}\t2099-12-31\t{' '.join(sorted(ts))}\n" for user, ts in sorted(held.items()) if ts)
+        (folder / "state" / "expiry-ledger.tsv").write_text(ledger)
+        record = {"format_version": 1, "targets": sorted({t for ts in held.values() for t in ts})}
+        (folder / "state" / "managed-targets.json").write_text(json.dumps(record))
     target = {"quickbi": {"endpoint": f"http://127.0.0.1:{port}"}, "directory_qps": 1000, "qps": 1000}
     config = {"policies": "policies/", "default_target": "b", "targets": {"b": {**target, "state_dir": "state"}}}
     (folder / "reconciler.yaml").write_text(yaml.safe_dump(config))
