@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 from reconciler.base import changed_paths
@@ -40,12 +40,19 @@ def full_plan_reason(before: Desired, after: Desired) -> str | None:
     return None
 
 
-def changed_users(before: Desired, after: Desired, ledger: Mapping[Cell, dt.date], today: dt.date) -> set[str]:
+def changed_users(
+    before: Desired,
+    after: Desired,
+    ledger: Mapping[Cell, dt.date],
+    today: dt.date,
+    unconfirmed: Set[Cell] = frozenset(),
+) -> set[str]:
     """The users a full apply after the change could touch, given that the base was applied and nothing moved
     outside the policy since: those whose desired cells or expiries differ, whose protection changed, and those
-    the ledger says hold a grant the head does not want, an expiry the head does not want, or a rolling grant
-    due for renewal (a full apply renews it whatever the change)."""
-    users = {u for (u, t), expiry in after.cells.items() if before.cells.get((u, t)) != expiry}
+    the ledger says hold a grant the head does not want, an expiry the head does not want, a rolling grant due
+    for renewal, or an `unconfirmed` expiry (a full apply sends those whatever the change)."""
+    users = {u for u, _ in unconfirmed}
+    users |= {u for (u, t), expiry in after.cells.items() if before.cells.get((u, t)) != expiry}
     users |= {u for u, t in before.cells if (u, t) not in after.cells}
     users |= before.protected ^ after.protected
     for cell, recorded in ledger.items():

@@ -325,12 +325,14 @@ def _base_of_change(folder: Path, obj: _Context) -> tuple[Policy | None, str | N
         return None, f"the base has no configuration to compare with ({base_config_path} does not exist)"
     try:
         base_config = load_config(base_config_path)
+    except ReconcilerError as exc:
+        return None, f"the base's configuration does not load ({exc.problems[0]})"
+    try:
         base = load_policy(base_config.policy_paths(), _today(), base_config.policies_recursive)
     except ReconcilerError as exc:
-        if "no policy files" in exc.problems[0].message:  # the pull request that adds the first policy
-            base_config, base = load_config(base_config_path), Policy()
-        else:
-            return None, f"the base's policies or configuration do not load ({exc.problems[0]})"
+        if "no policy files" not in exc.problems[0].message:  # else: the pull request that adds the first policy
+            return None, f"the base's policies do not load ({exc.problems[0]})"
+        base = Policy()
     target = obj.target or obj.config.default_target or ""
     changes = config_changes(base_config, obj.config, target)
     if obj.target is None and base_config.default_target != obj.config.default_target:

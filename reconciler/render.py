@@ -216,8 +216,8 @@ def nothing_to_do(plan: Plan) -> str:
     if not left:
         return "No changes. Live Smart Q grants match the policy."
     return (
-        f"No changes in this plan, but live grants do not match the policy yet: {left} "
-        f"change{'' if left == 1 else 's'} left out (see below)."
+        f"No changes in this plan, but live grants do not match the policy yet: {plural(left, 'change')} left "
+        "out (see below)."
     )
 
 

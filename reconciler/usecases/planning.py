@@ -174,7 +174,7 @@ async def make_changed_plan(
         notes = [full_plan_note(reason)]
         plan = await _planned(session, policy, desired, live, record, ledger, today, options, notes)
         return plan.model_copy(update=summary)
-    users = changed_users(before, desired, ledger, today) | {u for u, _ in ledger.unconfirmed}
+    users = changed_users(before, desired, ledger, today, ledger.unconfirmed)
     live = await _read_users(session, users, track)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
     others = len(desired.directory.keys() - users)
