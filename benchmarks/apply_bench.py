@@ -20,15 +20,15 @@ from alibabacloud_quickbi_public20220101.client import Client
 from alibabacloud_tea_openapi.models import Config
 from alibabacloud_tea_util.models import RuntimeOptions
 
-from reconciler.apply import Executor, outstanding
-from reconciler.cells import Target
-from reconciler.diff import Changes
+from reconciler.adapters.quickbi import ClientSettings, QuickBIAccess
+from reconciler.core.apply import Executor, outstanding
+from reconciler.core.diff import Changes
+from reconciler.core.ledger import Ledger
+from reconciler.core.plan import PlanInputs, build_plan
+from reconciler.core.snapshot import Snapshot
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
-from reconciler.ledger import Ledger
-from reconciler.plan import PlanInputs, build_plan
-from reconciler.quickbi import ClientSettings, QuickBIAccess
-from reconciler.snapshot import Snapshot
+from reconciler.vocabulary.cells import Target
 
 DAY = dt.date(2099, 12, 31)
 FAULTS = {"error_rate": 0.02, "drop_rate": 0.01, "partial_rate": 0.002, "latency_ms": 5.0}

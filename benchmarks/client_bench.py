@@ -13,8 +13,8 @@ import asyncio
 import time
 from pathlib import Path
 
+from reconciler.adapters.quickbi import ClientSettings
 from reconciler.emulator import Emulator, FaultSettings
-from reconciler.quickbi import ClientSettings
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo-org.yaml"
 

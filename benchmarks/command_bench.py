@@ -30,11 +30,11 @@ from pathlib import Path
 import yaml
 
 from benchmarks import plan_bench
-from reconciler.cells import Target
-from reconciler.diff import Changes
-from reconciler.importer import import_policy
-from reconciler.plan import make_batches
-from reconciler.snapshot import Snapshot
+from reconciler.core.diff import Changes
+from reconciler.core.importer import import_policy
+from reconciler.core.plan import make_batches
+from reconciler.core.snapshot import Snapshot
+from reconciler.vocabulary.cells import Target
 
 ROLES = 60
 PER_ROLE = 30
@@ -168,7 +168,7 @@ def _measure(case: Case, live: bool, repeat: int) -> dict[str, float]:
                 time.sleep(0.1)
             probe = (
                 "import sys\n"
-                "from reconciler.cli import main\n"
+                "from reconciler.interface.cli import main\n"
                 "sys.argv = ['reconciler', 'plan', '--snapshot', 'snapshot.json', '--out', 'plan.json']\n"
                 "try:\n    main()\nexcept SystemExit:\n    pass\n"
                 # this process's own high-water mark (ru_maxrss would carry the benchmark's over the exec)

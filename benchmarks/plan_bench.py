@@ -23,9 +23,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from reconciler.cells import Cell, Target
-from reconciler.diff import Changes
-from reconciler.plan import make_batches
+from reconciler.core.diff import Changes
+from reconciler.core.plan import make_batches
+from reconciler.vocabulary.cells import Cell, Target
 
 DAY = dt.date(2099, 12, 31)
 RBAC_FILES = ("hc", "domino", "emea", "apj", "fire1", "fire2", "customer", "americas_small", "americas_large")

@@ -15,12 +15,12 @@ import datetime as dt
 import difflib
 from pathlib import Path
 
-from reconciler import usecases
-from reconciler.base import run
-from reconciler.config import Config, load_config
-from reconciler.errors import Problem, ReconcilerError
-from reconciler.policy import Policy, load_policy
-from reconciler.workspace import open_insight, open_target
+from reconciler.application import usecases
+from reconciler.application.config import Config, load_config
+from reconciler.application.workspace import open_insight, open_target
+from reconciler.core.policy import Policy, load_policy
+from reconciler.vocabulary.base import run
+from reconciler.vocabulary.errors import Problem, ReconcilerError
 
 __all__ = ["ReconcilerError", "issue_ticket", "issue_ticket_async"]
 

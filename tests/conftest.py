@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
 from reconciler.emulator import Emulator
+from reconciler.interface.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_ORG = ROOT / "examples" / "demo-org.yaml"

@@ -17,8 +17,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from reconciler.errors import ReconcilerError
-    from reconciler.policy import load_policy
+    from reconciler.core.policy import load_policy
+    from reconciler.vocabulary.errors import ReconcilerError
 
 FOLDER = Path(tempfile.mkdtemp(prefix="reconciler-fuzz-"))
 

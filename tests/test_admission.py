@@ -6,14 +6,14 @@ import datetime as dt
 
 import pytest
 
-from reconciler.apply import admit
-from reconciler.cells import Target
-from reconciler.diff import diff
-from reconciler.errors import ReconcilerError
-from reconciler.plan import Batch, Plan, PlanInputs, build_plan
-from reconciler.policy import Rolling
-from reconciler.resolve import Desired
-from reconciler.snapshot import Snapshot
+from reconciler.core.apply import admit
+from reconciler.core.diff import diff
+from reconciler.core.plan import Batch, Plan, PlanInputs, build_plan
+from reconciler.core.policy import Rolling
+from reconciler.core.resolve import Desired
+from reconciler.core.snapshot import Snapshot
+from reconciler.vocabulary.cells import Target
+from reconciler.vocabulary.errors import ReconcilerError
 
 TODAY = dt.date(2026, 11, 23)
 NEVER = dt.date(2099, 12, 31)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from reconciler.schema import schemas
+from reconciler.interface.schema import schemas
 from tests.conftest import ROOT, CliResult
 from tests.orgs import org_and_policy, write_target
 
@@ -143,7 +143,7 @@ def test_terminal_habits(workspace: Path, run_cli: Run, monkeypatch: pytest.Monk
     by_group = run_cli("plan", "--group", "finance")
     assert "u-dave" in by_group.out and "u-bob" not in by_group.out
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    from reconciler.cli import _coloured
+    from reconciler.interface.cli import _coloured
 
     assert _coloured("+ a\n- b\n").startswith("\x1b[32m+ a")
     monkeypatch.setenv("NO_COLOR", "1")

@@ -9,7 +9,7 @@ import pytest
 
 from reconciler.emulator import ApiError, Emulator
 from reconciler.emulator.orgfile import read_org_file
-from reconciler.errors import ReconcilerError
+from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import DEMO_ORG
 
 COPILOT = "ccd3428c-dd23-460c-a608-26bae29dffee"

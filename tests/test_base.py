@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from reconciler.base import bulk_data, run
+from reconciler.vocabulary.base import bulk_data, run
 
 
 def test_run_returns_the_result_and_lets_errors_through() -> None:

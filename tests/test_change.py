@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from reconciler.cells import Target
-from reconciler.change import changed_users, full_plan_reason
-from reconciler.config import config_changes, load_config
-from reconciler.policy import NEVER, Rolling
-from reconciler.resolve import Desired
+from reconciler.application.config import config_changes, load_config
+from reconciler.core.change import changed_users, full_plan_reason
+from reconciler.core.policy import NEVER, Rolling
+from reconciler.core.resolve import Desired
+from reconciler.vocabulary.cells import Target
 
 TODAY = dt.date(2026, 11, 23)
 SALES, Q4, OPS = Target("llm_cube", "c-sales"), Target("theme", "t-q4"), Target("llm_cube", "c-ops")
@@ -68,8 +68,8 @@ def test_changed_users_include_what_the_ledger_says_a_full_apply_would_touch() -
 
 
 def test_policy_changes_name_paths_and_ignore_where_a_statement_lives(tmp_path: Path) -> None:
-    from reconciler.change import policy_changes
-    from reconciler.policy import load_policy
+    from reconciler.core.change import policy_changes
+    from reconciler.core.policy import load_policy
 
     base, head = tmp_path / "base", tmp_path / "head"
     base.mkdir()

@@ -215,9 +215,8 @@ def test_serving_the_emulator_without_its_extra_says_how_to_get_it(
     monkeypatch.delitem(sys.modules, "reconciler.emulator.serve", raising=False)
     result = run_cli("emulator", "serve", "--org", "examples/demo-org.yaml", "--port", "0")
     assert result.code == 1 and len(result.err.strip().splitlines()) == 1
-    assert "error: serving the emulator needs uvicorn, which is not installed (pip install 'reconciler[serve]')" in (
-        result.err
-    )
+    wanted = "error: serving the emulator needs uvicorn, which is not installed"
+    assert f"{wanted} (pip install 'quickbi-reconciler[serve]')" in result.err
 
 
 def test_global_options_work_before_and_after_the_command(workspace: Path, run_cli: Callable[..., CliResult]) -> None:
@@ -261,8 +260,8 @@ def test_validate_speaks_github_annotations(workspace: Path, run_cli: Run) -> No
 
 
 def test_annotations_are_escaped_as_github_documents() -> None:
-    from reconciler.cli import github_annotation
-    from reconciler.errors import Location, Problem
+    from reconciler.interface.cli import github_annotation
+    from reconciler.vocabulary.errors import Location, Problem
 
     problem = Problem("50% of\nit", Location("a,b:c.yaml", 7), "fix")
     assert github_annotation("error", problem) == "::error file=a%2Cb%3Ac.yaml,line=7::50%25 of%0Ait (fix)"
@@ -285,14 +284,14 @@ def test_validate_reports_every_error_in_every_file_at_once(workspace: Path, run
 def test_throttling_that_outlasts_the_retries_names_the_cause_and_the_fix(
     workspace: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reconciler.quickbi import ThrottledError
+    from reconciler.adapters.quickbi import ThrottledError
 
     async def throttled(*args: object, **kwargs: object) -> None:
         raise ThrottledError(
             "QueryUserList", 400, "Throttling.User", "Request was denied due to flow control.", "R1", 1
         )
 
-    monkeypatch.setattr("reconciler.usecases.make_plan", throttled)
+    monkeypatch.setattr("reconciler.application.usecases.make_plan", throttled)
     result = run_cli("plan")
     assert result.code == 1 and len(result.err.strip().splitlines()) == 1
     assert "Throttling.User" in result.err and "lower the target's qps / directory_qps" in result.err

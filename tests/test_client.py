@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.emulator import Emulator, FaultSettings
-from reconciler.quickbi import (
+from reconciler.adapters.quickbi import (
     ClientSettings,
     QuickBIClient,
     QuickBIError,
@@ -21,7 +20,8 @@ from reconciler.quickbi import (
     TransportFailure,
     static_credentials,
 )
-from reconciler.quickbi import models as m
+from reconciler.adapters.quickbi import models as m
+from reconciler.emulator import Emulator, FaultSettings
 from tests.conftest import DEMO_ORG, ROOT
 
 FAST_RETRY = ClientSettings(max_backoff=0.2, timeout=2.0)
@@ -136,7 +136,7 @@ def test_rate_limiter_stays_under_the_configured_qps(demo: Emulator) -> None:
 CHAIN_PROBE = """
 import asyncio, sys, httpx
 from reconciler.emulator import Emulator
-from reconciler.quickbi import QuickBIClient, default_chain
+from reconciler.adapters.quickbi import QuickBIClient, default_chain
 from tests.conftest import DEMO_ORG, ROOT
 
 emulator = Emulator.from_file(DEMO_ORG)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cells import Target
-from reconciler.config import load_config
-from reconciler.errors import ReconcilerError
-from reconciler.progress import progress
-from reconciler.quickbi import models as m
-from reconciler.snapshot import Snapshot
-from reconciler.workspace import client_settings
+from reconciler.adapters.quickbi import models as m
+from reconciler.application.config import load_config
+from reconciler.application.workspace import client_settings
+from reconciler.core.snapshot import Snapshot
+from reconciler.interface.progress import progress
+from reconciler.vocabulary.cells import Target
+from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import ROOT, CliResult
 
 
@@ -85,7 +85,7 @@ def test_plain_progress_lines_without_a_terminal(
         for _ in range(3):
             tick()
     assert capsys.readouterr().err == ""  # quick work stays quiet in CI logs
-    monkeypatch.setattr("reconciler.progress.PLAIN_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr("reconciler.interface.progress.PLAIN_INTERVAL_SECONDS", 0.0)
     with progress(3, "apply") as tick:
         for _ in range(3):
             tick()

@@ -11,15 +11,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import usecases
-from reconciler.apply import outstanding
-from reconciler.cells import Target
+from reconciler.adapters.quickbi import QuickBIAccess
+from reconciler.application import usecases
+from reconciler.application.workspace import Session
+from reconciler.core.apply import outstanding
+from reconciler.core.policy import load_policy
+from reconciler.core.resolve import Desired
 from reconciler.emulator import Emulator
 from reconciler.emulator.orgfile import OrgFile
-from reconciler.policy import load_policy
-from reconciler.quickbi import QuickBIAccess
-from reconciler.resolve import Desired
-from reconciler.workspace import Session
+from reconciler.vocabulary.cells import Target
 
 TODAY = dt.datetime.now(dt.UTC).date()
 USERS = [f"u{i}" for i in range(12)]

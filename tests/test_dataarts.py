@@ -14,10 +14,10 @@ import httpx
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 
-from reconciler.dataarts import DataArtsClient, DataArtsError, SdkSigning, TokenAuth, default_auth
+from reconciler.adapters.dataarts import DataArtsClient, DataArtsError, SdkSigning, TokenAuth, default_auth
 from reconciler.emulator import FaultSettings
 from reconciler.emulator.dataarts import InsightEmulator, InsightOrg
-from reconciler.errors import ReconcilerError
+from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import ROOT, CliResult
 
 Run = Callable[..., CliResult]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from reconciler.cells import Target
-from reconciler.diff import DiffOptions, diff
-from reconciler.policy import Rolling
-from reconciler.resolve import Desired
-from reconciler.snapshot import Snapshot
+from reconciler.core.diff import DiffOptions, diff
+from reconciler.core.policy import Rolling
+from reconciler.core.resolve import Desired
+from reconciler.core.snapshot import Snapshot
+from reconciler.vocabulary.cells import Target
 
 TODAY = dt.date(2026, 11, 23)
 NEVER = dt.date(2099, 12, 31)

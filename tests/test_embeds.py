@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.embeds import DataRange
+from reconciler.core.embeds import DataRange
 from reconciler.emulator import ApiError, Emulator
 from tests.conftest import CliResult, console_edit, with_faults
 

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.adapters.quickbi import AcsV3Auth, signing, static_credentials
 from reconciler.emulator import Emulator, FaultSettings
-from reconciler.quickbi import AcsV3Auth, signing, static_credentials
 from tests.conftest import DEMO_ORG
 
 

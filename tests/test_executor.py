@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import usecases
-from reconciler.apply import Executor, outstanding
+from reconciler.adapters.quickbi import ClientSettings, QuickBIAccess
+from reconciler.application import usecases
+from reconciler.application.workspace import Session
+from reconciler.core.apply import Executor, outstanding
+from reconciler.core.policy import load_policy
+from reconciler.core.snapshot import Snapshot
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
-from reconciler.policy import load_policy
-from reconciler.quickbi import ClientSettings, QuickBIAccess
-from reconciler.snapshot import Snapshot
-from reconciler.workspace import Session
 from tests.orgs import org_and_policy, write_target
 
 TODAY = dt.datetime.now(dt.UTC).date()

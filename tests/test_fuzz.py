@@ -18,11 +18,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.adapters.quickbi import AcsV3Auth, static_credentials
+from reconciler.core.policy import load_policy
 from reconciler.emulator import Emulator
 from reconciler.emulator.wire import HANDLERS
-from reconciler.errors import ReconcilerError
-from reconciler.policy import load_policy
-from reconciler.quickbi import AcsV3Auth, static_credentials
+from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import DEMO_ORG
 
 settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -85,7 +85,7 @@ def test_a_huge_file_of_unknown_keys_is_bounded(tmp_path: Path) -> None:
         stream.writelines(f"unknown_key_{i}: value {i}\n" for i in range(150_000))
     probe = (
         "import resource, sys, time\n"
-        "from reconciler.cli import main\n"
+        "from reconciler.interface.cli import main\n"
         f"sys.argv = ['reconciler', 'validate', {str(policy)!r}]\n"
         "start = time.monotonic()\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\n"

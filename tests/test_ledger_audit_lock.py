@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.audit import AuditLog
-from reconciler.cells import Target
-from reconciler.errors import ReconcilerError
-from reconciler.ledger import Ledger
-from reconciler.lock import TargetLock
+from reconciler.core.audit import AuditLog
+from reconciler.core.ledger import Ledger
+from reconciler.core.lock import TargetLock
+from reconciler.vocabulary.cells import Target
+from reconciler.vocabulary.errors import ReconcilerError
 
 A, B = Target("llm_cube", "a"), Target("theme", "b")
 DAY = dt.date(2099, 12, 31)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cells import Target
-from reconciler.diff import Changes
-from reconciler.errors import ReconcilerError
-from reconciler.plan import Batch, Plan, PlanInputs, build_plan, exact_batches
+from reconciler.core.diff import Changes
+from reconciler.core.plan import Batch, Plan, PlanInputs, build_plan, exact_batches
+from reconciler.vocabulary.cells import Target
+from reconciler.vocabulary.errors import ReconcilerError
 
 DAY = dt.date(2099, 12, 31)
 A, B = Target("llm_cube", "a"), Target("theme", "b")

@@ -9,10 +9,10 @@ import random
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from reconciler import planner
-from reconciler.cells import Cell, Target
-from reconciler.diff import Changes
-from reconciler.plan import make_batches
+from reconciler.core import planner
+from reconciler.core.diff import Changes
+from reconciler.core.plan import make_batches
+from reconciler.vocabulary.cells import Cell, Target
 
 rows_strategy = st.dictionaries(
     st.integers(0, 40), st.frozensets(st.integers(0, 160), min_size=1, max_size=130), max_size=25

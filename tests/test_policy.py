@@ -8,8 +8,8 @@ from textwrap import dedent
 
 import pytest
 
-from reconciler.errors import ReconcilerError
-from reconciler.policy import NEVER, Rolling, load_policy
+from reconciler.core.policy import NEVER, Rolling, load_policy
+from reconciler.vocabulary.errors import ReconcilerError
 
 TODAY = dt.date(2026, 11, 23)
 ROOT = Path(__file__).resolve().parent.parent

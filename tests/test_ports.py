@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from reconciler.cells import Target
+from reconciler.adapters.quickbi import QuickBIAccess
+from reconciler.core.plan import Batch
+from reconciler.core.ports import AccessService
 from reconciler.emulator import Emulator, FaultSettings
-from reconciler.plan import Batch
-from reconciler.ports import AccessService
-from reconciler.quickbi import QuickBIAccess
+from reconciler.vocabulary.cells import Target
 from tests.conftest import DEMO_ORG
 
 

@@ -9,15 +9,15 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from reconciler import render
-from reconciler.cells import Target
-from reconciler.diff import Changes, diff
-from reconciler.drift import drift
-from reconciler.plan import Batch, Plan, PlanInputs, PlanSummary, build_plan
-from reconciler.policy import Rolling
-from reconciler.render import _counts, drift_html, drift_json, drift_text, plan_text
-from reconciler.resolve import Desired
-from reconciler.snapshot import Snapshot
+from reconciler.core.diff import Changes, diff
+from reconciler.core.drift import drift
+from reconciler.core.plan import Batch, Plan, PlanInputs, PlanSummary, build_plan
+from reconciler.core.policy import Rolling
+from reconciler.core.resolve import Desired
+from reconciler.core.snapshot import Snapshot
+from reconciler.interface import render
+from reconciler.interface.render import _counts, drift_html, drift_json, drift_text, plan_text
+from reconciler.vocabulary.cells import Target
 from tests.conftest import CliResult
 
 TODAY = dt.date(2026, 11, 23)

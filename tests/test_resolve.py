@@ -9,12 +9,12 @@ from textwrap import dedent
 
 import pytest
 
-from reconciler.cells import Target
+from reconciler.adapters.quickbi import QuickBIAccess
+from reconciler.core.policy import load_policy
+from reconciler.core.resolve import Desired, resolve
 from reconciler.emulator import Emulator
-from reconciler.errors import ReconcilerError
-from reconciler.policy import load_policy
-from reconciler.quickbi import QuickBIAccess
-from reconciler.resolve import Desired, resolve
+from reconciler.vocabulary.cells import Target
+from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import ROOT
 
 TODAY = dt.date(2026, 11, 23)
@@ -156,9 +156,9 @@ def test_an_empty_quickbi_group_stops_the_run(demo: Emulator, tmp_path: Path) ->
 
 
 def test_dataset_readback_identifies_cubes_by_dataset(tmp_path: Path) -> None:
-    from reconciler import usecases
-    from reconciler.apply import outstanding
-    from reconciler.workspace import Session
+    from reconciler.application import usecases
+    from reconciler.application.workspace import Session
+    from reconciler.core.apply import outstanding
 
     emulator = Emulator.from_file(ROOT / "examples" / "demo-org.yaml", cube_readback="dataset")
     path = tmp_path / "p.yaml"

@@ -88,7 +88,7 @@ def test_an_unexpected_error_is_one_redacted_line(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom at /?AccessKeyId=demo-ak&Signature=c2VjcmV0&SecurityToken=tok")
 
-    monkeypatch.setattr("reconciler.usecases.make_plan", broken)
+    monkeypatch.setattr("reconciler.application.usecases.make_plan", broken)
     quiet = run_cli("plan")
     assert quiet.code == 1 and len(quiet.err.strip().splitlines()) == 1
     assert "internal error: RuntimeError" in quiet.err and "c2VjcmV0" not in quiet.err and "tok" not in quiet.err

@@ -8,8 +8,8 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from reconciler.quickbi import AcsV3Auth, RpcV1Auth, static_credentials
-from reconciler.quickbi.signing import (
+from reconciler.adapters.quickbi import AcsV3Auth, RpcV1Auth, static_credentials
+from reconciler.adapters.quickbi.signing import (
     EMPTY_SHA256,
     Credential,
     canonical_query,

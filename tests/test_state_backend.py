@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reconciler.adapters.state_backend import GitState, LocalState
 from reconciler.emulator import Emulator
-from reconciler.errors import ReconcilerError
-from reconciler.state_backend import GitState, LocalState
+from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import DEMO_ORG, ROOT
 
 BRANCH = "reconciler-state"
@@ -152,7 +152,7 @@ def test_a_record_without_its_ledger_is_an_error(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "managed-targets.json").write_text(json.dumps({"format_version": 1, "targets": ["llm_cube:c"]}))
-    from reconciler.state import read_state
+    from reconciler.core.state import read_state
 
     with pytest.raises(ReconcilerError, match="the expiry ledger is missing, but this target has applied before"):
         read_state(state)

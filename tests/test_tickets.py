@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.api import issue_ticket
-from reconciler.errors import ReconcilerError
+from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import CliResult, console_edit, with_faults
 
 Run = Callable[..., CliResult]

@@ -12,12 +12,12 @@ from typing import TypeVar
 
 import pytest
 
-from reconciler import usecases
-from reconciler.config import load_config
-from reconciler.diff import DiffOptions
-from reconciler.errors import ReconcilerError
-from reconciler.policy import load_policy
-from reconciler.workspace import Session, open_target
+from reconciler.application import usecases
+from reconciler.application.config import load_config
+from reconciler.application.workspace import Session, open_target
+from reconciler.core.diff import DiffOptions
+from reconciler.core.policy import load_policy
+from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import ROOT
 
 TODAY = dt.datetime.now(dt.UTC).date()

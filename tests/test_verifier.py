@@ -7,18 +7,18 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from reconciler import usecases
-from reconciler.apply import Verification, outstanding
-from reconciler.cells import Target
-from reconciler.diff import Changes
+from reconciler.adapters.quickbi import QuickBIAccess
+from reconciler.application import usecases
+from reconciler.application.workspace import Session
+from reconciler.core.apply import Verification, outstanding
+from reconciler.core.diff import Changes
+from reconciler.core.plan import Batch, Plan, PlanInputs, build_plan
+from reconciler.core.policy import load_policy
+from reconciler.core.ports import CellFailure
+from reconciler.core.snapshot import Snapshot
 from reconciler.emulator import Emulator, FaultSettings
 from reconciler.emulator.orgfile import OrgFile
-from reconciler.plan import Batch, Plan, PlanInputs, build_plan
-from reconciler.policy import load_policy
-from reconciler.ports import CellFailure
-from reconciler.quickbi import QuickBIAccess
-from reconciler.snapshot import Snapshot
-from reconciler.workspace import Session
+from reconciler.vocabulary.cells import Target
 from tests.conftest import ROOT, CliResult
 
 TODAY = dt.datetime.now(dt.UTC).date()

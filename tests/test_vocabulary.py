@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from reconciler.base import StrictModel, utc_timestamp
-from reconciler.cells import Target
-from reconciler.errors import ReconcilerError
-from reconciler.files import read_regular_file, write_text_file
+from reconciler.vocabulary.base import StrictModel, utc_timestamp
+from reconciler.vocabulary.cells import Target
+from reconciler.vocabulary.errors import ReconcilerError
+from reconciler.vocabulary.files import read_regular_file, write_text_file
 
 
 def test_targets_round_trip_and_reject_garbage() -> None:
@@ -77,7 +77,7 @@ def test_write_is_atomic_and_fails_in_one_line(tmp_path: Path) -> None:
 
 
 def test_counts_take_the_number_of_their_noun() -> None:
-    from reconciler.base import plural
+    from reconciler.vocabulary.base import plural
 
     assert plural(1, "grant") == "1 grant" and plural(0, "grant") == "0 grants"
     assert plural(12_345, "user") == "12,345 users" and plural(2, "batch", "batches") == "2 batches"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import Config, TargetConfig
-from reconciler.errors import ReconcilerError
-from reconciler.workspace import client_settings, open_target
+from reconciler.application.config import Config, TargetConfig
+from reconciler.application.workspace import client_settings, open_target
+from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import DEMO_ORG
 
 
@@ -51,8 +51,8 @@ def test_emulator_state_is_saved_on_the_way_out_even_after_an_error(tmp_path: Pa
 def test_a_quickbi_target_without_credentials_fails_before_any_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("reconciler.quickbi._credentials.configured_sources", lambda: [])
-    monkeypatch.setattr("reconciler.quickbi._credentials._metadata_service_answers", lambda: False)
+    monkeypatch.setattr("reconciler.adapters.quickbi._credentials.configured_sources", lambda: [])
+    monkeypatch.setattr("reconciler.adapters.quickbi._credentials._metadata_service_answers", lambda: False)
     config = Config.model_validate(
         {"default_target": "p", "targets": {"p": {"quickbi": {"endpoint": "http://127.0.0.1:9"}}}}
     )

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from reconciler.cells import CubeReadback
+from reconciler.adapters.quickbi import CallObserver, ClientSettings, QuickBIClient, static_credentials
 from reconciler.emulator.backend import ApiError, Backend, Clock
 from reconciler.emulator.orgfile import OrgFile, read_org_file, write_org_file
 from reconciler.emulator.wire import ConnectionDropped, EmulatorApp
-from reconciler.fault_settings import FaultSettings
-from reconciler.quickbi import CallObserver, ClientSettings, QuickBIClient, static_credentials
+from reconciler.vocabulary.cells import CubeReadback
+from reconciler.vocabulary.fault_settings import FaultSettings
 
 if TYPE_CHECKING:
     from reconciler.emulator.serve import BackgroundServer

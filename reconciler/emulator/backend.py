@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.cells import CubeReadback, ResourceKind
 from reconciler.emulator.orgfile import OrgFile, OrgGrant, OrgTicket
+from reconciler.vocabulary.cells import CubeReadback, ResourceKind
 
 MAX_CELLS_PER_CALL = 100
 DEFAULT_GRANT_DAYS = 7

@@ -25,15 +25,15 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from pydantic import Field
 
-from reconciler.base import StrictModel
-from reconciler.dataarts import LIST_LIMIT, LIST_OFFSET_LIMIT, SdkSigning
+from reconciler.adapters.dataarts import LIST_LIMIT, LIST_OFFSET_LIMIT, SdkSigning
 from reconciler.emulator import in_process_transport
 from reconciler.emulator.backend import Clock
 from reconciler.emulator.faults import FaultInjector
 from reconciler.emulator.orgfile import read_model_file
 from reconciler.emulator.wire import ConnectionDropped
-from reconciler.fault_settings import FaultSettings
-from reconciler.files import write_text_file
+from reconciler.vocabulary.base import StrictModel
+from reconciler.vocabulary.fault_settings import FaultSettings
+from reconciler.vocabulary.files import write_text_file
 
 if TYPE_CHECKING:
     from reconciler.emulator.serve import BackgroundServer

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from reconciler.fault_settings import FaultSettings
+from reconciler.vocabulary.fault_settings import FaultSettings
 
 
 @dataclass

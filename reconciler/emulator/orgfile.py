@@ -10,10 +10,10 @@ from typing import TypeVar
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from reconciler.base import StrictModel as _Strict
-from reconciler.errors import Problem, ReconcilerError
-from reconciler.files import read_regular_file, write_text_file
-from reconciler.yamlfile import read_yaml
+from reconciler.vocabulary.base import StrictModel as _Strict
+from reconciler.vocabulary.errors import Problem, ReconcilerError
+from reconciler.vocabulary.files import read_regular_file, write_text_file
+from reconciler.vocabulary.yamlfile import read_yaml
 
 Model = TypeVar("Model", bound=_Strict)
 

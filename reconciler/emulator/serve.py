@@ -11,10 +11,13 @@ from typing import Any
 try:
     import uvicorn
 except ImportError:  # an extra: the in-process emulator and every Quick BI run do without it
-    from reconciler.errors import Problem, ReconcilerError
+    from reconciler.vocabulary.errors import Problem, ReconcilerError
 
     raise ReconcilerError(
-        Problem("serving the emulator needs uvicorn, which is not installed", hint="pip install 'reconciler[serve]'")
+        Problem(
+            "serving the emulator needs uvicorn, which is not installed",
+            hint="pip install 'quickbi-reconciler[serve]'",
+        )
     ) from None
 
 

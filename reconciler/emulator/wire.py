@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from reconciler.emulator.backend import ApiError, Backend
-from reconciler.emulator.faults import FaultInjector
-from reconciler.fault_settings import FaultSettings
-from reconciler.quickbi.signing import (
+from reconciler.adapters.quickbi.signing import (
     V3_ALGORITHM,
     v1_signature,
     v1_string_to_sign,
     v3_canonical_request,
     v3_signature,
 )
+from reconciler.emulator.backend import ApiError, Backend
+from reconciler.emulator.faults import FaultInjector
+from reconciler.vocabulary.fault_settings import FaultSettings
 
 API_VERSION = "2022-01-01"
 MAX_CLOCK_SKEW = dt.timedelta(minutes=15)

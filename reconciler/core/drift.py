@@ -1,0 +1,128 @@
+"""Drift: everything a plan would act on, by kind, plus what policy leaves alone; for reports and schedules.
+
+Drift is computed from the same diff as a plan, so a clean report means an empty plan and the other way round.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Set
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.core.diff import diff
+from reconciler.core.embeds import EmbedDrift
+from reconciler.core.policy import Rolling
+from reconciler.core.resolve import Desired
+from reconciler.core.snapshot import Snapshot
+from reconciler.vocabulary.cells import Cell
+
+# (user, target, detail): detail says what differs, e.g. the recorded and wanted expiry; for embed kinds
+# (embed name, module ID, detail)
+Finding = tuple[str, str, str]
+
+# kinds a plan acts on (exit 2), then kinds reported for information
+ACTIONABLE = ("missing", "unexpected", "removed_target", "expiry_differs", "renewal_due", "embed_range")
+EMBED_KINDS = ("embed_range",)
+INFORMATIONAL = ("unconfirmed_expiry", "unrecorded_expiry", "protected", "unmanaged")
+HEADINGS = {
+    "missing": "Missing (policy grants, not live)",
+    "unexpected": "Unexpected (live, policy does not grant)",
+    "removed_target": "On targets removed from policy (live, to be revoked)",
+    "expiry_differs": "Expiry differs from policy (ledger → policy)",
+    "renewal_due": "Rolling expiry due for renewal (ledger → renewed)",
+    "embed_range": "Embedded Smart Q module data range differs from policy (live → policy)",
+    "unconfirmed_expiry": "Expiry sent once to a live grant; Quick BI cannot confirm it (next apply sends it again)",
+    "unrecorded_expiry": "Live, expiry unknown (not set by reconciler; see --unrecorded)",
+    "protected": "Protected (live, not in policy, kept for protected users)",
+    "unmanaged": "Unmanaged (live on targets no policy manages)",
+}
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    target: str
+    findings: dict[str, list[Finding]]
+    names: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def drift_count(self) -> int:
+        return sum(len(self.findings.get(kind, [])) for kind in ACTIONABLE)
+
+    @property
+    def clean(self) -> bool:
+        return self.drift_count == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"target": self.target, "clean": self.clean, "notes": self.notes}
+        for kind in (*ACTIONABLE, *INFORMATIONAL):
+            if kind in EMBED_KINDS:
+                report[kind] = [
+                    {"embed": e, "copilot_id": c, **({"detail": d} if d else {})} for e, c, d in self.findings[kind]
+                ]
+                continue
+            report[kind] = [self._cell(user, target, detail) for user, target, detail in self.findings.get(kind, [])]
+        return report
+
+    def _cell(self, user: str, target: str, detail: str) -> dict[str, str]:
+        """A finding on a cell, with the account name and the target's display name beside the ids."""
+        finding = {"user": user, "target": target}
+        if user in self.names:
+            finding["account"] = self.names[user]
+        if target in self.names:
+            finding["target_name"] = self.names[target]
+        return {**finding, **({"detail": detail} if detail else {})}
+
+
+def drift(
+    target: str,
+    desired: Desired,
+    snapshot: Snapshot,
+    ledger: Mapping[Cell, dt.date],
+    today: dt.date,
+    notes: list[str] | None = None,
+    embeds: EmbedDrift | None = None,
+    unconfirmed: Set[Cell] = frozenset(),
+) -> DriftReport:
+    changes = diff(desired, snapshot, ledger, today, unconfirmed=unconfirmed)
+    findings: dict[str, list[Finding]] = {kind: [] for kind in (*ACTIONABLE, *INFORMATIONAL)}
+    for day, cells in changes.grants.items():
+        for user, cell_target in cells:
+            live = snapshot.has((user, cell_target))
+            recorded = ledger.get((user, cell_target))
+            if not live:
+                kind, detail = "missing", f"expires {day.isoformat()}"
+            elif recorded == day and (user, cell_target) in unconfirmed:
+                kind, detail = "unconfirmed_expiry", day.isoformat()
+            elif isinstance(desired.cells[(user, cell_target)], Rolling):
+                kind, detail = "renewal_due", f"{_day(recorded)} → {day.isoformat()}"
+            else:
+                kind, detail = "expiry_differs", f"{_day(recorded)} → {day.isoformat()}"
+            if (user, cell_target) in changes.beyond_policy:
+                detail += "; the ledger's day is later than the policy allows"
+            findings[kind].append((user, str(cell_target), detail))
+    for user, cell_target in changes.revokes:
+        kind = "removed_target" if cell_target in desired.removed else "unexpected"
+        findings[kind].append((user, str(cell_target), ""))
+    for user, cell_target in snapshot.cells():
+        if (user, cell_target) in desired.cells and (user, cell_target) not in ledger:
+            findings["unrecorded_expiry"].append((user, str(cell_target), ""))
+    target_names = {str(t): n for t, n in desired.target_names.items()}
+    for change in embeds.changes if embeds else []:
+        wider = "; live reaches targets the policy does not give it" if change.narrows else ""
+        findings["embed_range"].append(
+            (change.embed, change.copilot_id, f"{change.before} → {change.after.describe(target_names)}{wider}")
+        )
+    notes = [
+        *(notes or []),
+        *(f"copilot embed '{n}': Quick BI has no module {c}" for n, c in (embeds.missing if embeds else [])),
+    ]
+    findings["protected"] = [(u, str(t), "") for u, t in changes.protected]
+    findings["unmanaged"] = [(u, str(t), "") for u, t in changes.unmanaged]
+    names = {**desired.directory, **target_names}
+    return DriftReport(target, {k: sorted(v) for k, v in findings.items()}, names, notes)
+
+
+def _day(day: dt.date | None) -> str:
+    return day.isoformat() if day else "unrecorded"

@@ -1,0 +1,148 @@
+"""The expiry ledger: the expiry day reconciler set for each cell, since the API cannot read it back.
+
+On disk it is a sorted text file, one line per user and expiry day (`user<TAB>day<TAB>target target …`), so
+it diffs well and stays compact for a million cells; beside it an append-only log takes each finished
+batch's effect as it happens (fsync'd), so a crash loses nothing. Loading replays the log over the file;
+`compact` folds the log in atomically.
+
+The API cannot read an expiry back, so a re-grant that changed a live cell's expiry cannot be confirmed: a
+server that answers success without acting leaves the old day in place, and a read-back sees the cell either
+way. Such a cell is *unconfirmed* (its day is written `?day`), and the next apply sends its expiry again; a
+second send that succeeds confirms it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, MutableMapping, Set
+from pathlib import Path
+from typing import TypeVar, overload
+
+from reconciler.vocabulary.cells import Cell, Target
+from reconciler.vocabulary.errors import Problem, ReconcilerError
+from reconciler.vocabulary.files import append_text, read_regular_file, write_text_file
+
+_Default = TypeVar("_Default")
+
+
+class Ledger(MutableMapping[Cell, dt.date]):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.log_path = path.with_name(path.name + ".log")
+        self._cells: dict[Cell, dt.date] = {}
+        self.unconfirmed: set[Cell] = set()  # expiry changes of live cells sent once, not yet sent again
+        self._load()
+
+    # ---- mapping ----------------------------------------------------------------------------------------
+
+    def __getitem__(self, cell: Cell) -> dt.date:
+        return self._cells[cell]
+
+    def __setitem__(self, cell: Cell, day: dt.date) -> None:
+        self._cells[cell] = day
+
+    @overload
+    def get(self, cell: Cell, /) -> dt.date | None: ...
+
+    @overload
+    def get(self, cell: Cell, default: dt.date | _Default, /) -> dt.date | _Default: ...
+
+    def get(self, cell: Cell, default: object = None, /) -> object:
+        # the diff asks once per live cell (millions in a steady state): no exception per unrecorded cell
+        return self._cells.get(cell, default)
+
+    def __contains__(self, cell: object) -> bool:
+        return cell in self._cells
+
+    def __delitem__(self, cell: Cell) -> None:
+        del self._cells[cell]
+        self.unconfirmed.discard(cell)
+
+    def __iter__(self) -> Iterator[Cell]:
+        return iter(self._cells)
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def forget_targets_except(self, kept: Set[Target]) -> bool:
+        """Drop every cell on a target not in `kept`; whether any was dropped (then `compact` to save it)."""
+        gone = [cell for cell in self._cells if cell[1] not in kept]
+        for cell in gone:
+            del self[cell]
+        return bool(gone)
+
+    # ---- persistence ------------------------------------------------------------------------------------
+
+    def record(
+        self, granted: Iterable[tuple[Cell, dt.date]], revoked: Iterable[Cell], regranted: Set[Cell] = frozenset()
+    ) -> None:
+        """Apply one batch's effect and append it durably to the log. `regranted` are the granted cells that
+        were live already: their new expiry is unconfirmed, unless this was the second send (then confirmed)."""
+        lines = []
+        for cell, day in granted:
+            self._cells[cell] = day
+            sign = "+"
+            if cell in regranted:
+                if cell in self.unconfirmed:
+                    self.unconfirmed.discard(cell)
+                else:
+                    self.unconfirmed.add(cell)
+                    sign = "?"
+            else:
+                self.unconfirmed.discard(cell)
+            lines.append(f"{sign}\t{cell[0]}\t{day.isoformat()}\t{cell[1]}\n")
+        for cell in revoked:
+            self._cells.pop(cell, None)
+            self.unconfirmed.discard(cell)
+            lines.append(f"-\t{cell[0]}\t\t{cell[1]}\n")
+        if lines:
+            append_text(self.log_path, "".join(lines))
+
+    def compact(self) -> None:
+        """Write the whole ledger atomically, then drop the log it now contains."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for (user, target), day in self._cells.items():
+            mark = "?" if (user, target) in self.unconfirmed else ""
+            grouped[(user, mark + day.isoformat())].append(str(target))
+        text = "".join(
+            f"{user}\t{day}\t{' '.join(sorted(targets))}\n" for (user, day), targets in sorted(grouped.items())
+        )
+        write_text_file(self.path, text)
+        self.log_path.unlink(missing_ok=True)
+
+    def _load(self) -> None:
+        if self.path.exists():
+            for number, line in enumerate(read_regular_file(self.path, "expiry ledger").splitlines(), 1):
+                try:
+                    user, day, targets = line.split("\t")
+                    expiry = dt.date.fromisoformat(day.removeprefix("?"))
+                    for target in targets.split():
+                        cell = (user, Target.parse(target))
+                        self._cells[cell] = expiry
+                        if day.startswith("?"):
+                            self.unconfirmed.add(cell)
+                except ValueError:
+                    raise ReconcilerError(
+                        Problem(
+                            f"{self.path}:{number}: malformed ledger line",
+                            hint="restore it from version control",
+                        )
+                    ) from None
+        if self.log_path.exists():
+            for line in read_regular_file(self.log_path, "expiry ledger log").splitlines():
+                parts = line.split("\t")
+                if len(parts) != 4:
+                    continue  # a torn last line from a crash mid-write: its batch is not journaled either
+                sign, user, day, target = parts
+                try:
+                    cell = (user, Target.parse(target))
+                    if sign in ("+", "?"):
+                        self._cells[cell] = dt.date.fromisoformat(day)
+                        (self.unconfirmed.add if sign == "?" else self.unconfirmed.discard)(cell)
+                    elif sign == "-":
+                        self._cells.pop(cell, None)
+                        self.unconfirmed.discard(cell)
+                except ValueError:
+                    continue

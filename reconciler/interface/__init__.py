@@ -1,0 +1,1 @@
+"""What people touch: the command line, the renderers of plans and reports, progress, the JSON schemas."""

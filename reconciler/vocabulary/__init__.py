@@ -1,0 +1,1 @@
+"""Words every layer shares: targets and cells, errors, bounded file I/O, redaction. Imports nothing else."""
