@@ -69,8 +69,8 @@ def sdk_run(endpoint: str, plan: object) -> float:
         request = sdk_models.SmartqAuthorizeRequest(
             operation_type=0,
             user_ids=",".join(batch.user_ids),
-            llm_cubes=",".join(batch.llm_cubes),
-            expire_day=batch.expire_day,
+            llm_cubes=",".join(batch.ids("llm_cube")),
+            expire_day=batch.expire_day.isoformat(),
         )
         while True:
             try:

@@ -102,7 +102,16 @@ TAMPERING: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     ),
     "grant without an expiry": (
         lambda p: _grant_batch(p).update(expire_day=None),
-        "is a grant without a valid expire_day",
+        "is a grant without an expire_day",
+    ),
+    # a plan file's days and targets have one text form each; anything else is not a plan
+    "expiry given as a timestamp": (
+        lambda p: _grant_batch(p).update(expire_day="2099-12-31T23:59:59"),
+        "not a reconciler plan (batches.0.expire_day: expected a day, YYYY-MM-DD)",
+    ),
+    "recorded state naming a kind that does not exist": (
+        lambda p: p["touched_state"].update({"u-mallory": ["report:r1"]}),
+        "not a reconciler plan (touched_state.u-mallory: not a target: 'report:r1'",
     ),
     "revoke hidden from the recorded state": (
         lambda p: p["touched_state"].update(

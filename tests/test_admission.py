@@ -31,7 +31,7 @@ LIVE = Snapshot({"u3": frozenset({A}), "root": frozenset({A})})
 
 def _plan() -> Plan:
     changes = diff(DESIRED, LIVE, {}, TODAY)
-    touched = {u: sorted(map(str, LIVE.grants.get(u, frozenset()))) for u in ("u1", "u2", "u3")}
+    touched = {u: LIVE.grants.get(u, frozenset()) for u in ("u1", "u2", "u3")}
     return build_plan("t", changes, PlanInputs(policy_digest="sha256:p", snapshot_digest="s"), touched, {})
 
 
@@ -55,16 +55,18 @@ def test_a_fresh_plan_is_admitted_and_so_is_its_rerun() -> None:
 
 def test_each_rule_refuses_with_the_batch_and_cell() -> None:
     plan = _plan()
-    grant = Batch(operation="grant", user_ids=["u9"], llm_cubes=["a"], llm_cube_themes=[], expire_day="2099-12-31")
+    grant = Batch(
+        operation="grant", user_ids=["u9"], llm_cubes=["a"], llm_cube_themes=[], expire_day=dt.date(2099, 12, 31)
+    )
     revoke = Batch(operation="revoke", user_ids=["root"], llm_cubes=["a"], llm_cube_themes=[])
     n = len(plan.batches) + 1
     assert f"batch {n} grants u9 llm_cube:a: today's policy does not grant it" in _refusal(_with(plan, grant))
     assert "the user is protected" in _refusal(_with(plan, revoke))
     desired_revoke = revoke.model_copy(update={"user_ids": ["u1"]})
     assert "today's policy grants it" in _refusal(_with(plan, desired_revoke))
-    unmanaged = revoke.model_copy(update={"user_ids": ["u3"], "llm_cubes": ["unmanaged"]})
+    unmanaged = revoke.model_copy(update={"user_ids": ["u3"], "targets": (Target("llm_cube", "unmanaged"),)})
     assert "does not manage this target" in _refusal(_with(plan, unmanaged))
-    wrong_day = grant.model_copy(update={"user_ids": ["u1"], "expire_day": "2030-01-01"})
+    wrong_day = grant.model_copy(update={"user_ids": ["u1"], "expire_day": dt.date(2030, 1, 1)})
     assert "expiry 2030-01-01 differs from the policy's 2099-12-31" in _refusal(_with(plan, wrong_day))
     wide = grant.model_copy(update={"user_ids": [f"u{i}" for i in range(101)]})
     assert "more than the 100 one call may carry" in _refusal(_with(plan, wide))
@@ -72,8 +74,8 @@ def test_each_rule_refuses_with_the_batch_and_cell() -> None:
 
 def test_a_rolling_expiry_is_admitted_inside_its_window_only() -> None:
     plan = _plan()
-    rolling = next(b for b in plan.batches if "r" in b.llm_cube_themes)
-    assert rolling.expire_day == "2026-12-23"
+    rolling = next(b for b in plan.batches if "r" in b.ids("theme"))
+    assert rolling.expire_day == dt.date(2026, 12, 23)
     admit(plan, "t", "sha256:p", DESIRED, LIVE, TODAY + dt.timedelta(days=1), cap=100)  # made yesterday
     assert "outside the policy's rolling window" in _refusal(plan, today=TODAY + dt.timedelta(days=40))
 

@@ -35,11 +35,31 @@ def test_cells_come_from_the_batches() -> None:
     assert "u9" not in plan.names and plan.names["u1"] == "alice"
 
 
-def test_target_keys_name_the_targets() -> None:
+def test_a_batch_holds_typed_targets_and_its_file_keeps_the_api_shape() -> None:
     batch = Batch(
-        operation="grant", user_ids=["u1"], llm_cubes=["c"], llm_cube_themes=["t"], cube_ids=["d"], expire_day=None
+        operation="grant", user_ids=["u1"], llm_cubes=["c"], llm_cube_themes=["t"], cube_ids=["d"], expire_day=DAY
     )
-    assert batch.target_keys() == [str(t) for t in batch.targets()] == ["llm_cube:c", "theme:t", "dataset:d"]
+    assert batch.targets == (Target("llm_cube", "c"), Target("theme", "t"), Target("dataset", "d"))
+    assert batch.day() == DAY and batch.size == 3
+    wire = json.loads(batch.model_dump_json())
+    assert wire == {
+        "operation": "grant",
+        "user_ids": ["u1"],
+        "llm_cubes": ["c"],
+        "llm_cube_themes": ["t"],
+        "expire_day": DAY.isoformat(),
+        "cube_ids": ["d"],
+    }
+
+
+def test_targets_and_days_are_typed_inside_and_text_only_in_the_file(tmp_path: Path) -> None:
+    plan = _plan()
+    assert all(isinstance(t, Target) for targets in plan.touched_state.values() for t in targets)
+    plan.write(tmp_path / "plan.json")
+    data = json.loads((tmp_path / "plan.json").read_text())
+    assert data["touched_state"]["u3"] == ["llm_cube:a"]
+    read = Plan.read(tmp_path / "plan.json")
+    assert read.touched_state["u3"] == frozenset({A}) and read.batches[0].expire_day == DAY
 
 
 def test_round_trip_through_a_file(tmp_path: Path) -> None:
@@ -64,17 +84,24 @@ def test_the_file_is_a_batch_per_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"user_ids": []}, "has no users or no targets"),
-        ({"user_ids": ["u1", "u1"]}, "lists a user or target twice"),
-        ({"expire_day": "2099-02-30"}, "is a grant without a valid expire_day"),
-        ({"operation": "revoke"}, "is a revoke with an expire_day"),
+        ({"user_ids": []}, "batch 1 has no users or no targets"),
+        ({"user_ids": ["u1", "u1"]}, "batch 1 lists a user or target twice"),
+        ({"expire_day": None}, "batch 1 is a grant without an expire_day"),
+        ({"operation": "revoke"}, "batch 1 is a revoke with an expire_day"),
+        # one text form for a day, and for a batch's targets
+        ({"expire_day": "2099-02-30"}, r"not a reconciler plan \(batches.0.expire_day: day is out of range"),
+        ({"expire_day": "20991231"}, r"not a reconciler plan \(batches.0.expire_day: expected a day, YYYY-MM-DD"),
+        ({"expire_day": 4102444800}, r"not a reconciler plan \(batches.0.expire_day: expected a day, YYYY-MM-DD"),
+        ({"llm_cubes": "a"}, r"not a reconciler plan \(batches.0: llm_cubes must be a list of IDs"),
+        ({"llm_cubes": [""]}, r"not a reconciler plan \(batches.0: llm_cubes must be a list of IDs"),
+        ({"targets": ["llm_cube:a"]}, r"not a reconciler plan \(batches.0: a batch names its targets as llm_cubes"),
     ],
 )
 def test_a_broken_batch_is_refused_on_read(tmp_path: Path, change: dict[str, object], message: str) -> None:
     data = json.loads(_plan().model_dump_json())
     data["batches"][0].update(change)
     (tmp_path / "plan.json").write_text(json.dumps(data))
-    with pytest.raises(ReconcilerError, match=f"plan.json: batch 1 {message}"):
+    with pytest.raises(ReconcilerError, match=f"plan.json: {message}"):
         Plan.read(tmp_path / "plan.json")
 
 

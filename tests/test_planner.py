@@ -112,19 +112,19 @@ def test_batches_keep_every_rule(grants: dict[dt.date, set[Cell]], revoke_candid
     changes = _changes({d: c for d, c in grants.items() if c}, revokes, revocable)
     batches = make_batches(changes)
     for batch in batches:
-        assert batch.user_ids and batch.targets() and batch.size <= 100
-        batch_cells = {(u, t) for u in batch.user_ids for t in batch.targets()}
+        assert batch.user_ids and batch.targets and batch.size <= 100
+        batch_cells = {(u, t) for u in batch.user_ids for t in batch.targets}
         if batch.operation == "grant":
             assert batch.expire_day is not None
-            assert batch_cells <= changes.grants[dt.date.fromisoformat(batch.expire_day)]
+            assert batch_cells <= changes.grants[batch.expire_day]
         else:
             assert batch.expire_day is None
             assert not batch_cells & desired
             assert all(t in revocable[u] for u, t in batch_cells)
     for day, day_cells in changes.grants.items():
-        covered = {(u, t) for b in batches if b.expire_day == day.isoformat() for u in b.user_ids for t in b.targets()}
+        covered = {(u, t) for b in batches if b.expire_day == day for u in b.user_ids for t in b.targets}
         assert day_cells <= covered
-    revoked = {(u, t) for b in batches if b.operation == "revoke" for u in b.user_ids for t in b.targets()}
+    revoked = {(u, t) for b in batches if b.operation == "revoke" for u in b.user_ids for t in b.targets}
     assert revokes <= revoked
     assert make_batches(changes) == batches
 
@@ -142,7 +142,7 @@ def test_regrant_option_may_include_unchanged_cells_with_the_same_expiry() -> No
     relaxed = make_batches(changes, allow_regrant=True)
     assert len(relaxed) < len(strict)
     for batch in strict:
-        assert not {(u, t) for u in batch.user_ids for t in batch.targets()} & unchanged
+        assert not {(u, t) for u in batch.user_ids for t in batch.targets} & unchanged
 
 
 @given(rows_strategy)

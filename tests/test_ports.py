@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 from reconciler.adapters.quickbi import QuickBIAccess
 from reconciler.core.plan import Batch
@@ -45,7 +46,11 @@ def test_dataset_readback_names_cubes_by_dataset() -> None:
 def test_authorize_reports_failed_cells_typed() -> None:
     emulator = Emulator.from_file(DEMO_ORG, faults=FaultSettings(partial_rate=1.0))
     batch = Batch(
-        operation="grant", user_ids=["u-bob"], llm_cubes=["c-budget"], llm_cube_themes=["t-q4"], expire_day="2099-12-31"
+        operation="grant",
+        user_ids=["u-bob"],
+        llm_cubes=["c-budget"],
+        llm_cube_themes=["t-q4"],
+        expire_day=dt.date(2099, 12, 31),
     )
     failures = _run(emulator, "llm_cube", lambda s: s.authorize(batch))
     assert {(f.user, f.target) for f in failures} == {  # type: ignore[attr-defined]
@@ -61,7 +66,7 @@ def test_a_failed_call_fails_every_cell() -> None:
         user_ids=["u-bob", "u-erin"],
         llm_cubes=["c-budget"],
         llm_cube_themes=[],
-        expire_day="2001-01-01",
+        expire_day=dt.date(2001, 1, 1),
     )
     failures = _run(emulator, "llm_cube", lambda s: s.authorize(past))
     assert len(failures) == 2 and {f.code for f in failures} == {"Invalid.Parameter.Error"}  # type: ignore[attr-defined]

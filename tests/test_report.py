@@ -93,7 +93,7 @@ def test_clean_drift_when_only_informational_kinds_remain() -> None:
 def test_plan_text_is_rendered_from_the_batches() -> None:
     changes = diff(DESIRED, LIVE, LEDGER, TODAY)
     names = {**DESIRED.directory, **{str(t): n for t, n in DESIRED.target_names.items()}}
-    touched = {u: sorted(map(str, LIVE.grants.get(u, frozenset()))) for u in ("u2", "u3", "u4", "u5")}
+    touched = {u: LIVE.grants.get(u, frozenset()) for u in ("u2", "u3", "u4", "u5")}
     plan = build_plan(
         "demo",
         changes,
@@ -156,14 +156,14 @@ def test_counts_per_batch_match_the_cells_one_by_one() -> None:
     targets = [Target("llm_cube", f"c{i}") for i in range(6)]
     for case in range(100):
         users = [f"u{i}" for i in range(10)]
-        touched = {u: sorted(str(t) for t in targets if rng.random() < 0.3) for u in users if rng.random() < 0.7}
+        touched = {u: frozenset(t for t in targets if rng.random() < 0.3) for u in users if rng.random() < 0.7}
         batches = [
             Batch(
                 operation=operation,
                 user_ids=rng.sample(users, rng.randint(1, 5)),
                 llm_cubes=[t.id for t in rng.sample(targets, rng.randint(1, 4))],
                 llm_cube_themes=[],
-                expire_day="2099-12-31" if operation == "grant" else None,
+                expire_day=dt.date(2099, 12, 31) if operation == "grant" else None,
             )
             for operation in rng.choices(["grant", "revoke"], k=4)
         ]
@@ -175,7 +175,7 @@ def test_counts_per_batch_match_the_cells_one_by_one() -> None:
             batches=batches,
             touched_state=touched,
         )
-        per_target: dict[str, list[int]] = {}
+        per_target: dict[Target, list[int]] = {}
         per_user: dict[str, int] = {}
         no_op = 0
         seen = set()
@@ -184,12 +184,12 @@ def test_counts_per_batch_match_the_cells_one_by_one() -> None:
                 if (batch.operation, user, target) in seen:
                     continue  # batches may overlap: a cell in two calls is one change
                 seen.add((batch.operation, user, target))
-                hit = str(target) in touched.get(user, [])
+                hit = target in touched.get(user, frozenset())
                 if batch.operation == "revoke" and not hit:
                     no_op += 1
                     continue
                 column = (1 if hit else 0) if batch.operation == "grant" else 2
-                per_target.setdefault(str(target), [0, 0, 0])[column] += 1
+                per_target.setdefault(target, [0, 0, 0])[column] += 1
                 per_user[user] = per_user.get(user, 0) + 1
         counts = _counts(plan)
         assert (dict(counts.per_target), dict(counts.per_user), counts.no_op_deletes) == (

@@ -175,7 +175,7 @@ def test_dataset_readback_identifies_cubes_by_dataset(tmp_path: Path) -> None:
             assert set(desired.cells) == {("u-bob", Target("dataset", "ds-hr"))}
             ledger = usecases.ledger_for(session)
             plan, _ = usecases.plan_from(session, desired, snapshot, ledger, TODAY, usecases.PlanOptions())
-            assert [b.cube_ids for b in plan.batches] == [["ds-hr"]]
+            assert [b.ids("dataset") for b in plan.batches] == [["ds-hr"]]
             result, mismatches, _ = await usecases.execute_and_verify(
                 session, outstanding(plan, snapshot, ledger), ledger
             )

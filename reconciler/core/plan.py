@@ -1,78 +1,184 @@
-"""The plan: a serialisable artefact (docs/reference.md, "Plan files") made from the changes by the planner."""
+"""The plan: a serialisable artefact (docs/reference.md, "Plan files") made from the changes by the planner.
+
+Inside, a plan holds typed values (`Target`, `dt.date`); the plan file's text forms (`kind:id`, ISO days) are
+read and written only by the codecs below, at the file edge.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from reconciler.core import planner
 from reconciler.core.diff import Changes
 from reconciler.core.embeds import EmbedChange
 from reconciler.vocabulary.base import bulk_data, utc_timestamp
-from reconciler.vocabulary.cells import Cell, Target
+from reconciler.vocabulary.cells import Cell, Target, TargetKind, shared_target
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 from reconciler.vocabulary.files import read_regular_file, write_text_file
 
 
+def _target(value: object) -> Target:
+    if isinstance(value, Target):
+        return value
+    if isinstance(value, str):
+        return Target.parse(value)
+    raise ValueError("expected a target, llm_cube:<id>, theme:<id> or dataset:<id>")
+
+
+def _target_set(value: object) -> frozenset[Target]:
+    if isinstance(value, list | tuple | set | frozenset):
+        return frozenset(map(_target, value))
+    raise ValueError("expected a list of targets")
+
+
+def _sorted_texts(targets: frozenset[Target]) -> list[str]:
+    return sorted(map(str, targets))
+
+
+# the plan file's codecs: a target is `kind:id` in the file, a `Target` inside
+TargetText = Annotated[Target, PlainValidator(_target), PlainSerializer(str, return_type=str)]
+TargetSet = Annotated[
+    frozenset[Target], PlainValidator(_target_set), PlainSerializer(_sorted_texts, return_type=list[str])
+]
+
+
+def _day(value: object) -> dt.date:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and _ISO_DAY.fullmatch(value):
+        return dt.date.fromisoformat(value)
+    raise ValueError("expected a day, YYYY-MM-DD")
+
+
+def _day_text(day: dt.date) -> str:
+    return day.isoformat()
+
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# a day is `YYYY-MM-DD` in the file and nothing else (no timestamps, no numbers)
+Day = Annotated[dt.date, PlainValidator(_day), PlainSerializer(_day_text, return_type=str)]
+
+
+_WIRE_KINDS: tuple[tuple[TargetKind, str], ...] = (
+    ("llm_cube", "llm_cubes"),
+    ("theme", "llm_cube_themes"),
+    ("dataset", "cube_ids"),  # LlmCubes named by dataset ID (SmartqAuthorize CubeIds)
+)
+
+
+_KIND_RANK = {kind: rank for rank, (kind, _) in enumerate(_WIRE_KINDS)}
+
+
+def _in_file_order(target: Target) -> tuple[int, str]:
+    """A batch's targets in the order its file lists them (cubes, themes, cubes by dataset ID), so that a plan
+    read back equals the plan written."""
+    return _KIND_RANK[target.kind], target.id
+
+
 class Batch(BaseModel):
+    """One SmartqAuthorize call: typed targets inside; in the plan file, the API's shape (IDs per kind).
+
+    Code builds batches with `Batch.of`; validation (`Batch(...)`, reading a plan file) takes the file's shape.
+    """
+
     model_config = ConfigDict(frozen=True)
     operation: Literal["grant", "revoke"]
     user_ids: list[str]
-    llm_cubes: list[str]
-    llm_cube_themes: list[str]
-    expire_day: str | None = None
-    cube_ids: list[str] = Field(default_factory=list)  # LlmCubes named by dataset ID (SmartqAuthorize CubeIds)
+    targets: tuple[TargetText, ...]
+    expire_day: Day | None = None
+
+    @classmethod
+    def of(
+        cls,
+        operation: Literal["grant", "revoke"],
+        user_ids: list[str],
+        targets: Iterable[Target],
+        expire_day: dt.date | None = None,
+    ) -> Batch:
+        # model_construct: built here from validated data, and plans can hold 10^5 batches
+        return cls.model_construct(
+            operation=operation, user_ids=user_ids, targets=tuple(targets), expire_day=expire_day
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        if "targets" in data:
+            raise ValueError("a batch names its targets as llm_cubes, llm_cube_themes and cube_ids")
+        fields = {key: value for key, value in data.items() if key not in dict(_WIRE_KINDS).values()}
+        targets: list[Target] = []
+        for kind, key in _WIRE_KINDS:
+            ids = data.get(key, [] if key == "cube_ids" else None)
+            if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+                raise ValueError(f"{key} must be a list of IDs")
+            targets += (shared_target(kind, i) for i in ids)
+        return {**fields, "targets": targets}
+
+    @model_serializer
+    def _to_file(self) -> dict[str, object]:
+        ids: dict[str, list[str]] = {key: [] for _, key in _WIRE_KINDS}
+        keys = dict(_WIRE_KINDS)
+        for target in self.targets:
+            ids[keys[target.kind]].append(target.id)
+        day = self.expire_day.isoformat() if self.expire_day is not None else None
+        return {
+            "operation": self.operation,
+            "user_ids": self.user_ids,
+            "llm_cubes": ids["llm_cubes"],
+            "llm_cube_themes": ids["llm_cube_themes"],
+            "expire_day": day,
+            "cube_ids": ids["cube_ids"],
+        }
+
+    def ids(self, kind: TargetKind) -> list[str]:
+        """The IDs of one kind of target, as the API takes them."""
+        return [t.id for t in self.targets if t.kind == kind]
 
     @property
     def size(self) -> int:
-        return len(self.user_ids) * (len(self.llm_cubes) + len(self.llm_cube_themes) + len(self.cube_ids))
-
-    def targets(self) -> list[Target]:
-        return (
-            [Target("llm_cube", c) for c in self.llm_cubes]
-            + [Target("theme", t) for t in self.llm_cube_themes]
-            + [Target("dataset", d) for d in self.cube_ids]
-        )
-
-    def target_keys(self) -> list[str]:
-        """`str()` of each of `targets()`, built directly: renderings name every batch's targets."""
-        return (
-            [f"llm_cube:{c}" for c in self.llm_cubes]
-            + [f"theme:{t}" for t in self.llm_cube_themes]
-            + [f"dataset:{d}" for d in self.cube_ids]
-        )
+        return len(self.user_ids) * len(self.targets)
 
     def cells(self) -> Iterator[Cell]:
-        targets = self.targets()
+        targets = self.targets
         for user in self.user_ids:
             for target in targets:
                 yield user, target
 
     def day(self) -> dt.date:
-        """The expiry day of a grant batch (validated when a plan file is read)."""
-        return dt.date.fromisoformat(self.expire_day or "")
+        """The expiry day of a grant batch (every grant has one: `problem()` refuses a plan file without)."""
+        assert self.expire_day is not None, "a grant batch without an expiry day"
+        return self.expire_day
 
     def problem(self) -> str | None:
         """What makes this batch unsendable, if anything."""
-        if not self.user_ids or not self.targets():
+        if not self.user_ids or not self.targets:
             return "has no users or no targets"
-        if len(set(self.user_ids)) != len(self.user_ids) or len(set(self.targets())) != len(self.targets()):
+        if len(set(self.user_ids)) != len(self.user_ids) or len(set(self.targets)) != len(self.targets):
             return "lists a user or target twice"
         if self.operation == "revoke":
             return None if self.expire_day is None else "is a revoke with an expire_day"
-        try:
-            self.day()
-        except ValueError:
-            return f"is a grant without a valid expire_day ({self.expire_day!r})"
-        return None
+        return None if self.expire_day is not None else "is a grant without an expire_day"
 
 
 class PlanInputs(BaseModel):
@@ -107,13 +213,13 @@ class Plan(BaseModel):
     inputs: PlanInputs
     summary: PlanSummary
     batches: list[Batch]
-    touched_state: dict[str, list[str]] = Field(default_factory=dict)
+    touched_state: dict[str, TargetSet] = Field(default_factory=dict)
     names: dict[str, str] = Field(default_factory=dict)
-    removed_targets: list[str] = Field(default_factory=list)
+    removed_targets: list[TargetText] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     allow_regrant: bool = False
     # the expiry the ledger recorded for each cell a grant batch sets again (user -> target -> day)
-    previous_expiry: dict[str, dict[str, str]] = Field(default_factory=dict)
+    previous_expiry: dict[str, dict[TargetText, Day]] = Field(default_factory=dict)
     # why this plan covers only part of the policy (--user/--group/--resource, --changed-from), if it does
     partial: str | None = None
     # policy tests (`tests:`) that the planned end state fails, each `file:line: message`
@@ -179,7 +285,7 @@ class Plan(BaseModel):
             where = ".".join(str(p) for p in first["loc"]) or "(top level)"
             raise ReconcilerError(
                 Problem(
-                    f"{path}: not a reconciler plan ({where}: {first['msg']})",
+                    f"{path}: not a reconciler plan ({where}: {first['msg'].removeprefix('Value error, ')})",
                     hint="make one with 'plan --out'",
                 )
             ) from None
@@ -216,7 +322,7 @@ def _make_batches(changes: Changes, allow_regrant: bool, cap: int) -> list[Batch
         allowed = None
         if allow_regrant and changes.regrantable.get(day):
             allowed = _rows(cells | changes.regrantable[day])
-        batches.extend(_to_batches("grant", cells, allowed, day.isoformat(), cap))
+        batches.extend(_to_batches("grant", cells, allowed, day, cap))
     if changes.revokes:
         batches.extend(_to_batches("revoke", changes.revokes, changes.revocable, None, cap))
     return batches
@@ -226,7 +332,7 @@ def _to_batches(
     operation: Literal["grant", "revoke"],
     cells: Collection[Cell],
     allowed: Mapping[str, frozenset[Target]] | None,
-    expire_day: str | None,
+    expire_day: dt.date | None,
     cap: int,
 ) -> list[Batch]:
     # the planner works on integers; indices follow sorted names so that the plan is deterministic
@@ -249,18 +355,8 @@ def _to_batches(
         int_allowed = {user_index[u]: frozenset(target_index[t] for t in r) for u, r in allowed.items()}
     batches = []
     for rect_users, rect_targets in planner.cover(int_rows, int_allowed, cap):
-        chosen = [targets[i] for i in rect_targets]
-        # model_construct: these values are built here from validated data, and plans can hold 10^5 batches
-        batches.append(
-            Batch.model_construct(
-                operation=operation,
-                user_ids=[users[i] for i in rect_users],
-                llm_cubes=[t.id for t in chosen if t.kind == "llm_cube"],
-                llm_cube_themes=[t.id for t in chosen if t.kind == "theme"],
-                expire_day=expire_day,
-                cube_ids=[t.id for t in chosen if t.kind == "dataset"],
-            )
-        )
+        chosen = sorted((targets[i] for i in rect_targets), key=_in_file_order)
+        batches.append(Batch.of(operation, [users[i] for i in rect_users], chosen, expire_day))
     return batches
 
 
@@ -293,7 +389,7 @@ def build_plan(
     target: str,
     changes: Changes,
     inputs: PlanInputs,
-    touched_state: dict[str, list[str]],
+    touched_state: dict[str, frozenset[Target]],
     names: dict[str, str],
     allow_regrant: bool = False,
     removed_targets: Collection[Target] = (),
@@ -315,8 +411,8 @@ def build_plan(
         out_of_scope_cells=changes.out_of_scope,
     )
     named = {user for batch in batches for user in batch.user_ids}
-    named.update(chain.from_iterable(batch.target_keys() for batch in batches))
-    named.update(str(t) for t in removed_targets)
+    named.update(map(str, chain.from_iterable(batch.targets for batch in batches)))
+    named.update(map(str, removed_targets))
     return Plan(
         target=target,
         created_at=utc_timestamp(),
@@ -325,7 +421,7 @@ def build_plan(
         batches=batches,
         touched_state=touched_state,
         names={key: name for key, name in sorted(names.items()) if key in named},
-        removed_targets=sorted(map(str, removed_targets)),
+        removed_targets=sorted(removed_targets),
         notes=list(notes),
         allow_regrant=allow_regrant,
         previous_expiry=_previous(batches, previous_expiry or {}),
@@ -333,9 +429,9 @@ def build_plan(
     )
 
 
-def _previous(batches: list[Batch], recorded: Mapping[Cell, dt.date]) -> dict[str, dict[str, str]]:
+def _previous(batches: list[Batch], recorded: Mapping[Cell, dt.date]) -> dict[str, dict[Target, dt.date]]:
     """The recorded expiry of each cell the grant batches set again, to show `~ old → new`."""
-    found: dict[str, dict[str, str]] = defaultdict(dict)
+    found: dict[str, dict[Target, dt.date]] = defaultdict(dict)
     if not recorded:
         return {}
     for batch in batches:
@@ -343,5 +439,5 @@ def _previous(batches: list[Batch], recorded: Mapping[Cell, dt.date]) -> dict[st
             for user, target in batch.cells():
                 day = recorded.get((user, target))
                 if day is not None:
-                    found[user][str(target)] = day.isoformat()
+                    found[user][target] = day
     return dict(found)

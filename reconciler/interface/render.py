@@ -5,6 +5,7 @@ A plan is rendered from its batches, the cells actually sent, never from a side 
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import re
@@ -20,6 +21,7 @@ from reconciler.core.ticket_audit import HEADINGS as AUDIT_HEADINGS
 from reconciler.core.ticket_audit import KINDS as AUDIT_KINDS
 from reconciler.core.ticket_audit import AuditReport
 from reconciler.vocabulary.base import plural
+from reconciler.vocabulary.cells import Target
 from reconciler.vocabulary.redaction import one_line
 
 MAX_LISTED_FINDINGS = 200
@@ -31,28 +33,27 @@ MAX_TABLE_ROWS = 50
 class _UserLines:
     """One user's changes; sets, since batches may overlap (a cell granted by two calls is one change)."""
 
-    granted: set[tuple[str, str]] = field(default_factory=set)  # (target, day), new grants
-    regranted: set[tuple[str, str]] = field(default_factory=set)  # live already: expiry set again
-    revoked: set[str] = field(default_factory=set)
+    granted: set[tuple[Target, dt.date]] = field(default_factory=set)  # new grants
+    regranted: set[tuple[Target, dt.date]] = field(default_factory=set)  # live already: expiry set again
+    revoked: set[Target] = field(default_factory=set)
 
 
 def _by_user(plan: Plan, only: set[str]) -> dict[str, _UserLines]:
     """The cells of the batches per user, for the users in `only` (a plan can hold millions of cells; only a
     few thousand lines are ever shown)."""
     users: dict[str, _UserLines] = defaultdict(_UserLines)
-    live = {user: set(targets) for user, targets in plan.touched_state.items() if user in only}
+    nothing: frozenset[Target] = frozenset()
     for batch in plan.batches:
         if only.isdisjoint(batch.user_ids):
             continue
-        names = batch.target_keys()
         for user in batch.user_ids:
             if user not in only:
                 continue
-            was_live = live.get(user, set())
+            was_live = plan.touched_state.get(user, nothing)
             lines = users[user]
-            for target in names:
+            for target in batch.targets:
                 if batch.operation == "grant":
-                    (lines.regranted if target in was_live else lines.granted).add((target, batch.expire_day or ""))
+                    (lines.regranted if target in was_live else lines.granted).add((target, batch.day()))
                 elif target in was_live:
                     lines.revoked.add(target)
     return dict(sorted(users.items()))
@@ -62,7 +63,7 @@ def _by_user(plan: Plan, only: set[str]) -> dict[str, _UserLines]:
 class _Counts:
     """Per target: cells granted new, granted again (expiry set), revoked; and deletes of cells not live."""
 
-    per_target: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+    per_target: dict[Target, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
     per_user: Counter[str] = field(default_factory=Counter)
     no_op_deletes: int = 0
 
@@ -75,15 +76,15 @@ def _counts(plan: Plan) -> _Counts:
     """Each distinct cell once, though batches may overlap; set operations per target, not a step per cell
     (an onboarding has millions of cells)."""
     counts = _Counts()
-    holders: dict[str, set[str]] = defaultdict(set)  # target -> the touched users that have it live
+    holders: dict[Target, set[str]] = defaultdict(set)  # target -> the touched users that have it live
     for user, targets in plan.touched_state.items():
         for target in targets:
             holders[target].add(user)
     # operation -> target -> the user lists of the batches that carry it
-    reached: dict[str, dict[str, list[list[str]]]] = {"grant": defaultdict(list), "revoke": defaultdict(list)}
+    reached: dict[str, dict[Target, list[list[str]]]] = {"grant": defaultdict(list), "revoke": defaultdict(list)}
     for batch in plan.batches:
         carrying = reached[batch.operation]
-        for target in batch.target_keys():
+        for target in batch.targets:
             carrying[target].append(batch.user_ids)
     no_one: set[str] = set()
     for operation, carrying in reached.items():
@@ -272,8 +273,9 @@ def _bounded(plan: Plan, all_counts: _Counts, by_user: dict[str, _UserLines], fo
     return text[:max_chars]
 
 
-def _name(names: dict[str, str], key: str) -> str:
-    """`key (name)`: the id, and the display name Quick BI gives it."""
+def _name(names: dict[str, str], named: str | Target) -> str:
+    """`key (name)`: the id (a user's, or a target's `kind:id`), and the display name Quick BI gives it."""
+    key = str(named)
     name = names.get(key)
     return f"{key} ({name})" if name and name != key else key
 

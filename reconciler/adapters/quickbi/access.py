@@ -71,10 +71,10 @@ class QuickBIAccess:
         request = m.SmartqAuthorize(
             operation_type=0 if batch.operation == "grant" else 1,
             user_ids=batch.user_ids,
-            llm_cubes=batch.llm_cubes or None,
-            llm_cube_themes=batch.llm_cube_themes or None,
-            cube_ids=batch.cube_ids or None,
-            expire_day=batch.expire_day,
+            llm_cubes=batch.ids("llm_cube") or None,
+            llm_cube_themes=batch.ids("theme") or None,
+            cube_ids=batch.ids("dataset") or None,
+            expire_day=batch.expire_day.isoformat() if batch.expire_day else None,
         )
         try:
             answer = await self.client.smartq_authorize(request)

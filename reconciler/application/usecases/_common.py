@@ -129,8 +129,8 @@ async def _live_embeds(session: Session, desired: Desired) -> tuple[dict[str, Li
 
 def _with_embeds(plan: Plan, found: EmbedDrift, desired: Desired) -> Plan:
     """The plan with the embed data ranges to set (and the names to show them by)."""
-    shown = {f"{c.after.kind}:{i}" for c in found.changes for i in c.after.ids}
-    names = {**plan.names, **{str(t): n for t, n in desired.target_names.items() if str(t) in shown}}
+    shown = {Target(c.after.kind, i) for c in found.changes for i in c.after.ids}
+    names = {**plan.names, **{str(t): n for t, n in desired.target_names.items() if t in shown}}
     missing = [
         f"copilot embed '{name}': Quick BI has no module {copilot_id}; tickets for it cannot be issued"
         for name, copilot_id in found.missing

@@ -51,7 +51,7 @@ def plan_from(
         user_of = itemgetter(0)
         touched_set = set(map(user_of, changes.revokes)).union(*(map(user_of, c) for c in changes.grants.values()))
         touched = sorted(touched_set)
-        touched_state = {u: sorted(map(str, snapshot.grants.get(u, frozenset()))) for u in touched}
+        touched_state = {u: snapshot.grants.get(u, frozenset()) for u in touched}
         names = dict(desired.directory)
         names.update({str(t): n for t, n in desired.target_names.items()})
         whole = snapshot.digest()

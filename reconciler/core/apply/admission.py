@@ -16,7 +16,7 @@ from reconciler.core.plan import Batch, Plan
 from reconciler.core.policy import Rolling
 from reconciler.core.resolve import Desired
 from reconciler.core.snapshot import Snapshot
-from reconciler.vocabulary.cells import Cell
+from reconciler.vocabulary.cells import Cell, Target
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 
 _HINT = "make a new plan"
@@ -63,7 +63,7 @@ def _unknown_id(batch: Batch, desired: Desired) -> str | None:
     for user in batch.user_ids:
         if user not in desired.directory:
             return f"user {user!r}, which is not one user of the organisation"
-    for target in batch.targets():
+    for target in batch.targets:
         if target not in desired.target_names:
             return f"{target.kind} {target.id!r}, which is not one target Quick BI lists"
     return None
@@ -128,16 +128,16 @@ def _check_touched_users(plan: Plan, live: Snapshot) -> None:
     Moves the plan explains are those an interrupted earlier apply of the same plan made: a cell it grants
     appearing, a cell it revokes disappearing. Anything else means someone else changed the user meanwhile.
     """
-    grants_by_user: dict[str, set[str]] = {}
-    revokes_by_user: dict[str, set[str]] = {}
+    grants_by_user: dict[str, set[Target]] = {}
+    revokes_by_user: dict[str, set[Target]] = {}
     for batch in plan.batches:
         table = grants_by_user if batch.operation == "grant" else revokes_by_user
-        names = batch.target_keys()
         for user in batch.user_ids:
-            table.setdefault(user, set()).update(names)
+            table.setdefault(user, set()).update(batch.targets)
+    nothing: frozenset[Target] = frozenset()
     for user in plan.touched_users():
-        before = set(plan.touched_state.get(user, []))
-        now = {str(t) for t in live.grants.get(user, frozenset())}
+        before = plan.touched_state.get(user, nothing)
+        now = live.grants.get(user, nothing)
         appeared = now - before - grants_by_user.get(user, set())
         vanished = before - now - revokes_by_user.get(user, set())
         if appeared or vanished:
