@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ import click
 from reconciler.adapters.dataarts import DataArtsError
 from reconciler.adapters.quickbi import QuickBIError, TransportFailure
 from reconciler.api import issue_ticket_async
-from reconciler.application import usecases
+from reconciler.application import starter, usecases
 from reconciler.application.config import Config, config_changes, load_config
 from reconciler.application.workspace import open_insight, open_target
 from reconciler.core.access import AccessLine
@@ -610,6 +611,45 @@ def _refuse_policy_folder(out: Path, config: Config) -> None:
                     hint="write it to another folder, review it, then move what you keep into the policies",
                 )
             )
+
+
+@cli.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option("--region", help="The Quick BI organisation's region, e.g. cn-hangzhou.")
+@click.option("--endpoint", help="Or its OpenAPI endpoint, https://quickbi-public.<region>.aliyuncs.com.")
+@click.option("--name", "target_name", default="prod", show_default=True, help="The target's name in the config.")
+@click.option(
+    "--workflows",
+    is_flag=True,
+    help="Only rewrite the workflow and its scripts, run on what DIRECTORY's config reads (after a change to "
+    "its policies:).",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init_command(
+    directory: Path, region: str | None, endpoint: str | None, target_name: str, workflows: bool, force: bool
+) -> None:
+    """Write a starter into DIRECTORY (a new repository): a config for one Quick BI target, a policy that
+    manages nothing yet, and the GitOps workflow with its scripts."""
+    if workflows:
+        if region or endpoint:
+            raise ReconcilerError(Problem("init --workflows takes its paths from the config", hint="drop --region"))
+        config = load_config(directory / starter.CONFIG_NAME)
+        files = starter.workflow_files(starter.trigger_paths(config), starter.INSTALL)
+        force = True
+    else:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", target_name):
+            raise ReconcilerError(Problem(f"init: target name {target_name!r}", hint="use letters, digits, - and _"))
+        files = starter.starter_files(target_name, region, endpoint)
+    written = starter.write_files(directory, files, overwrite=force)
+    for path in written:
+        click.echo(f"wrote {path}")
+    if not workflows:
+        click.echo(
+            "Next: `reconciler validate`, then `reconciler plan` with credentials for the organisation "
+            "(export RECONCILER_STATE_URL=<this repository's clone URL> first). The pipeline needs the OIDC "
+            "provider, two RAM roles, repository variables and an apply environment: see reconciler's "
+            "docs/gitops.md."
+        )
 
 
 @cli.command("targets")
