@@ -192,6 +192,8 @@ def test_every_module_has_a_test_file() -> None:
         "reconciler.interface.schema": "test_adoption",
         "reconciler.api": "test_tickets",
         "reconciler.vocabulary.files": "test_vocabulary",
+        "reconciler.core.policy._format": "test_fmt",
+        "reconciler.application.starter": "test_starter",
     }
     missing = []
     for name in MODULES:

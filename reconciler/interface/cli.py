@@ -27,7 +27,7 @@ from reconciler.core.diff import DiffOptions
 from reconciler.core.drift import DriftReport
 from reconciler.core.importer import Imported
 from reconciler.core.plan import Plan
-from reconciler.core.policy import Policy, load_policy
+from reconciler.core.policy import Policy, format_policy, load_policy, policy_files
 from reconciler.core.snapshot import Snapshot
 from reconciler.core.ticket_audit import AuditReport
 from reconciler.interface import render
@@ -35,8 +35,9 @@ from reconciler.interface.progress import progress
 from reconciler.interface.schema import schemas
 from reconciler.vocabulary.base import plural, run
 from reconciler.vocabulary.errors import Problem, ReconcilerError
-from reconciler.vocabulary.files import write_text_file
+from reconciler.vocabulary.files import read_regular_file, write_text_file
 from reconciler.vocabulary.redaction import configure_logging, one_line, redact
+from reconciler.vocabulary.yamlfile import MAX_YAML_BYTES
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 FC = TypeVar("FC", bound=Callable[..., Any])
@@ -611,6 +612,36 @@ def _refuse_policy_folder(out: Path, config: Config) -> None:
                     hint="write it to another folder, review it, then move what you keep into the policies",
                 )
             )
+
+
+@cli.command("fmt")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--check", is_flag=True, help="Change nothing; exit 2 when a file is not in canonical form (for CI).")
+@click.pass_obj
+def fmt_command(obj: _Context, paths: tuple[Path, ...], check: bool) -> None:
+    """Rewrite policy files (PATHS, or those the config reads) in canonical order, comments kept: sections and
+    fields in the documented order, named tables (users, groups, resources, embeds) sorted by name."""
+    if paths:
+        files, _ = policy_files(paths)
+    else:
+        files, _ = policy_files(obj.config.policy_paths(), obj.config.policies_recursive)
+    formatted = {}
+    for path in files:  # every file is read and checked before any is written
+        text = read_regular_file(path, "policy file", MAX_YAML_BYTES)
+        canonical = format_policy(text, str(path))
+        if canonical != text:
+            formatted[path] = canonical
+    for path, text in formatted.items():
+        if check:
+            click.echo(f"would reformat {path}")
+        else:
+            write_text_file(path, text)
+            click.echo(f"reformatted {path}")
+    verb = "would be reformatted" if check else "reformatted"
+    unchanged = plural(len(files) - len(formatted), "file")
+    click.echo(f"{plural(len(formatted), 'file')} {verb}, {unchanged} left unchanged.", err=True)
+    if check and formatted:
+        sys.exit(2)
 
 
 @cli.command("init")

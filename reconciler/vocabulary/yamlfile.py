@@ -25,7 +25,7 @@ MAX_DEPTH = 64
 MAX_ALIAS_VALUES = 100_000
 DEPTH_HINT = "flatten the structure"
 STR_TAG = "tag:yaml.org,2002:str"
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: fast, and no Python recursion while parsing
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: fast, and no Python recursion while parsing
 
 
 class _Stop(Exception):
@@ -67,7 +67,7 @@ def read_yaml(path: Path, display_name: str | None = None) -> tuple[LocatedDocum
 
 def parse_yaml(text: str, name: str) -> tuple[LocatedDocument | None, list[Problem]]:
     try:
-        node = yaml.compose(text, Loader=_LOADER)
+        node = yaml.compose(text, Loader=LOADER)
     except RecursionError:
         return None, [Problem("YAML nested too deeply to read", Location(name, 1), DEPTH_HINT)]
     except yaml.MarkedYAMLError as exc:

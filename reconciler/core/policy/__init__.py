@@ -1,5 +1,6 @@
 """Policy files: the YAML format, its validation, and the merged `Policy`."""
 
+from reconciler.core.policy._format import format_policy
 from reconciler.core.policy._load import (
     DataArtsEmbedDef,
     EmbedDef,
@@ -32,6 +33,7 @@ __all__ = [
     "TargetName",
     "ThemeRef",
     "UserDef",
+    "format_policy",
     "latest_day",
     "load_policy",
     "policy_files",
