@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import CliResult, with_faults
 
@@ -295,3 +296,41 @@ def test_throttling_that_outlasts_the_retries_names_the_cause_and_the_fix(
     result = run_cli("plan")
     assert result.code == 1 and len(result.err.strip().splitlines()) == 1
     assert "Throttling.User" in result.err and "lower the target's qps / directory_qps" in result.err
+
+
+@pytest.mark.parametrize(
+    ("caller", "code", "fix"),
+    [
+        ("outsider", "Invalid.User.Organization", "not in the Quick BI organisation of this region"),
+        ("member", "Not.ApiCall.AuthUser", "grant it API calls on Quick BI's Open Platform page"),
+    ],
+)
+def test_credentials_outside_the_organisation_name_the_cause_and_the_fix(
+    workspace: Path, run_cli: Run, caller: str, code: str, fix: str
+) -> None:
+    org = workspace / "examples" / "demo-org.yaml"
+    org.write_text(
+        org.read_text().replace(
+            "{id: demo-ak, secret: demo-secret}", f"{{id: demo-ak, secret: demo-secret, caller: {caller}}}"
+        )
+    )
+    for command in ("plan", "drift", "apply"):
+        result = run_cli(command, *(["--auto-approve"] if command == "apply" else []))
+        assert result.code == 1 and len(result.err.strip().splitlines()) == 1, result.err
+        assert code in result.err and fix in result.err and "Traceback" not in result.err
+
+
+def test_an_endpoint_that_does_not_answer_names_the_cause_and_the_fix(
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "p.yaml").write_text("version: 1\n")
+    target = {"quickbi": {"endpoint": "http://127.0.0.1:9"}, "state_dir": "state"}  # the discard port: closed
+    config = {"policies": "policies/", "default_target": "t", "targets": {"t": target}}
+    (tmp_path / "reconciler.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "y")
+    result = run_cli("plan")
+    assert result.code == 1 and len(result.err.strip().splitlines()) == 1
+    assert "Quick BI did not answer, after retries: check the target's region or endpoint" in result.err

@@ -79,6 +79,9 @@ class Backend:
     def secret_for(self, access_key_id: str) -> str | None:
         return next((k.secret for k in self.org.access_keys if k.id == access_key_id), None)
 
+    def caller_of(self, access_key_id: str) -> str:
+        return next((k.caller for k in self.org.access_keys if k.id == access_key_id), "outsider")
+
     def live_grants(self) -> dict[GrantKey, dt.date]:
         """Grants in force today; expired ones are dropped, as Quick BI stops honouring them."""
         with self.lock:

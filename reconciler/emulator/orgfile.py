@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -21,6 +21,9 @@ Model = TypeVar("Model", bound=_Strict)
 class AccessKey(_Strict):
     id: str
     secret: str
+    # whose key it is: an organisation administrator (or API-call user), a member without API-call permission,
+    # or an account that is not in this region's Quick BI organisation (the wrong region, or never logged in)
+    caller: Literal["admin", "member", "outsider"] = "admin"
 
 
 class OrgUser(_Strict):

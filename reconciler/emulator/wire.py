@@ -183,7 +183,12 @@ class EmulatorApp:
                 raise ApiError("UnsupportedHTTPMethod", "This http method is not supported.", 400)
             action = headers.get("x-acs-action") or params.get("Action") or ""
             version = headers.get("x-acs-version") or params.get("Version") or ""
-            self._authenticate(scope, headers, query, params, body)
+            caller = self.backend.caller_of(self._authenticate(scope, headers, query, params, body))
+            if caller == "outsider":
+                raise ApiError("Invalid.User.Organization", "The user is not in your organization.", 400)
+            if caller == "member":
+                message = "You are not an administrator or API call auth user of this organization."
+                raise ApiError("Not.ApiCall.AuthUser", message, 400)
             if action not in HANDLERS:
                 raise ApiError("InvalidAction.NotFound", f"Specified api '{action}' is not found.", 404)
             if version != API_VERSION:
@@ -216,14 +221,14 @@ class EmulatorApp:
         query: list[tuple[str, str]],
         params: dict[str, str],
         body: bytes,
-    ) -> None:
+    ) -> str:
+        """The access key ID of a correctly signed request."""
         authorization = headers.get("authorization", "")
         if authorization.startswith(V3_ALGORITHM):
-            self._verify_v3(scope, headers, query, body, authorization)
-        elif "Signature" in params:
-            self._verify_v1(scope, params)
-        else:
-            raise ApiError("IncompleteSignature", "The request signature does not conform to Aliyun standards.")
+            return self._verify_v3(scope, headers, query, body, authorization)
+        if "Signature" in params:
+            return self._verify_v1(scope, params)
+        raise ApiError("IncompleteSignature", "The request signature does not conform to Aliyun standards.")
 
     def _verify_v3(
         self,
@@ -232,7 +237,7 @@ class EmulatorApp:
         query: list[tuple[str, str]],
         body: bytes,
         authorization: str,
-    ) -> None:
+    ) -> str:
         fields = dict(
             part.strip().split("=", 1) for part in authorization[len(V3_ALGORITHM) :].split(",") if "=" in part
         )
@@ -256,14 +261,16 @@ class EmulatorApp:
         if not hmac.compare_digest(v3_signature(secret, canonical), fields["Signature"]):
             raise _mismatch(canonical)
         self._use_nonce(access_key_id, headers.get("x-acs-signature-nonce", ""))
+        return access_key_id
 
-    def _verify_v1(self, scope: Scope, params: dict[str, str]) -> None:
+    def _verify_v1(self, scope: Scope, params: dict[str, str]) -> str:
         secret = self._secret(params.get("AccessKeyId", ""))
         self._check_time(params.get("Timestamp", ""))
         signed = [(k, v) for k, v in params.items() if k != "Signature"]
         if not hmac.compare_digest(v1_signature(secret, scope["method"], signed), params["Signature"]):
             raise _mismatch(v1_string_to_sign(scope["method"], signed))
         self._use_nonce(params.get("AccessKeyId", ""), params.get("SignatureNonce", ""))
+        return params.get("AccessKeyId", "")
 
     def _secret(self, access_key_id: str) -> str:
         secret = self.backend.secret_for(access_key_id)

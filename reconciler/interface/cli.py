@@ -865,10 +865,28 @@ _VENDOR_HINTS = {  # Quick BI error codes whose cause is known, and what fixes t
     "InvalidAccessKeyId": "check the credentials, and that the target's region or endpoint is the account's",
     "SignatureDoesNotMatch": "check the access key secret (and the clock, for an expired timestamp)",
     "Forbidden": "the credentials' RAM policy lacks this action (docs/gitops.md lists what each role needs)",
+    # the organisation: these answer every call when the credentials reach no usable Quick BI organisation
+    "Invalid.Organization": "no Quick BI organisation answers for these credentials here: check that the "
+    "target's region or endpoint is the organisation's",
+    "Invalid.User.Organization": "the credentials' account is not in the Quick BI organisation of this region: "
+    "check the target's region or endpoint, and that the account has logged into Quick BI once",
+    "ApiUser.Not.Exists": "Quick BI answers this when the region is not the organisation's: check the target's "
+    "region or endpoint",
+    "Not.ApiCall.AuthUser": "the credentials' account is neither an administrator nor an API-call user of the "
+    "organisation: grant it API calls on Quick BI's Open Platform page (takes about 5 minutes)",
+    "Invalid.User.Admin": "the credentials' account is not an administrator of the organisation",
+    "Access.Forbidden": "Smart Q's API needs Quick BI Professional edition or higher, and a key allowed to call it",
+    "Instance.": "the Quick BI instance of this region has expired or does not exist: check the target's region "
+    "and the subscription",
 }
 
 
 def _vendor_hint(exc: Exception) -> str:
+    if isinstance(exc, TransportFailure):
+        return (
+            " (Quick BI did not answer, after retries: check the target's region or endpoint, and that this machine "
+            "can reach it through any proxy or firewall)"
+        )
     code = exc.code if isinstance(exc, QuickBIError) else ""
     found = [hint for prefix, hint in _VENDOR_HINTS.items() if code.startswith(prefix)]
     return f" ({found[0]})" if found else ""
