@@ -53,6 +53,35 @@ class Clock:
         return self.now().date()
 
 
+class GrantStore:
+    """Live Smart Q grants indexed by user: reading one user's grants costs that user's grants, as in Quick BI,
+    not a scan of the organisation's. Expired grants are dropped when read, as Quick BI stops honouring them."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[str, dict[tuple[ResourceKind, str], dt.date]] = {}
+
+    def put(self, user: str, kind: ResourceKind, target: str, day: dt.date) -> None:
+        self._by_user.setdefault(user, {})[(kind, target)] = day
+
+    def drop(self, user: str, kind: ResourceKind, target: str) -> None:
+        held = self._by_user.get(user)
+        if held is not None:
+            held.pop((kind, target), None)
+
+    def of_user(self, user: str, today: dt.date) -> dict[tuple[ResourceKind, str], dt.date]:
+        held = self._by_user.get(user, {})
+        for key in [key for key, day in held.items() if day < today]:
+            del held[key]
+        return dict(held)
+
+    def every(self, today: dt.date) -> dict[GrantKey, dt.date]:
+        return {
+            (user, kind, target): day
+            for user in list(self._by_user)
+            for (kind, target), day in self.of_user(user, today).items()
+        }
+
+
 class Backend:
     """Quick BI's Smart Q, directory and embedding APIs over one organisation's state."""
 
@@ -67,10 +96,10 @@ class Backend:
         self.llm_cubes = {c.id: c for c in org.llm_cubes}
         self.themes = {t.id: t for t in org.themes}
         self.copilots = {c.id: c for c in org.copilots}
-        self.grants: dict[GrantKey, dt.date] = {}
+        self.grants = GrantStore()
         for grant in org.grants:
             kind: ResourceKind = "llm_cube" if grant.llm_cube else "theme"
-            self.grants[(grant.user, kind, grant.llm_cube or grant.theme or "")] = grant.expire_day
+            self.grants.put(grant.user, kind, grant.llm_cube or grant.theme or "", grant.expire_day)
         self.tickets: dict[str, OrgTicket] = {t.ticket: t for t in org.tickets}
         self.authorize_calls = 0
 
@@ -85,10 +114,7 @@ class Backend:
     def live_grants(self) -> dict[GrantKey, dt.date]:
         """Grants in force today; expired ones are dropped, as Quick BI stops honouring them."""
         with self.lock:
-            today = self.clock.today()
-            for key in [k for k, day in self.grants.items() if day < today]:
-                del self.grants[key]
-            return dict(self.grants)
+            return self.grants.every(self.clock.today())
 
     def to_org_file(self) -> OrgFile:
         with self.lock:
@@ -148,9 +174,9 @@ class Backend:
                         elif skip_cell is not None and skip_cell():
                             continue
                         elif operation_type == 0:
-                            self.grants[(user, kind, target)] = day  # type: ignore[index,assignment]
+                            self.grants.put(user, kind, target, day)  # type: ignore[arg-type]
                         else:
-                            self.grants.pop((user, kind, target), None)  # type: ignore[arg-type]
+                            self.grants.drop(user, kind, target)  # type: ignore[arg-type]
         return failures
 
     def _expire_day(self, value: str | None) -> dt.date:
@@ -181,9 +207,9 @@ class Backend:
         self._user(user_id)
         cubes: dict[str, str] = {}
         themes: dict[str, str] = {}
-        for (user, kind, target), _ in sorted(self.live_grants().items()):
-            if user != user_id:
-                continue
+        with self.lock:
+            held = self.grants.of_user(user_id, self.clock.today())
+        for kind, target in sorted(held):
             if kind == "llm_cube":
                 cube = self.llm_cubes[target]
                 key = cube.dataset if self.cube_readback == "dataset" and cube.dataset else cube.id
@@ -195,7 +221,8 @@ class Backend:
     def query_smartq_permission(self, cube_id: str, user_id: str) -> dict[str, Any]:
         self._user(user_id)
         cube = self._cube_by_dataset(cube_id)
-        granted = (user_id, "llm_cube", cube.id) in self.live_grants()
+        with self.lock:
+            granted = ("llm_cube", cube.id) in self.grants.of_user(user_id, self.clock.today())
         return {"CubeId": cube_id, "CubeName": cube.alias, "HasPerssion": granted}
 
     def query_dataset_smartq_status(self, cube_id: str) -> bool:
