@@ -6,7 +6,7 @@ import datetime as dt
 import random
 
 from reconciler.core.diff import DiffOptions, diff
-from reconciler.core.policy import Rolling
+from reconciler.core.policy import UNKNOWN, Rolling
 from reconciler.core.resolve import Desired
 from reconciler.core.snapshot import Snapshot
 from reconciler.vocabulary.cells import Target
@@ -46,6 +46,20 @@ def test_ledger_mismatch_regrants_and_unrecorded_rule() -> None:
     assert diff(want, live, {}, TODAY).empty
     pinned = diff(want, live, {}, TODAY, DiffOptions(unrecorded="regrant"))
     assert pinned.grants == {NEVER: frozenset({("alice", SALES)})}
+
+
+def test_an_unknown_expiry_keeps_a_live_grant_and_never_grants_renews_or_shortens() -> None:
+    want = desired({("alice", SALES): UNKNOWN, ("bob", SALES): UNKNOWN, ("carol", Q4): NEVER})
+    live = Snapshot({"alice": frozenset({SALES}), "bob": frozenset(), "carol": frozenset()})
+    for unrecorded in ("trust", "regrant"):
+        changes = diff(want, live, {}, TODAY, DiffOptions(unrecorded=unrecorded))  # type: ignore[arg-type]
+        assert changes.grants == {NEVER: frozenset({("carol", Q4)})} and not changes.revokes
+    # whatever the ledger holds, a live grant of unknown expiry is neither renewed nor shortened
+    assert diff(want, live, {("alice", SALES): dt.date(2026, 12, 1)}, TODAY).grants == {
+        NEVER: frozenset({("carol", Q4)})
+    }
+    only_unknown = desired({("bob", SALES): UNKNOWN})
+    assert diff(only_unknown, Snapshot({"bob": frozenset()}), {}, TODAY).empty
 
 
 def test_rolling_expiry_renews_inside_the_window() -> None:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from reconciler.core.plan import Plan
-from reconciler.core.policy import PolicyTest, Rolling
+from reconciler.core.policy import Expiry, PolicyTest, Rolling, UnknownExpiry
 from reconciler.core.resolve import Desired
 from reconciler.core.snapshot import Snapshot
 from reconciler.vocabulary.cells import Cell, Target
@@ -55,6 +55,8 @@ def access_lines(
         if wanted is not None:
             source = desired.provenance(cell)
             state = "granted" if is_live else "to grant"
+            if isinstance(wanted, UnknownExpiry) and not is_live:
+                state = "not live"  # never granted: kept only while live
             expiry = _expiry_text(wanted)
             why = str(source) if source else None
         else:
@@ -82,8 +84,8 @@ def access_lines(
     return lines
 
 
-def _expiry_text(expiry: dt.date | Rolling) -> str:
-    if isinstance(expiry, Rolling):
+def _expiry_text(expiry: Expiry) -> str:
+    if isinstance(expiry, Rolling | UnknownExpiry):
         return expiry.describe()
     return expiry.isoformat()
 

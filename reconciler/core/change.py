@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Set
 from typing import Any
 
-from reconciler.core.policy import Expiry, Policy, Rolling, Rule
+from reconciler.core.policy import Expiry, Policy, Rolling, Rule, UnknownExpiry
 from reconciler.core.resolve import Desired
 from reconciler.vocabulary.base import changed_paths
 from reconciler.vocabulary.cells import Cell
@@ -62,6 +62,8 @@ def changed_users(
         wanted = after.cells.get(cell)
         if wanted is None:
             users.add(user)
+        elif isinstance(wanted, UnknownExpiry):
+            continue  # kept as it is, whatever the ledger says
         elif isinstance(wanted, Rolling):
             if not wanted.keeps(recorded, today):
                 users.add(user)
@@ -129,4 +131,4 @@ def _statement(rule: Rule) -> str:
 
 
 def _expiry(expires: Expiry) -> str:
-    return expires.describe() if isinstance(expires, Rolling) else expires.isoformat()
+    return expires.describe() if isinstance(expires, Rolling | UnknownExpiry) else expires.isoformat()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from itertools import filterfalse
 from typing import Literal
 
-from reconciler.core.policy import Expiry, Rolling, latest_day
+from reconciler.core.policy import Expiry, Rolling, UnknownExpiry, latest_day
 from reconciler.core.resolve import Desired
 from reconciler.core.snapshot import Snapshot
 from reconciler.vocabulary.cells import Cell, Target
@@ -82,6 +82,8 @@ def diff(
     if only_day is None:
         read = snapshot.grants.keys()
         for cell, expiry in desired.expiries_of(fresh):
+            if isinstance(expiry, UnknownExpiry):
+                continue  # kept while live, never granted
             if options.in_scope(cell):
                 grants[latest_day(expiry, today)].add(cell)
             elif cell[0] in read:  # a user not read has changes nobody knows: not counted as known ones
@@ -162,6 +164,8 @@ def _with_fresh(
 def _only_fresh_day(expiries: Collection[Expiry], today: dt.date) -> dt.date | None:
     """The one day every cell not live is granted on, if there is one (the expiries are a few shared objects)."""
     distinct = dict(zip(map(id, expiries), expiries, strict=True))
+    if any(isinstance(expiry, UnknownExpiry) for expiry in distinct.values()):
+        return None  # those cells are not granted at all: decided one by one
     days = {latest_day(expiry, today) for expiry in distinct.values()}
     return days.pop() if len(days) == 1 else None
 
@@ -173,6 +177,8 @@ def _wanted_day(
     unrecorded: UnrecordedRule,
 ) -> dt.date | None:
     """The expiry day to re-grant a live cell, or None when it already serves the policy."""
+    if isinstance(expiry, UnknownExpiry):
+        return None
     if isinstance(expiry, Rolling):
         if recorded is not None and expiry.keeps(recorded, today):
             return None

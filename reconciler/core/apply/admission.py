@@ -13,7 +13,7 @@ import datetime as dt
 from reconciler.core.diff import Changes
 from reconciler.core.embeds import DataRange
 from reconciler.core.plan import Batch, Plan
-from reconciler.core.policy import Rolling
+from reconciler.core.policy import Rolling, UnknownExpiry
 from reconciler.core.resolve import Desired
 from reconciler.core.snapshot import Snapshot
 from reconciler.vocabulary.cells import Cell, Target
@@ -101,6 +101,8 @@ def _grant_refusal(cell: Cell, batch: Batch, desired: Desired, today: dt.date) -
     if wanted is None:
         return "today's policy does not grant it"
     day = batch.day()
+    if isinstance(wanted, UnknownExpiry):
+        return "the policy keeps it only while it is live (expires: unknown), and never grants it"
     if isinstance(wanted, Rolling):
         latest = wanted.latest(today)
         if not today < day <= latest:

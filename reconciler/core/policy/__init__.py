@@ -15,10 +15,21 @@ from reconciler.core.policy._load import (
     policy_files,
     undeclared_grant_problem,
 )
-from reconciler.core.policy._model import NEVER, CubeRef, Expiry, PolicyFile, Rolling, ThemeRef, latest_day
+from reconciler.core.policy._model import (
+    NEVER,
+    UNKNOWN,
+    CubeRef,
+    Expiry,
+    PolicyFile,
+    Rolling,
+    ThemeRef,
+    UnknownExpiry,
+    latest_day,
+)
 
 __all__ = [
     "NEVER",
+    "UNKNOWN",
     "CubeRef",
     "DataArtsEmbedDef",
     "EmbedDef",
@@ -32,6 +43,7 @@ __all__ = [
     "Rule",
     "TargetName",
     "ThemeRef",
+    "UnknownExpiry",
     "UserDef",
     "format_policy",
     "latest_day",

@@ -6,7 +6,8 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, GetCoreSchemaHandler, WithJsonSchema, model_validator
+from pydantic_core import CoreSchema, core_schema
 
 from reconciler.vocabulary.base import FrozenStrictModel as _Strict
 
@@ -57,25 +58,52 @@ class Rolling(_Strict):
         return f"rolling {self.ttl}d, renewed within {self.renew_within}d"
 
 
+class UnknownExpiry:
+    """`expires: unknown`: live grants whose expiry was never recorded (as `import` writes them). They are kept
+    while they are live and never granted, renewed or shortened: only Quick BI knows when they end."""
+
+    def describe(self) -> str:
+        return "unknown (kept while live, never granted or renewed)"
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        text = core_schema.plain_serializer_function_ser_schema(lambda _: "unknown")
+        return core_schema.is_instance_schema(cls, serialization=text)
+
+
+UNKNOWN = UnknownExpiry()
+
+
 def _parse_expiry(value: Any) -> Any:
     if value == "never":
         return NEVER
+    if value == "unknown":
+        return UNKNOWN
     if isinstance(value, str):
         try:
             return dt.date.fromisoformat(value)
         except ValueError:
-            raise ValueError("expected 'never', a date written yyyy-mm-dd, or {ttl: 30d, renew_within: 7d}") from None
+            raise ValueError(
+                "expected 'never', a date written yyyy-mm-dd, {ttl: 30d, renew_within: 7d} or 'unknown'"
+            ) from None
     if isinstance(value, dt.datetime):
         raise ValueError("expected a date (yyyy-mm-dd), not a timestamp")
     return value
 
 
-Expiry = dt.date | Rolling
-"""An expiry in force: a day, or a rolling window renewed from the ledger."""
+Expiry = dt.date | Rolling | UnknownExpiry
+"""An expiry in force: a day, a rolling window renewed from the ledger, or unknown (kept while live)."""
 
 
 def latest_day(expiry: Expiry, today: dt.date) -> dt.date:
-    """The expiry day of a grant made today under `expiry`; for a rolling expiry, the latest day it allows."""
+    """The expiry day of a grant made today under `expiry`; for a rolling expiry, the latest day it allows. An
+    unknown expiry is never granted: it ranks below every day, so that any dated statement giving the same cell
+    decides its expiry."""
+    if isinstance(expiry, UnknownExpiry):
+        return dt.date.min
     return expiry.latest(today) if isinstance(expiry, Rolling) else expiry
 
 
@@ -83,6 +111,7 @@ def latest_day(expiry: Expiry, today: dt.date) -> dt.date:
 EXPIRY_SCHEMA = {
     "anyOf": [
         {"const": "never", "description": "2099-12-31"},
+        {"const": "unknown", "description": "kept while live, never granted or renewed (written by import)"},
         {"type": "string", "format": "date", "description": "yyyy-mm-dd"},
         {
             "type": "object",
