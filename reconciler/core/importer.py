@@ -1,10 +1,15 @@
-"""`import`: turn a tenant's live grants into policy that reproduces them, so a team can adopt reconciler
-without its first plan revoking everything the hand-written policy forgets.
+"""`import`: turn a tenant's live grants into policy that reproduces them exactly and reads like one written by
+hand, so a team can adopt reconciler without its first plan revoking what the policy forgets.
 
-Users get readable aliases (their account names); a Quick BI group whose members all hold exactly the same
-grants is used as a policy group; users (and groups) with the same targets and expiry share one grant
-statement. Expiries come from the ledger where it knows them; others are left to the default (`never`), which
-reproduces them without a change, since a live grant whose expiry is unknown is trusted.
+Users become aliases (their account names). Their grants are mined into roles (`roles.mine_roles`): each role
+is a group of users and the targets they all hold, and one grant statement gives the group its targets, so a
+tenant whose access follows a few dozen roles reads as a few dozen statements. A Quick BI user group whose
+active members are exactly a role's users is used as that group; a role of one user is granted to the user.
+
+Expiries: where the ledger knows a cell's expiry it is written; where it does not, the statement says
+`expires: unknown`, which keeps the live grant as it is (never renewed, shortened or granted again once it
+lapses). Deactivated users cannot hold policy grants: they are left out and counted, as are live grants on
+targets Quick BI no longer lists.
 """
 
 from __future__ import annotations
@@ -12,34 +17,68 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from reconciler.core.policy import NEVER
+from reconciler.core.roles import Role, mine_roles
 from reconciler.core.snapshot import Snapshot
+from reconciler.vocabulary.base import plural
 from reconciler.vocabulary.cells import Cell, Target
 
-HEADER = (
-    "# Imported by `reconciler import` from the live grants of target '{target}' on {day}.\n"
-    "# Statements: {statements} for {rows} distinct user x target rows ({ratio:.2f} per row).\n"
-    "# Grants without `expires` never expire, or had no expiry recorded in the ledger (then kept as they are).\n"
-)
+UNKNOWN_EXPIRY = "unknown"
+MEMBERS_ON_ONE_LINE = 8  # longer member lists are written one per line, to read and diff
+# a column of the mined matrix: a target and the expiry its statement must carry ("never", a day, "unknown")
+Column = tuple[Target, str]
 
 
 @dataclass(frozen=True)
 class Imported:
     text: str
-    users: int
-    groups: int
+    users: int  # users declared
+    groups: int  # policy groups written (roles of two or more users)
+    quickbi_groups: int  # of which Quick BI user groups
+    roles: int
     statements: int
-    distinct_rows: int
+    cells: int  # live cells the policy reproduces
+    distinct_rows: int  # distinct (target, expiry) sets among users
+    unknown_expiry_cells: int
+    deactivated_users: int
+    deactivated_cells: int
+    unlisted_cells: int  # live grants on targets Quick BI does not list: not expressible as policy
 
     @property
-    def statements_per_row(self) -> float:
-        return self.statements / self.distinct_rows if self.distinct_rows else 0.0
+    def cells_per_statement(self) -> float:
+        return self.cells / self.statements if self.statements else 0.0
+
+    def report(self) -> list[str]:
+        """What was found and written, and what could not be, for the person adopting the tenant."""
+        lines = [
+            f"{plural(self.roles, 'role')} found for {plural(self.distinct_rows, 'distinct access pattern')}: "
+            f"{plural(self.statements, 'grant statement')} reproduce {self.cells:,} live cells "
+            f"({self.cells_per_statement:,.1f} per statement), with {plural(self.groups, 'group')} "
+            f"({self.quickbi_groups} of them Quick BI user groups) and {plural(self.users, 'user')}."
+        ]
+        if self.unknown_expiry_cells:
+            lines.append(
+                f"{plural(self.unknown_expiry_cells, 'live cell')} had no expiry in the ledger: written as "
+                "`expires: unknown`, kept as they are (never renewed, and not granted again once they lapse)."
+            )
+        if self.deactivated_cells:
+            lines.append(
+                f"{plural(self.deactivated_users, 'deactivated user')}, holding "
+                f"{plural(self.deactivated_cells, 'live cell')} on managed targets: left out of the policy, so the "
+                "next apply revokes those grants."
+            )
+        if self.unlisted_cells:
+            lines.append(
+                f"{plural(self.unlisted_cells, 'live cell')} on targets Quick BI no longer lists could not be "
+                "expressed as policy: left out, and left alone."
+            )
+        return lines
 
 
 def import_policy(
@@ -51,65 +90,172 @@ def import_policy(
     names: Mapping[Target, str],
     managed: frozenset[Target] | None,
     today: dt.date,
+    deactivated: Collection[str] = frozenset(),
+    protected: Collection[str] = frozenset(),
 ) -> Imported:
-    """Policy YAML reproducing `live` on the `managed` targets (all targets if None)."""
-    rows: dict[str, dict[Target, dt.date | None]] = {}
+    """Policy YAML reproducing `live` on the `managed` targets (all listed targets if None)."""
+    rows: dict[str, frozenset[Column]] = {}
+    dropped_users: set[str] = set()
+    dropped = unlisted = 0
     for user, targets in sorted(live.grants.items()):
-        # an expiry the ledger does not know is written as the default, `never`: the plan then trusts the
-        # live grant as it is (`--unrecorded trust`), so the round trip changes nothing
-        kept = {t: _known(ledger.get((user, t))) for t in targets if managed is None or t in managed}
-        if kept:
-            rows[user] = kept
+        kept = [t for t in targets if managed is None or t in managed]
+        listed = [t for t in kept if t in names or t.kind == "dataset"]
+        unlisted += len(kept) - len(listed)
+        if not listed:
+            continue
+        if user in deactivated:
+            dropped_users.add(user)
+            dropped += len(listed)
+            continue
+        rows[user] = frozenset((t, _expiry(ledger.get((user, t)), today)) for t in listed)
+    roles = mine_roles(rows)
     aliases = _user_aliases(accounts, rows)
-    group_of, group_names = _groups(quickbi_groups, rows, set(aliases.values()))
-    principals: dict[str, dict[Target, dt.date | None]] = {}
-    for user, row in rows.items():
-        principals[group_of.get(user) or aliases[user]] = row
-    statements: dict[tuple[dt.date | None, frozenset[Target]], list[str]] = defaultdict(list)
-    for principal, row in principals.items():
-        by_day: dict[dt.date | None, set[Target]] = defaultdict(set)
-        for cell_target, day in row.items():
-            by_day[day].add(cell_target)
-        for day, day_targets in by_day.items():
-            statements[(day, frozenset(day_targets))].append(principal)
-    resources = _resource_aliases(names, {t for row in rows.values() for t in row} | set(managed or ()))
-    document: dict[str, Any] = {
-        "version": 1,
-        "defaults": {"expires": "never"},
-        "users": {aliases[u]: _user_ref(u, accounts) for u in sorted(rows) if u not in group_of},
-        "groups": {name: {"quickbi_group": group} for name, group in sorted(group_names.items())},
-        "resources": {
-            "llm_cubes": {a: _target_ref(t) for t, a in sorted(resources.items()) if t.kind != "theme"},
-            "themes": {a: {"id": t.id} for t, a in sorted(resources.items()) if t.kind == "theme"},
-        },
-        "grants": [
-            _statement(sorted(principals_), targets, day, resources)
-            for (day, targets), principals_ in sorted(statements.items(), key=_statement_order)
-        ],
+    resources = _resource_aliases(names, {t for row in rows.values() for t, _ in row} | set(managed or ()))
+    principals, groups, quickbi = _principals(roles, aliases, quickbi_groups, set(aliases.values()), resources)
+    statements = _statements(roles, principals, resources)
+    referenced = {
+        user
+        for role, name in zip(roles, principals, strict=True)
+        if "members" in groups.get(name, {}) or name not in groups
+        for user in role.users
     }
-    distinct_rows = len({frozenset(row.items()) for row in rows.values()})
-    header = HEADER.format(
-        target=target,
-        day=today.isoformat(),
+    listed_users = sorted(referenced | (set(protected) & set(accounts)), key=lambda u: aliases.get(u) or u)
+    for user in listed_users:
+        aliases.setdefault(user, _unique_alias(user, accounts, set(aliases.values())))
+    sections: dict[str, Any] = {
+        "version": 1,
+        "users": {aliases[u]: _user_ref(u, accounts) for u in sorted(listed_users, key=aliases.__getitem__)},
+    }
+    resource_section = {
+        "llm_cubes": {a: _target_ref(t) for a, t in sorted((a, t) for t, a in resources.items() if t.kind != "theme")},
+        "themes": {a: {"id": t.id} for a, t in sorted((a, t) for t, a in resources.items() if t.kind == "theme")},
+    }
+    cells = sum(map(len, rows.values()))
+    unknown = sum(1 for row in rows.values() for _, expiry in row if expiry == UNKNOWN_EXPIRY)
+    header = _header(target, today, len(roles), len(statements), cells, unknown)
+    text = header + _dump(sections)
+    text += _groups_text(groups, roles, principals, aliases)
+    text += _dump({"resources": {k: v for k, v in resource_section.items() if v}, "grants": statements})
+    if protected:
+        text += _dump({"protected_users": sorted(aliases[u] for u in protected if u in aliases)})
+    return Imported(
+        text=text,
+        users=len(listed_users),
+        groups=len(groups),
+        quickbi_groups=quickbi,
+        roles=len(roles),
         statements=len(statements),
-        rows=distinct_rows,
-        ratio=len(statements) / distinct_rows if distinct_rows else 0.0,
+        cells=cells,
+        distinct_rows=len(set(rows.values())),
+        unknown_expiry_cells=unknown,
+        deactivated_users=len(dropped_users),
+        deactivated_cells=dropped,
+        unlisted_cells=unlisted,
     )
-    text = header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
-    return Imported(text, len(document["users"]), len(group_names), len(statements), distinct_rows)
 
 
-def _known(day: dt.date | None) -> dt.date | None:
-    return None if day == NEVER else day
+def _expiry(recorded: dt.date | None, today: dt.date) -> str:
+    """How a cell's expiry is written: the ledger's day, or unknown. A recorded day already past cannot be a
+    live grant's (Quick BI drops grants that lapsed): the ledger is wrong there, and the expiry unknown."""
+    if recorded is None or recorded < today:
+        return UNKNOWN_EXPIRY
+    return "never" if recorded == NEVER else recorded.isoformat()
 
 
-def _statement_order(item: tuple[tuple[dt.date | None, frozenset[Target]], list[str]]) -> tuple[Any, ...]:
-    (day, targets), principals = item
-    return (-len(principals), day or dt.date.max, sorted(targets))
+def _header(target: str, today: dt.date, roles: int, statements: int, cells: int, unknown: int) -> str:
+    lines = [
+        f"# Imported by `reconciler import` from the live grants of target '{target}' on {today.isoformat()}.",
+        f"# {plural(roles, 'role')} mined from {cells:,} live cells, written as "
+        f"{plural(statements, 'grant statement')}.",
+        "# A grant without `expires` never expires; `expires: unknown` keeps a grant whose expiry was never",
+        "# recorded as it is, and does not grant it again once it lapses.",
+    ]
+    if unknown:
+        lines.append(f"# Without a recorded expiry (expires: unknown): {plural(unknown, 'cell')}.")
+    return "\n".join(lines) + "\n"
+
+
+def _dump(section: dict[str, Any]) -> str:
+    return yaml.safe_dump(section, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
+
+
+def _principals(
+    roles: list[Role[str, Column]],
+    aliases: Mapping[str, str],
+    quickbi_groups: Mapping[str, frozenset[str]],
+    taken: set[str],
+    resources: Mapping[Target, str],
+) -> tuple[list[str], dict[str, dict[str, Any]], int]:
+    """Who each role's statements go to: its one user, a Quick BI group with exactly its users, or a new group
+    named after what it grants. Returns the principal per role, the groups to declare, and how many are Quick
+    BI groups."""
+    by_members = {members: name for name, members in sorted(quickbi_groups.items()) if members}
+    principals: list[str] = []
+    groups: dict[str, dict[str, Any]] = {}
+    quickbi = 0
+    for role in roles:
+        existing = by_members.get(frozenset(role.users))
+        if existing is not None:
+            name = _unique(_slug(existing), taken)
+            groups[name] = {"quickbi_group": existing}
+            quickbi += 1
+        elif len(role.users) == 1:
+            name = aliases[next(iter(role.users))]
+        else:
+            name = _unique(_role_name(role, resources), taken)
+            groups[name] = {"members": sorted(aliases[u] for u in role.users)}
+        principals.append(name)
+    return principals, groups, quickbi
+
+
+def _role_name(role: Role[str, Column], resources: Mapping[Target, str]) -> str:
+    """Readable and deterministic: the aliases of what the role grants, the first two and how many more."""
+    targets = sorted({resources[t] for t, _ in role.permissions})
+    if len(targets) <= 2:
+        return "can-" + "-".join(targets)
+    return f"can-{targets[0]}-and-{len(targets) - 1}-more"
+
+
+def _groups_text(
+    groups: Mapping[str, dict[str, Any]],
+    roles: list[Role[str, Column]],
+    principals: list[str],
+    aliases: Mapping[str, str],
+) -> str:
+    """The groups, each with a comment saying how many users and targets it covers."""
+    if not groups:
+        return ""
+    role_of = {name: role for role, name in zip(roles, principals, strict=True) if name in groups}
+    lines = ["groups:"]
+    for name in sorted(groups):
+        role = role_of[name]
+        targets = len({t for t, _ in role.permissions})
+        lines.append(f"  # {plural(len(role.users), 'user')}, {plural(targets, 'target')}")
+        members = groups[name].get("members")
+        if members is not None and len(members) > MEMBERS_ON_ONE_LINE:
+            lines += [f"  {name}:", "    members:", *(f"      - {_dump(m).splitlines()[0]}" for m in members)]
+        else:
+            lines.extend("  " + line for line in _dump({name: groups[name]}).splitlines())
+    return "\n".join(lines) + "\n"
+
+
+def _statements(
+    roles: list[Role[str, Column]], principals: list[str], resources: Mapping[Target, str]
+) -> list[dict[str, Any]]:
+    """One statement per (targets, expiry), to every role that has exactly that part; largest first."""
+    parts: dict[tuple[str, frozenset[Target]], list[str]] = defaultdict(list)
+    for role, principal in zip(roles, principals, strict=True):
+        by_expiry: dict[str, set[Target]] = defaultdict(set)
+        for target, expiry in role.permissions:
+            by_expiry[expiry].add(target)
+        for expiry, targets in by_expiry.items():
+            parts[(expiry, frozenset(targets))].append(principal)
+    ordered = sorted(parts.items(), key=lambda item: (-len(item[1]), item[0][0], sorted(map(str, item[0][1]))))
+    return [_statement(sorted(to), targets, expiry, resources) for (expiry, targets), to in ordered]
 
 
 def _statement(
-    principals: list[str], targets: frozenset[Target], day: dt.date | None, resources: Mapping[Target, str]
+    principals: list[str], targets: frozenset[Target], expiry: str, resources: Mapping[Target, str]
 ) -> dict[str, Any]:
     statement: dict[str, Any] = {"to": principals}
     cubes = sorted(resources[t] for t in targets if t.kind != "theme")
@@ -118,8 +264,8 @@ def _statement(
         statement["llm_cubes"] = cubes
     if themes:
         statement["themes"] = themes
-    if day is not None:
-        statement["expires"] = day.isoformat()
+    if expiry != "never":
+        statement["expires"] = expiry if expiry == UNKNOWN_EXPIRY else dt.date.fromisoformat(expiry)
     return statement
 
 
@@ -142,28 +288,14 @@ def _user_aliases(accounts: Mapping[str, str], rows: Mapping[str, object]) -> di
     return {user: _unique(_slug(accounts.get(user) or user), taken) for user in sorted(rows)}
 
 
+def _unique_alias(user: str, accounts: Mapping[str, str], taken: set[str]) -> str:
+    return _unique(_slug(accounts.get(user) or user), taken)
+
+
 def _user_ref(user: str, accounts: Mapping[str, str]) -> dict[str, str]:
     account = accounts.get(user)
     unique = account and sum(1 for a in accounts.values() if a == account) == 1
     return {"account": account} if unique and account else {"id": user}
-
-
-def _groups(
-    quickbi_groups: Mapping[str, frozenset[str]], rows: Mapping[str, Mapping[Target, dt.date | None]], taken: set[str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Quick BI groups of two or more members who all hold exactly the same grants, largest first; each user
-    is brought in by one group at most. Returns user -> policy group name, and policy group -> Quick BI group."""
-    group_of: dict[str, str] = {}
-    names: dict[str, str] = {}
-    for group, members in sorted(quickbi_groups.items(), key=lambda item: (-len(item[1]), item[0])):
-        if len(members) < 2 or any(m not in rows or m in group_of for m in members):
-            continue
-        first = rows[next(iter(members))]
-        if all(rows[m] == first for m in members):
-            name = _unique(_slug(group), taken)
-            names[name] = group
-            group_of.update(dict.fromkeys(members, name))
-    return group_of, names
 
 
 def _resource_aliases(names: Mapping[Target, str], targets: set[Target]) -> dict[Target, str]:

@@ -13,6 +13,8 @@ The method (after Ene et al., "Fast exact and heuristic methods for role minimiz
    redundant by later ones.
 3. Expand. Each role is given to every user who holds all its permissions, and given every permission all of
    those users hold; a user left short (which the reductions rule out) would get a role of their own row.
+4. Pare. Each role keeps only the permissions no other role already gives all its users (the roles of fewest
+   users first), so that a one-person role holds only what is that person's alone.
 
 Everything is deterministic: the same matrix gives the same roles in the same order.
 """
@@ -54,7 +56,7 @@ def mine_roles(rows: Mapping[User, frozenset[Permission]], key: type | None = No
     intents: list[int] = []
     for component in _components(core):
         intents.extend(_cover(component))
-    roles = _expand(intents, masks)
+    roles = _pared(_expand(intents, masks), masks)
     return [
         Role(frozenset(members), frozenset(permissions[i] for i in _bits(intent)))
         for intent, members in sorted(roles.items(), key=lambda item: (-len(item[1]), -_count(item[0]), item[0]))
@@ -247,6 +249,28 @@ def _expand(intents: list[int], masks: Mapping[User, int]) -> dict[int, set[User
             held.setdefault(row, set()).update(r for r in rows if r & row == row)
     kept = _drop_unneeded(held)
     return {intent: {u for row in holders for u in users_of[row]} for intent, holders in kept.items()}
+
+
+def _pared(roles: dict[int, set[User]], masks: Mapping[User, int]) -> dict[int, set[User]]:
+    """Each role less the permissions that other roles already give all its users, the roles of fewest users
+    pared first: a one-person role then holds only what is that person's alone. Paring only removes, so no user
+    gains a permission; a permission is removed from a role only while another role still gives it."""
+    given: dict[User, dict[int, int]] = defaultdict(lambda: defaultdict(int))  # user -> column -> roles giving it
+    for intent, members in roles.items():
+        for user in members:
+            for column in _bits(intent):
+                given[user][column] += 1
+    pared: dict[int, set[User]] = {}
+    for intent in sorted(roles, key=lambda i: (len(roles[i]), _count(i), i)):
+        members = roles[intent]
+        spare = _mask(c for c in _bits(intent) if all(given[u][c] > 1 for u in members))
+        kept = intent & ~spare
+        for user in members:
+            for column in _bits(spare):
+                given[user][column] -= 1
+        if kept:
+            pared.setdefault(kept, set()).update(members)
+    return pared
 
 
 def _drop_unneeded(held: dict[int, set[int]]) -> dict[int, set[int]]:

@@ -591,11 +591,9 @@ def import_command(obj: _Context, out: Path, all_targets: bool, force: bool) -> 
 
     imported = run(go())
     write_text_file(destination, imported.text)
-    click.echo(
-        f"Wrote {destination}: {plural(imported.users, 'user')}, {plural(imported.groups, 'Quick BI group')}, "
-        f"{plural(imported.statements, 'grant statement')} for {plural(imported.distinct_rows, 'distinct row')} "
-        f"({imported.statements_per_row:.2f} per row)."
-    )
+    click.echo(f"Wrote {destination}.")
+    for line in imported.report():
+        click.echo(line)
 
 
 def _refuse_policy_folder(out: Path, config: Config) -> None:

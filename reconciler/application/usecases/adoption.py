@@ -21,10 +21,12 @@ async def import_live(
     directory = DirectoryOnce(session.service)  # resolving the current policy reads the same directory
     users, groups, catalogue = await asyncio.gather(directory.users(), directory.groups(), directory.catalogue())
     managed = None
+    protected: frozenset[str] = frozenset()
     record, ledger = state_of(session)
     if policy is not None:
         desired = await resolve(policy, directory, today, record.targets)
         managed = desired.managed_record()
+        protected = desired.protected
     by_name: dict[str, list[str]] = defaultdict(list)
     for group in groups:
         by_name[group.name].append(group.group_id)
@@ -41,4 +43,6 @@ async def import_live(
         catalogue,
         managed,
         today,
+        deactivated={u.user_id for u in users if u.deactivated},
+        protected=protected,
     )
