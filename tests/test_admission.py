@@ -9,7 +9,7 @@ import pytest
 from reconciler.core.apply import admit
 from reconciler.core.diff import diff
 from reconciler.core.plan import Batch, Plan, PlanInputs, build_plan
-from reconciler.core.policy import Rolling
+from reconciler.core.policy import UNKNOWN, Rolling
 from reconciler.core.resolve import Desired
 from reconciler.core.snapshot import Snapshot
 from reconciler.vocabulary.cells import Target
@@ -88,3 +88,19 @@ def test_other_target_other_policy_or_moved_users_are_refused() -> None:
         admit(plan, "t", "sha256:other", DESIRED, LIVE, TODAY, cap=100)
     moved = Snapshot({"u3": frozenset({A}), "u1": frozenset({B}), "root": frozenset({A})})
     assert "u1's live grants changed since it was made (+theme:b)" in _refusal(plan, live=moved)
+
+
+def test_a_grant_of_a_cell_whose_expiry_is_unknown_is_refused() -> None:
+    desired = Desired(
+        {**DESIRED.cells, ("u4", A): UNKNOWN},
+        DESIRED.managed,
+        DESIRED.protected,
+        DESIRED.directory,
+        DESIRED.target_names,
+        "sha256:p",
+    )
+    grant = Batch(operation="grant", user_ids=["u4"], llm_cubes=["a"], llm_cube_themes=[], expire_day=NEVER)
+    plan = _with(_plan(), grant)
+    with pytest.raises(ReconcilerError) as refused:
+        admit(plan, "t", "sha256:p", desired, LIVE, TODAY, cap=100)
+    assert "grants u4 llm_cube:a: the policy keeps it only while it is live (expires: unknown)" in str(refused.value)

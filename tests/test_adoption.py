@@ -17,7 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from reconciler.core.importer import import_policy
+from reconciler.core.snapshot import Snapshot
 from reconciler.interface.schema import schemas
+from reconciler.vocabulary.cells import Target
 from tests.conftest import ROOT, CliResult
 from tests.orgs import org_and_policy, write_target
 
@@ -291,3 +294,16 @@ def test_any_live_state_imports_to_a_policy_that_plans_nothing_and_drifts_nowher
     assert plan.returncode == 0 and "No changes" in plan.stdout, plan.stdout + plan.stderr
     drift = subprocess.run([*run, "drift", "--format", "json"], cwd=folder, capture_output=True, text=True)
     assert drift.returncode == 0, drift.stdout + drift.stderr
+
+
+def test_grants_on_targets_quickbi_does_not_list_are_counted_and_left_out() -> None:
+    listed, gone = Target("llm_cube", "c1"), Target("llm_cube", "c-deleted")
+    live = Snapshot({"u1": frozenset({listed, gone}), "u2": frozenset({listed})})
+    imported = import_policy(
+        "t", {"u1": "ann", "u2": "ben"}, {}, live, {}, {listed: "Sales"}, None, dt.date(2026, 1, 1), listed={listed}
+    )
+    assert imported.unlisted_cells == 1 and imported.cells == 2
+    assert "c-deleted" not in imported.text and "sales: {id: c1}" in imported.text
+    assert any(
+        "1 live cell on targets Quick BI no longer lists could not be expressed" in line for line in imported.report()
+    )

@@ -193,6 +193,7 @@ def test_every_module_has_a_test_file() -> None:
         "reconciler.api": "test_tickets",
         "reconciler.vocabulary.files": "test_vocabulary",
         "reconciler.core.policy._format": "test_fmt",
+        "reconciler.vocabulary.bitsets": "test_vocabulary",
         "reconciler.application.starter": "test_starter",
     }
     missing = []

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from reconciler.vocabulary import bitsets
 from reconciler.vocabulary.base import StrictModel, utc_timestamp
 from reconciler.vocabulary.cells import Target
 from reconciler.vocabulary.errors import ReconcilerError
@@ -81,3 +82,9 @@ def test_counts_take_the_number_of_their_noun() -> None:
 
     assert plural(1, "grant") == "1 grant" and plural(0, "grant") == "0 grants"
     assert plural(12_345, "user") == "12,345 users" and plural(2, "batch", "batches") == "2 batches"
+
+
+def test_bitsets_round_trip_a_set_of_small_integers() -> None:
+    assert bitsets.mask([0, 3, 64]) == 1 | 8 | (1 << 64)
+    assert bitsets.members(bitsets.mask([64, 3, 0, 3])) == [0, 3, 64]
+    assert bitsets.members(0) == [] and bitsets.mask([]) == 0

@@ -92,22 +92,25 @@ def import_policy(
     today: dt.date,
     deactivated: Collection[str] = frozenset(),
     protected: Collection[str] = frozenset(),
+    listed: Collection[Target] | None = None,
 ) -> Imported:
-    """Policy YAML reproducing `live` on the `managed` targets (all listed targets if None)."""
+    """Policy YAML reproducing `live` on the `managed` targets (all targets if None). `listed` are the targets
+    Quick BI lists (None: every live one); a grant on another cannot be declared, and is left out. Targets
+    named by dataset ID are not in Quick BI's lists, and are taken as they are."""
     rows: dict[str, frozenset[Column]] = {}
     dropped_users: set[str] = set()
     dropped = unlisted = 0
     for user, targets in sorted(live.grants.items()):
         kept = [t for t in targets if managed is None or t in managed]
-        listed = [t for t in kept if t in names or t.kind == "dataset"]
-        unlisted += len(kept) - len(listed)
-        if not listed:
+        known = [t for t in kept if listed is None or t in listed or t.kind == "dataset"]
+        unlisted += len(kept) - len(known)
+        if not known:
             continue
         if user in deactivated:
             dropped_users.add(user)
-            dropped += len(listed)
+            dropped += len(known)
             continue
-        rows[user] = frozenset((t, _expiry(ledger.get((user, t)), today)) for t in listed)
+        rows[user] = frozenset((t, _expiry(ledger.get((user, t)), today)) for t in known)
     roles = mine_roles(rows)
     aliases = _user_aliases(accounts, rows)
     resources = _resource_aliases(names, {t for row in rows.values() for t, _ in row} | set(managed or ()))

@@ -44,6 +44,8 @@ from functools import lru_cache, reduce
 from itertools import accumulate, chain, combinations
 from operator import and_
 
+from reconciler.vocabulary import bitsets
+
 CAP = 100
 GREEDY_PATTERN_LIMIT = 3000
 GREEDY_CANDIDATES = 400
@@ -342,7 +344,7 @@ def set_cover(rows: Rows, cap: int = CAP) -> list[Rect] | None:
     """Capped rectangles inside `rows` covering all of it, overlapping where that saves a call; None when the
     rows have too many distinct patterns for the candidates to stay few."""
     rows = {u: r for u, r in rows.items() if r}
-    masks = {u: _mask(row) for u, row in sorted(rows.items())}
+    masks = {u: bitsets.mask(row) for u, row in sorted(rows.items())}
     left = dict(masks)  # the cells each user still needs, as a bit mask over targets
     left_of_target = _transposed(left)
     distinct_rows, distinct_columns = set(masks.values()), set(left_of_target.values())
@@ -362,7 +364,7 @@ def set_cover(rows: Rows, cap: int = CAP) -> list[Rect] | None:
             heapq.heappush(heap, (-gain, index))
             continue
         rects.append((users, targets))
-        taken_targets, taken_users = _mask(targets), _mask(users)
+        taken_targets, taken_users = bitsets.mask(targets), bitsets.mask(users)
         for user in users:
             left[user] &= ~taken_targets
         for target in targets:
@@ -372,26 +374,10 @@ def set_cover(rows: Rows, cap: int = CAP) -> list[Rect] | None:
     return _join_pairs(_drop_redundant(rects), masks, cap)
 
 
-def _mask(items: Iterable[int]) -> int:
-    mask = 0
-    for item in items:
-        mask |= 1 << item
-    return mask
-
-
-def _members(mask: int) -> list[int]:
-    members = []
-    while mask:
-        lowest = mask & -mask
-        members.append(lowest.bit_length() - 1)
-        mask ^= lowest
-    return members
-
-
 def _transposed(masks: Mapping[int, int]) -> dict[int, int]:
     columns: dict[int, int] = defaultdict(int)
     for user, mask in masks.items():
-        for target in _members(mask):
+        for target in bitsets.members(mask):
             columns[target] |= 1 << user
     return dict(columns)
 
@@ -403,7 +389,7 @@ def _concepts(masks: Mapping[int, int], rows: list[int], columns: list[int]) -> 
     extents = set(columns) | {a & b for i, a in enumerate(columns) for b in columns[i + 1 :] if a & b}
     for extent in extents:
         intent = -1
-        for user in _members(extent):
+        for user in bitsets.members(extent):
             intent &= masks[user]
         intents.add(intent)
     holders: dict[int, list[int]] = defaultdict(list)
@@ -412,7 +398,7 @@ def _concepts(masks: Mapping[int, int], rows: list[int], columns: list[int]) -> 
     concepts = []
     for intent in sorted(i for i in intents if i > 0):
         users = tuple(sorted(chain.from_iterable(holders[row] for row in rows if row & intent == intent)))
-        concepts.append((users, tuple(_members(intent)), _mask(users), intent))
+        concepts.append((users, tuple(bitsets.members(intent)), bitsets.mask(users), intent))
     return sorted(concepts)
 
 
@@ -436,7 +422,7 @@ def _best_cut(
             per_call = cap // width
             if min(reach[width - 1], width * per_call) <= best[0]:  # cannot beat the best so far
                 continue
-            chosen = _mask(x for _, x in ranked[:width])
+            chosen = bitsets.mask(x for _, x in ranked[:width])
             scored = heapq.nsmallest(per_call, ((-(need_other[o] & chosen).bit_count(), o) for o in others))
             gain = -sum(score for score, _ in scored)
             if gain > best[0]:
@@ -469,7 +455,7 @@ def _join_pairs(rects: list[Rect], masks: Mapping[int, int], cap: int) -> list[R
         # cheap necessary tests first (a pass looks at every pair): each one's own cells fit the cap together,
         # and the users of each one's own cells hold the targets of the other's
         user_sides = [{u for u, _ in own} for own in alone]
-        target_sides = [_mask(t for _, t in own) for own in alone]
+        target_sides = [bitsets.mask(t for _, t in own) for own in alone]
         held_by_all = [reduce(and_, (masks[u] for u in side), -1) for side in user_sides]
         for i, j in combinations(range(len(rects)), 2):
             if target_sides[j] & ~held_by_all[i] or target_sides[i] & ~held_by_all[j]:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Generic, TypeVar
 
+from reconciler.vocabulary import bitsets
+
 User = TypeVar("User", bound=Hashable)
 Permission = TypeVar("Permission", bound=Hashable)
 
@@ -50,7 +52,7 @@ def mine_roles(rows: Mapping[User, frozenset[Permission]], key: type | None = No
         return []
     permissions = sorted({p for u in users for p in rows[u]}, key=repr)
     column = {p: i for i, p in enumerate(permissions)}
-    masks = {u: _mask(column[p] for p in rows[u]) for u in users}
+    masks = {u: bitsets.mask(column[p] for p in rows[u]) for u in users}
     distinct = sorted(set(masks.values()))
     core = _reduce(distinct)
     intents: list[int] = []
@@ -58,25 +60,9 @@ def mine_roles(rows: Mapping[User, frozenset[Permission]], key: type | None = No
         intents.extend(_cover(component))
     roles = _pared(_expand(intents, masks), masks)
     return [
-        Role(frozenset(members), frozenset(permissions[i] for i in _bits(intent)))
+        Role(frozenset(members), frozenset(permissions[i] for i in bitsets.members(intent)))
         for intent, members in sorted(roles.items(), key=lambda item: (-len(item[1]), -_count(item[0]), item[0]))
     ]
-
-
-def _mask(indices: object) -> int:
-    value = 0
-    for index in indices:  # type: ignore[attr-defined]
-        value |= 1 << index
-    return value
-
-
-def _bits(mask: int) -> list[int]:
-    found = []
-    while mask:
-        low = mask & -mask
-        found.append(low.bit_length() - 1)
-        mask ^= low
-    return found
 
 
 def _count(mask: int) -> int:
@@ -90,13 +76,13 @@ def _unions_removed(rows: list[int]) -> list[int]:
     kept = []
     for index, row in enumerate(rows):
         inside = 0
-        for other in {j for column in _bits(row) for j in holding[column]}:
+        for other in {j for column in bitsets.members(row) for j in holding[column]}:
             smaller = rows[other]
             if smaller & row == smaller and smaller != row:
                 inside |= smaller
         if inside != row:
             kept.append(row)
-        for column in _bits(row):
+        for column in bitsets.members(row):
             holding[column].append(index)
     return kept
 
@@ -112,7 +98,7 @@ def _reduce(rows: list[int]) -> list[int]:
         first_of: dict[int, int] = {}
         for column in sorted(columns_of):
             first_of.setdefault(columns_of[column], column)
-        keep = _mask(column for users, column in first_of.items() if users in kept_columns)
+        keep = bitsets.mask(column for users, column in first_of.items() if users in kept_columns)
         reduced = sorted({row & keep for row in reduced} - {0})
         if reduced == rows:
             return rows
@@ -122,7 +108,7 @@ def _reduce(rows: list[int]) -> list[int]:
 def _column_masks(rows: list[int]) -> dict[int, int]:
     columns: dict[int, int] = defaultdict(int)
     for index, row in enumerate(rows):
-        for column in _bits(row):
+        for column in bitsets.members(row):
             columns[column] |= 1 << index
     return dict(columns)
 
@@ -139,7 +125,7 @@ def _components(rows: list[int]) -> list[list[int]]:
 
     owner: dict[int, int] = {}
     for index, row in enumerate(rows):
-        for column in _bits(row):
+        for column in bitsets.members(row):
             if column in owner:
                 parent[find(index)] = find(owner[column])
             else:
@@ -169,7 +155,7 @@ def _cover(rows: list[int]) -> list[int]:
 def _closure_of_users(users: int, rows: list[int]) -> int:
     """The permissions every one of `users` (indices into `rows`) holds."""
     intent = -1
-    for index in _bits(users):
+    for index in bitsets.members(users):
         intent &= rows[index]
     return max(intent, 0)
 
@@ -185,7 +171,7 @@ def _greedy(rows: list[int], seeds: list[int]) -> list[int]:
     closed: dict[int, int] = {}  # intent -> extent (row indices)
     for candidate in sorted(candidates):
         extent = -1
-        for column in _bits(candidate):
+        for column in bitsets.members(candidate):
             extent &= columns[column]
         intent = _closure_of_users(extent, rows)
         closed[intent] = extent
@@ -203,14 +189,14 @@ def _greedy(rows: list[int], seeds: list[int]) -> list[int]:
             heapq.heappush(heap, (-gain, intent))
             continue
         chosen.append(intent)
-        for index in _bits(closed[intent]):
+        for index in bitsets.members(closed[intent]):
             uncovered[index] &= ~intent
         left -= gain
     return _without_redundant(chosen, rows)
 
 
 def _gain(intent: int, extent: int, uncovered: list[int]) -> int:
-    return sum(_count(uncovered[index] & intent) for index in _bits(extent))
+    return sum(_count(uncovered[index] & intent) for index in bitsets.members(extent))
 
 
 def _without_redundant(intents: list[int], rows: list[int]) -> list[int]:
@@ -258,15 +244,15 @@ def _pared(roles: dict[int, set[User]], masks: Mapping[User, int]) -> dict[int, 
     given: dict[User, dict[int, int]] = defaultdict(lambda: defaultdict(int))  # user -> column -> roles giving it
     for intent, members in roles.items():
         for user in members:
-            for column in _bits(intent):
+            for column in bitsets.members(intent):
                 given[user][column] += 1
     pared: dict[int, set[User]] = {}
     for intent in sorted(roles, key=lambda i: (len(roles[i]), _count(i), i)):
         members = roles[intent]
-        spare = _mask(c for c in _bits(intent) if all(given[u][c] > 1 for u in members))
+        spare = bitsets.mask(c for c in bitsets.members(intent) if all(given[u][c] > 1 for u in members))
         kept = intent & ~spare
         for user in members:
-            for column in _bits(spare):
+            for column in bitsets.members(spare):
                 given[user][column] -= 1
         if kept:
             pared.setdefault(kept, set()).update(members)

@@ -45,4 +45,5 @@ async def import_live(
         today,
         deactivated={u.user_id for u in users if u.deactivated},
         protected=protected,
+        listed=catalogue.keys(),
     )

@@ -1,0 +1,24 @@
+"""Sets of small integers as Python ints: the planner and the role miner intersect and union thousands of rows
+and columns, and an int's `&`, `|` and `bit_count` do it at C speed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def mask(items: Iterable[int]) -> int:
+    """The set of `items` as bits."""
+    bits = 0
+    for item in items:
+        bits |= 1 << item
+    return bits
+
+
+def members(bits: int) -> list[int]:
+    """The items of a set, in increasing order."""
+    found = []
+    while bits:
+        lowest = bits & -bits
+        found.append(lowest.bit_length() - 1)
+        bits ^= lowest
+    return found
