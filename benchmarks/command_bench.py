@@ -82,8 +82,8 @@ def role_case(users: int, targets: int, seed: int = 1) -> Case:
 
 
 def matrix_case(path: Path) -> Case:
-    """A real user-permission matrix, with the policy `reconciler import` writes for it (one statement per
-    distinct row of targets, users by account)."""
+    """A real user-permission matrix, with the policy `reconciler import` writes for it (role-mined groups, one
+    statement per role, users by account)."""
     raw = plan_bench.rbac_cells(path)
     # numbered densely: the matrices skip some IDs, and an organisation of only the matrix's users is the case
     user_number = {u: i for i, u in enumerate(sorted({u for u, _ in raw}))}

@@ -202,6 +202,10 @@ def test_teams_whose_quickbi_groups_match_their_roles_come_in_as_those_groups(
     # no ledger: every cell's expiry is unknown, and said so
     assert all(g["expires"] == "unknown" for g in document["grants"])
     assert "24 live cells had no expiry in the ledger: written as `expires: unknown`" in result.out
+    # the same live state writes the same file
+    first = (tmp_path / "imported" / "imported.yaml").read_text()
+    assert run_cli("import", "--out", "imported", "--force").code == 0
+    assert (tmp_path / "imported" / "imported.yaml").read_text() == first
     # adopted: nothing to do; then one grant lapses in Quick BI, and an unknown expiry is never granted again
     shutil.rmtree(tmp_path / "policies")
     (tmp_path / "imported").rename(tmp_path / "policies")
@@ -307,3 +311,16 @@ def test_grants_on_targets_quickbi_does_not_list_are_counted_and_left_out() -> N
     assert any(
         "1 live cell on targets Quick BI no longer lists could not be expressed" in line for line in imported.report()
     )
+
+
+def test_the_demo_round_trips_with_its_protected_admin_unmanaged_cube_and_embed(workspace: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
+    assert run_cli("import", "--out", "imported").code == 0
+    text = (workspace / "imported" / "imported.yaml").read_text()
+    assert "protected_users: [bi-admin]" in text and "c-ops" not in text  # protection kept, unmanaged left out
+    shutil.rmtree(workspace / "policies")
+    (workspace / "imported").rename(workspace / "policies")
+    plan = run_cli("plan", "--detailed-exitcode")
+    assert plan.code == 0 and "No changes" in plan.out, plan.out + plan.err
+    drift = run_cli("drift", "--format", "json")
+    assert drift.code == 0, drift.out
