@@ -275,6 +275,7 @@ def test_drift_sees_an_expiry_that_differs_from_policy(workspace: Path, run_cli:
         "target": "llm_cube:c-hr",
         "target_name": "Headcount",
         "detail": "2027-12-31 → 2027-03-31",
+        "why": "policies/people-analytics.yaml:8",  # the statement that sets the expiry
     } in differs
     plan = run_cli("plan")
     assert "~ u-grace (grace)  llm_cube:c-hr (Headcount)  (expiry 2027-12-31 → 2027-03-31)" in plan.out

@@ -79,8 +79,8 @@ def test_drift_reports_every_kind_a_plan_acts_on() -> None:
     ]
     assert "Expiry differs from policy (ledger → policy): 1" in drift_text(report)
     assert drift_text(report, markdown=True).startswith("### Drift report")
-    page = drift_html(report)
-    assert "bob&lt;script&gt;" in page and "<script>" not in page
+    page = drift_html(report)  # the alias is data, never markup (tests/test_access_map.py opens it in a browser)
+    assert "bob<script>" not in page and "bob\\u003cscript\\u003e" in page
 
 
 def test_clean_drift_when_only_informational_kinds_remain() -> None:

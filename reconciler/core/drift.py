@@ -6,7 +6,7 @@ Drift is computed from the same diff as a plan, so a clean report means an empty
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Set
+from collections.abc import Collection, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +40,25 @@ HEADINGS = {
 
 
 @dataclass(frozen=True)
+class Scope:
+    """What a report covers, for a reader who wants to see access rather than read it: every user and target
+    with a cell in the report, each user's policy group (for grouping; "" for none), the cells that are as the
+    policy says, and the policy line that explains each cell the policy wants."""
+
+    read_at: str = ""
+    users: dict[str, str] = field(default_factory=dict)  # UserId -> policy group
+    targets: list[str] = field(default_factory=list)  # "kind:id"
+    in_sync: list[tuple[str, str]] = field(default_factory=list)
+    why: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DriftReport:
     target: str
     findings: dict[str, list[Finding]]
     names: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    scope: Scope = field(default_factory=Scope)
 
     @property
     def drift_count(self) -> int:
@@ -55,7 +69,21 @@ class DriftReport:
         return self.drift_count == 0
 
     def to_dict(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"target": self.target, "clean": self.clean, "notes": self.notes}
+        report: dict[str, Any] = {
+            "target": self.target,
+            "clean": self.clean,
+            "notes": self.notes,
+            "read_at": self.scope.read_at,
+            "users": [
+                {"id": user, "account": self.names.get(user, ""), "group": group}
+                for user, group in sorted(self.scope.users.items())
+            ],
+            "targets": [
+                {"id": target, "name": self.names.get(target, ""), "kind": target.partition(":")[0]}
+                for target in self.scope.targets
+            ],
+            "in_sync": [self._cell(user, target, "") for user, target in self.scope.in_sync],
+        }
         for kind in (*ACTIONABLE, *INFORMATIONAL):
             if kind in EMBED_KINDS:
                 report[kind] = [
@@ -72,7 +100,8 @@ class DriftReport:
             finding["account"] = self.names[user]
         if target in self.names:
             finding["target_name"] = self.names[target]
-        return {**finding, **({"detail": detail} if detail else {})}
+        why = self.scope.why.get((user, target))
+        return {**finding, **({"detail": detail} if detail else {}), **({"why": why} if why else {})}
 
 
 def drift(
@@ -84,7 +113,10 @@ def drift(
     notes: list[str] | None = None,
     embeds: EmbedDrift | None = None,
     unconfirmed: Set[Cell] = frozenset(),
+    groups: Collection[str] = (),
+    read_at: str = "",
 ) -> DriftReport:
+    """The report; `groups` are the policy's group names (users are grouped by the smallest that holds them)."""
     changes = diff(desired, snapshot, ledger, today, unconfirmed=unconfirmed)
     findings: dict[str, list[Finding]] = {kind: [] for kind in (*ACTIONABLE, *INFORMATIONAL)}
     for day, cells in changes.grants.items():
@@ -121,7 +153,41 @@ def drift(
     findings["protected"] = [(u, str(t), "") for u, t in changes.protected]
     findings["unmanaged"] = [(u, str(t), "") for u, t in changes.unmanaged]
     names = {**desired.directory, **target_names}
-    return DriftReport(target, {k: sorted(v) for k, v in findings.items()}, names, notes)
+    findings = {k: sorted(v) for k, v in findings.items()}
+    scope = _scope(desired, snapshot, findings, changes.grants, groups, read_at)
+    return DriftReport(target, findings, names, notes, scope)
+
+
+def _scope(
+    desired: Desired,
+    snapshot: Snapshot,
+    findings: Mapping[str, list[Finding]],
+    grants: Mapping[dt.date, Set[Cell]],
+    groups: Collection[str],
+    read_at: str,
+) -> Scope:
+    regranted = set().union(*grants.values()) if grants else set()
+    in_sync = sorted(cell for cell in desired.cells if cell not in regranted and snapshot.has(cell))
+    locations: dict[int, str] = {}
+    why = {}
+    for cell in desired.cells:
+        index = desired.sources.get(cell)
+        if index is not None:
+            if index not in locations:
+                locations[index] = str(desired.rules[index].location)
+            why[(cell[0], str(cell[1]))] = locations[index]
+    cells = [(u, str(t)) for u, t in in_sync]
+    cells += [(u, t) for kind, found in findings.items() if kind not in EMBED_KINDS for u, t, _ in found]
+    smallest_first = sorted(
+        (name for name in groups if desired.principals.get(name)), key=lambda n: (len(desired.principals[n]), n)
+    )
+    group_of: dict[str, str] = {}
+    for name in smallest_first:
+        for user in desired.principals[name]:
+            group_of.setdefault(user, name)
+    users = {user: group_of.get(user, "") for user, _ in cells}
+    targets = sorted({target for _, target in cells})
+    return Scope(read_at, users, targets, cells[: len(in_sync)], why)
 
 
 def _day(day: dt.date | None) -> str:

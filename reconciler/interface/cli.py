@@ -516,8 +516,14 @@ def _lacking_exit(outcome: usecases.ApplyOutcome, detailed_exitcode: bool) -> in
 @cli.command()
 @_format_option(render.DRIFT)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(path_type=Path),
+    help="Also write the access map (HTML) here, from the same reads.",
+)
 @click.pass_obj
-def drift(obj: _Context, fmt: str, out: Path | None) -> None:
+def drift(obj: _Context, fmt: str, out: Path | None, html_out: Path | None) -> None:
     """Report how live grants differ from policy (exit 2 on drift)."""
 
     async def go() -> DriftReport:
@@ -527,6 +533,8 @@ def drift(obj: _Context, fmt: str, out: Path | None) -> None:
 
     report = run(go())
     text = render.DRIFT[fmt](report, render.Options())
+    if html_out is not None:
+        write_text_file(html_out, render.DRIFT["html"](report, render.Options()))
     if out is not None:
         write_text_file(out, text)
     else:
@@ -547,7 +555,7 @@ def explain(obj: _Context, user: str, fmt: str) -> None:
             return await usecases.explain(session, policy, _today(), user)
 
     lines = run(go())
-    click.echo(_access_output(lines, fmt, f"Access of {user}:"), nl=False)
+    click.echo(_access_output(lines, fmt, f"Access of {user}:", obj.config.target(obj.target)[0]), nl=False)
 
 
 @cli.command("who-can")
@@ -565,11 +573,11 @@ def who_can(obj: _Context, target: str, snapshot_path: Path | None, fmt: str) ->
             return await usecases.who_can(session, policy, _today(), target, snapshot, progress)
 
     lines = run(go())
-    click.echo(_access_output(lines, fmt, f"Who can query {target}:"), nl=False)
+    click.echo(_access_output(lines, fmt, f"Who can query {target}:", obj.config.target(obj.target)[0]), nl=False)
 
 
-def _access_output(lines: list[AccessLine], fmt: str, heading: str) -> str:
-    return render.ACCESS[fmt](lines, render.Options(heading=heading))
+def _access_output(lines: list[AccessLine], fmt: str, heading: str, target: str = "") -> str:
+    return render.ACCESS[fmt](lines, render.Options(heading=heading, target=target))
 
 
 @cli.command("import")

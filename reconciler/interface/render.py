@@ -20,7 +20,8 @@ from reconciler.core.plan import Plan
 from reconciler.core.ticket_audit import HEADINGS as AUDIT_HEADINGS
 from reconciler.core.ticket_audit import KINDS as AUDIT_KINDS
 from reconciler.core.ticket_audit import AuditReport
-from reconciler.vocabulary.base import plural
+from reconciler.interface import access_map
+from reconciler.vocabulary.base import plural, utc_timestamp
 from reconciler.vocabulary.cells import Target
 from reconciler.vocabulary.redaction import one_line
 
@@ -320,23 +321,8 @@ def drift_text(report: DriftReport, markdown: bool = False) -> str:
 
 
 def drift_html(report: DriftReport) -> str:
-    rows = []
-    for kind in (*ACTIONABLE, *INFORMATIONAL):
-        for user, target, detail in report.findings.get(kind, []):
-            rows.append(
-                f"<tr><td>{kind}</td><td>{html.escape(_name(report.names, user))}</td>"
-                f"<td>{html.escape(_name(report.names, target))}</td><td>{html.escape(detail)}</td></tr>"
-            )
-    status = "clean" if report.clean else f"{report.drift_count} differences from policy"
-    notes = "".join(f"<p>{html.escape(note)}</p>" for note in report.notes)
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>Drift: {html.escape(report.target)}</title></head><body>"
-        f"<h1>Drift report for {html.escape(report.target)}</h1><p>{html.escape(status)}</p>{notes}"
-        "<table><thead><tr><th>kind</th><th>user</th><th>target</th><th>detail</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table></body></html>\n"
-    )
+    """The access map of the report: drawn from its JSON, so it shows nothing the JSON lacks."""
+    return access_map.page(access_map.drift_map(report.to_dict(), HEADINGS))
 
 
 def drift_json(report: DriftReport) -> str:
@@ -377,6 +363,7 @@ class Options:
 
     max_chars: int | None = None  # a bounded Markdown summary (a pull-request comment)
     heading: str = ""  # explain and who-can: the question answered
+    target: str = ""  # explain and who-can: the target read
 
 
 def _access_json(lines: list[AccessLine], options: Options) -> str:
@@ -388,6 +375,7 @@ PLAN: dict[str, Callable[[Plan, Options], str]] = {
     "text": lambda plan, options: plan_text(plan),
     "markdown": lambda plan, options: plan_text(plan, markdown=True, max_chars=options.max_chars),
     "json": lambda plan, options: plan.to_json(),
+    "html": lambda plan, options: access_map.page(access_map.plan_map(json.loads(plan.to_json()))),
 }
 DRIFT: dict[str, Callable[[DriftReport, Options], str]] = {
     "text": lambda report, options: drift_text(report),
@@ -398,6 +386,9 @@ DRIFT: dict[str, Callable[[DriftReport, Options], str]] = {
 ACCESS: dict[str, Callable[[list[AccessLine], Options], str]] = {
     "text": lambda lines, options: access_text(lines, options.heading),
     "json": _access_json,
+    "html": lambda lines, options: access_map.page(
+        access_map.access_map([line.to_dict() for line in lines], options.heading, options.target, utc_timestamp())
+    ),
 }
 AUDIT: dict[str, Callable[[AuditReport, Options], str]] = {
     "text": lambda report, options: audit_text(report),

@@ -18,6 +18,7 @@ from reconciler.core.access import AccessLine, access_lines, check_tests, embed_
 from reconciler.core.drift import DriftReport, drift
 from reconciler.core.policy import Policy
 from reconciler.core.snapshot import Snapshot, refresh
+from reconciler.vocabulary.base import utc_timestamp
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 
 
@@ -57,4 +58,15 @@ async def make_drift(session: Session, policy: Policy, today: dt.date, track: Tr
     record, ledger = state_of(session)
     desired, live = await desired_and_snapshot(session, policy, today, track=track, record=record)
     _, found = await _live_embeds(session, desired)
-    return drift(session.name, desired, live, ledger, today, _state_notes(record), found, ledger.unconfirmed)
+    return drift(
+        session.name,
+        desired,
+        live,
+        ledger,
+        today,
+        _state_notes(record),
+        found,
+        ledger.unconfirmed,
+        groups=policy.groups.keys(),
+        read_at=utc_timestamp(),
+    )
