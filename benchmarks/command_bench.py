@@ -95,7 +95,9 @@ def matrix_case(path: Path) -> Case:
         grants.setdefault(_user(u), set()).add(_target(t))
     live = Snapshot({user: frozenset(row) for user, row in grants.items()})
     accounts = {_user(u): f"a{u}" for u in range(users)}
-    imported = import_policy("b", accounts, {}, live, {}, {}, None, dt.date(2026, 1, 1))
+    # as after an apply: the ledger knows every cell's expiry, so the statements carry it (never)
+    ledger = {(user, target): DAY for user, row in grants.items() for target in row}
+    imported = import_policy("b", accounts, {}, live, ledger, {}, None, dt.date(2026, 1, 1))
     policy = yaml.safe_load(imported.text)
     policy["manage_all_targets"] = True
     return Case(path.stem, users, targets, cells, yaml.safe_dump(policy, width=10**6))

@@ -181,3 +181,70 @@ def test_outputs_and_state_files_fail_in_one_line(workspace: Path, run_cli: Run)
 def test_emulator_options_are_checked(run_cli: Run, option: tuple[str, str], message: str) -> None:
     result = run_cli("emulator", "serve", "--org", str(ROOT / "examples" / "demo-org.yaml"), *option)
     assert result.code == 1 and message in result.err and len(result.err.strip().splitlines()) == 1
+
+
+# every JSON file the product reads, where a run finds it, and what to run
+_STATE = ".reconciler"
+JSON_FILES = {
+    "snapshot": ("snap.json", ("plan", "--snapshot", "snap.json")),
+    "managed-target record": (f"{_STATE}/managed-targets.json", ("plan",)),
+    "saved plan": ("plan.json", ("apply", "plan.json", "--auto-approve")),
+}
+_KINDS = {  # what the one line must say (one of)
+    "fifo": ("not a regular file",),
+    "a symlink to /dev/zero": ("not a regular file", "a symbolic link"),
+    "nested 5,000 deep": ("nested more than 200 levels deep",),
+    "5,001-digit number": ("number out of range",),
+    "not UTF-8": ("not UTF-8 text",),
+}
+
+
+def _plant(path: Path, kind: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "a symlink to /dev/zero":
+        os.symlink("/dev/zero", path)
+    elif kind == "nested 5,000 deep":
+        path.write_text('{"format_version": 1, "users": ' + "[" * 5000 + "]" * 5000 + "}")
+    elif kind == "5,001-digit number":
+        path.write_text('{"format_version": ' + "9" * 5001 + "}")
+    else:
+        path.write_bytes(b'{"format_version": 1, "users": {"\xff": []}}')
+
+
+@pytest.mark.parametrize("kind", sorted(_KINDS))
+@pytest.mark.parametrize("name", sorted(JSON_FILES))
+def test_every_json_file_is_bounded_and_one_line(workspace: Path, name: str, kind: str) -> None:
+    """Each case in a process of its own, killed after 60 s and at 1 GiB: a hang or a blow-up fails."""
+    relative, command = JSON_FILES[name]
+    _plant(workspace / relative, kind)
+    started = time.monotonic()
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+    done = subprocess.run(
+        [sys.executable, "-c", limit + "from reconciler.interface.cli import main; main()", *command],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 60
+    errors = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(errors) == 1, done.stderr
+    assert relative.split("/")[-1] in errors[0] and any(said in errors[0] for said in _KINDS[kind]), errors[0]
+    assert "internal error" not in errors[0] and "Traceback" not in done.stderr
+
+
+def test_a_fifo_as_the_lock_does_not_hang_apply(workspace: Path) -> None:
+    lock = workspace / _STATE / "apply.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(lock)
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", "--auto-approve"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "apply.lock: the state holds not a regular file" in done.stderr, done.stderr

@@ -27,7 +27,7 @@ from typing import Protocol
 from reconciler.core.lock import TargetLock
 from reconciler.vocabulary.base import utc_timestamp
 from reconciler.vocabulary.errors import Problem, ReconcilerError
-from reconciler.vocabulary.files import check_state_folder
+from reconciler.vocabulary.files import MAX_SMALL_FILE_BYTES, check_state_folder, read_json_file
 
 LOCK_FILE = "lock.json"
 POLL_SECONDS = 3.0
@@ -228,10 +228,10 @@ def _lock_holder(folder: Path) -> str | None:
     if not path.exists():
         return None
     try:
-        holder = json.loads(path.read_text(encoding="utf-8"))
+        holder = read_json_file(path, "state lock", MAX_SMALL_FILE_BYTES)
         where = f", run {holder['run_url']}" if holder.get("run_url") else ""
         return f"{holder['owner']} since {holder['since']}{where}"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ReconcilerError, KeyError, TypeError, AttributeError):
         return "an unreadable lock.json"
 
 

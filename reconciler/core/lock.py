@@ -11,6 +11,7 @@ from types import TracebackType
 
 from reconciler.vocabulary.base import utc_timestamp
 from reconciler.vocabulary.errors import Problem, ReconcilerError
+from reconciler.vocabulary.files import MAX_SMALL_FILE_BYTES, read_json_file
 
 
 class TargetLock:
@@ -41,17 +42,17 @@ class TargetLock:
 
     def _holder_is_dead(self) -> bool:
         try:
-            holder = json.loads(self.path.read_text())
+            holder = read_json_file(self.path, "lock", MAX_SMALL_FILE_BYTES)
             on_this_host = str(holder["owner"]).endswith("@" + socket.gethostname())
             return on_this_host and not _pid_alive(int(holder["pid"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ReconcilerError, ValueError, KeyError, TypeError, AttributeError):
             return False
 
     def _held_by(self) -> Problem:
         try:
-            holder = json.loads(self.path.read_text())
+            holder = read_json_file(self.path, "lock", MAX_SMALL_FILE_BYTES)
             who = f"{holder['owner']} (pid {holder['pid']}) since {holder['since']}"
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ReconcilerError, KeyError, TypeError):
             who = "an unknown owner"
         return Problem(
             f"target '{self.target}' is locked by {who} ({self.path})",

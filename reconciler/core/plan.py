@@ -33,7 +33,7 @@ from reconciler.core.embeds import EmbedChange
 from reconciler.vocabulary.base import bulk_data, utc_timestamp
 from reconciler.vocabulary.cells import Cell, Target, TargetKind, shared_target
 from reconciler.vocabulary.errors import Problem, ReconcilerError
-from reconciler.vocabulary.files import read_regular_file, write_text_file
+from reconciler.vocabulary.files import MAX_JSON_DEPTH, read_regular_file, write_text_file
 
 
 def _target(value: object) -> Target:
@@ -283,6 +283,8 @@ class Plan(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            if "recursion limit" in first["msg"]:
+                first["msg"] = f"nested more than {MAX_JSON_DEPTH} levels deep"
             raise ReconcilerError(
                 Problem(
                     f"{path}: not a reconciler plan ({where}: {first['msg'].removeprefix('Value error, ')})",

@@ -14,6 +14,7 @@ from reconciler.core.ports import AccessService
 from reconciler.vocabulary.base import utc_timestamp
 from reconciler.vocabulary.cells import Cell, Target
 from reconciler.vocabulary.errors import Problem, ReconcilerError
+from reconciler.vocabulary.files import read_json_file
 
 SNAPSHOT_FORMAT = 1
 
@@ -65,15 +66,15 @@ class Snapshot:
 
     @classmethod
     def read(cls, path: Path) -> Snapshot:
+        data = read_json_file(path, "snapshot")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("format_version") != SNAPSHOT_FORMAT:
                 raise ValueError(f"unsupported format_version {data.get('format_version')!r}")
             users = data["users"]
             # a snapshot names a few thousand targets millions of times: parse each once, share the objects
             parsed = {text: Target.parse(text) for text in set(chain.from_iterable(users.values()))}
             grants = {u: frozenset(map(parsed.__getitem__, ts)) for u, ts in users.items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ReconcilerError(
                 Problem(
                     f"{path}: not a reconciler snapshot: {exc}",

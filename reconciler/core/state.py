@@ -16,7 +16,7 @@ from pathlib import Path
 from reconciler.vocabulary.base import plural, utc_timestamp
 from reconciler.vocabulary.cells import Cell, Target
 from reconciler.vocabulary.errors import Problem, ReconcilerError
-from reconciler.vocabulary.files import read_regular_file, write_text_file
+from reconciler.vocabulary.files import read_json_file, write_text_file
 
 RECORD_FORMAT = 1
 MANAGED_RECORD = "managed-targets.json"
@@ -76,9 +76,8 @@ def read_managed(state_dir: Path) -> ManagedRecord:
     path = state_dir / MANAGED_RECORD
     if not path.exists():
         return ManagedRecord(frozenset(), found=False)
-    text = read_regular_file(path, "managed-target record")
+    data = read_json_file(path, "managed-target record")
     try:
-        data = json.loads(text)
         if data.get("format_version") != RECORD_FORMAT:
             raise ValueError(f"unsupported format_version {data.get('format_version')!r}")
         targets = frozenset(Target.parse(item) for item in data["targets"])

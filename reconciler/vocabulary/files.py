@@ -6,10 +6,16 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import pydantic_core
 
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
+MAX_SMALL_FILE_BYTES = 1024 * 1024  # locks and other files of a few lines
+# JSON is parsed by pydantic-core (Rust): bounded in depth, never Python's recursion; our files nest 4 deep
+MAX_JSON_DEPTH = 200
 
 
 def read_regular_file(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> str:
@@ -29,6 +35,23 @@ def read_regular_file(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> str
         raise ReconcilerError(
             Problem(f"{path}: cannot read {what}: not UTF-8 text (byte {exc.start})", hint="restore the file")
         ) from None
+
+
+def read_json_file(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> Any:
+    """The JSON value in `path`: a regular file of at most `limit` bytes, nested at most `MAX_JSON_DEPTH`
+    levels, numbers in range. Any other file is one line naming it and what it broke."""
+    return parse_json(read_regular_file(path, what, limit), f"{path}: cannot read {what}")
+
+
+def parse_json(text: str | bytes, context: str) -> Any:
+    """JSON parsed with bounded depth and number sizes; a failure is one line, `context: reason`."""
+    try:
+        return pydantic_core.from_json(text)
+    except ValueError as exc:
+        reason = str(exc)
+        if "recursion limit" in reason:
+            reason = f"nested more than {MAX_JSON_DEPTH} levels deep ({reason})"
+        raise ReconcilerError(Problem(f"{context}: not JSON: {reason}", hint="restore or remake the file")) from None
 
 
 def write_text_file(path: Path, text: str) -> None:
