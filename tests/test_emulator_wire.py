@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 
 from reconciler.adapters.quickbi import AcsV3Auth, signing, static_credentials
 from reconciler.emulator import Emulator, FaultSettings
-from tests.conftest import DEMO_ORG
+from tests.conftest import DEMO_ORG, SALES_BOT
 
 
 async def _signed_request(action: str, params: dict[str, str], secret: str = "demo-secret") -> httpx.Request:
@@ -265,3 +266,64 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "data_range",
+    ["[" * 5000 + "]" * 5000, '{"llmCubes": ' + "[" * 300 + "]" * 300 + "}", '{"allCube": ' + "9" * 5001 + "}"],
+    ids=["5,000 deep", "300 deep inside", "5,001-digit number"],
+)
+def test_json_inside_a_parameter_is_parsed_within_the_limits(demo: Emulator, data_range: str) -> None:
+    response = _one(demo, "ModifyCopilotEmbedConfig", {"CopilotId": SALES_BOT, "DataRange": data_range})
+    assert response.status_code == 400 and response.json()["Code"] == "Invalid.Parameter.Error", response.text
+
+
+async def _over_http(endpoint: str, action: str, params: dict[str, str]) -> httpx.Response:
+    request = httpx.Request(
+        "POST", f"{endpoint}/", params=params, headers={"x-acs-action": action, "x-acs-version": "2022-01-01"}
+    )
+    signed = await AcsV3Auth(static_credentials("demo-ak", "demo-secret")).async_auth_flow(request).__anext__()
+    async with httpx.AsyncClient() as client:
+        return await client.send(signed)
+
+
+def _slow_client(port: int, first: bytes, rest: bytes) -> socket.socket:
+    """A client that sends `first`, then `rest` one byte at a time from another thread, a byte a second."""
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(first)
+
+    def drip() -> None:
+        for byte in rest:
+            try:
+                connection.sendall(bytes([byte]))
+            except OSError:
+                return
+            time.sleep(1)
+
+    threading.Thread(target=drip, daemon=True).start()
+    return connection
+
+
+def _closed_within(connection: socket.socket, seconds: float) -> bool:
+    connection.settimeout(seconds)
+    try:
+        return connection.recv(1024) == b""  # closed without an answer
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_slow_headers_and_slow_bodies_lose_their_connection() -> None:
+    app = Emulator.from_file(DEMO_ORG)
+    with app.serve(request_seconds=1.5) as server:
+        headers = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        slow_headers = [_slow_client(server.port, b"POST / HTTP/1.1\r\n", b"Host: x\r\n" * 40) for _ in range(10)]
+        slow_bodies = [_slow_client(server.port, headers + b"Content-Length: 60\r\n\r\n", b"a" * 60) for _ in range(5)]
+        silent = socket.create_connection(("127.0.0.1", server.port))
+        started = time.monotonic()
+        assert all(_closed_within(c, 6) for c in [*slow_headers, *slow_bodies, silent])
+        assert time.monotonic() - started < 8
+        # a client that sends its request in time is answered as always
+        answered = asyncio.run(_over_http(server.endpoint, "QueryUserList", {"PageNum": "1", "PageSize": "10"}))
+        assert answered.status_code == 200, answered.text

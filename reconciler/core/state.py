@@ -76,7 +76,8 @@ def read_managed(state_dir: Path) -> ManagedRecord:
     path = state_dir / MANAGED_RECORD
     if not path.exists():
         return ManagedRecord(frozenset(), found=False)
-    data = read_json_file(path, "managed-target record")
+    hint = "restore it from its backup or version control; without it removed targets cannot be found"
+    data = read_json_file(path, "managed-target record", hint=hint)
     try:
         if data.get("format_version") != RECORD_FORMAT:
             raise ValueError(f"unsupported format_version {data.get('format_version')!r}")

@@ -10,6 +10,7 @@ import httpx
 
 from reconciler.adapters.quickbi import CallObserver, ClientSettings, QuickBIClient, static_credentials
 from reconciler.emulator.backend import ApiError, Backend, Clock
+from reconciler.emulator.limits import REQUEST_SECONDS
 from reconciler.emulator.orgfile import OrgFile, read_org_file, write_org_file
 from reconciler.emulator.wire import ConnectionDropped, EmulatorApp
 from reconciler.vocabulary.cells import CubeReadback
@@ -86,10 +87,12 @@ class Emulator:
             observer=observer,
         )
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> BackgroundServer:
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 0, request_seconds: float = REQUEST_SECONDS
+    ) -> BackgroundServer:
         from reconciler.emulator.serve import BackgroundServer  # the web server only when serving
 
-        return BackgroundServer(self.app, host, port)
+        return BackgroundServer(self.app, host, port, request_seconds)
 
 
 __all__ = [

@@ -7,13 +7,14 @@ API's `Result`. Business errors raise `ApiError`; the wire layer turns them into
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import pydantic_core
 
 from reconciler.emulator.orgfile import OrgFile, OrgGrant, OrgTicket
 from reconciler.vocabulary.cells import CubeReadback, ResourceKind
@@ -427,9 +428,9 @@ class Backend:
 
 def _data_range(text: str, cubes: set[str], themes: set[str]) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        raise invalid("DataRange is not JSON") from None
+        value = pydantic_core.from_json(text)  # bounded: depth, number sizes (limits.py)
+    except ValueError as exc:
+        raise invalid(f"DataRange is not JSON within the limits ({exc})") from None
     if not isinstance(value, dict) or len(value) != 1:
         raise invalid("DataRange takes exactly one of allTheme, allCube, llmCubes, themes")
     ((key, item),) = value.items()

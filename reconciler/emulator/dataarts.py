@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import httpx
+import pydantic_core
 from huaweicloudsdkcore.auth.credentials import BasicCredentials, Credentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
@@ -277,8 +278,8 @@ class InsightApp:
 
 def _json_body(body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        value = pydantic_core.from_json(body.decode("utf-8"))  # bounded: depth, number sizes
+    except (UnicodeDecodeError, ValueError):
         raise InsightError(400, "24010001", "the request body is not JSON") from None
     if not isinstance(value, dict):
         raise InsightError(400, "24010001", "the request body must be a JSON object")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
 from types import TracebackType
 from typing import Any
 
+from reconciler.emulator.limits import KEEP_ALIVE_SECONDS, REQUEST_SECONDS
+
 try:
     import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 except ImportError:  # an extra: the in-process emulator and every Quick BI run do without it
     from reconciler.vocabulary.errors import Problem, ReconcilerError
 
@@ -21,6 +25,48 @@ except ImportError:  # an extra: the in-process emulator and every Quick BI run 
     ) from None
 
 
+class _Deadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request: from the connection's first byte (or the
+    end of its previous answer) the request, headers and body, must be in within `request_seconds`, or the
+    connection is closed. uvicorn itself waits for ever for headers sent one byte a second."""
+
+    request_seconds = REQUEST_SECONDS
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._start_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None:
+            self._start_deadline()
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        self._stop_deadline()
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_deadline()
+        super().connection_lost(exc)
+
+    def _start_deadline(self) -> None:
+        self._deadline = self.loop.call_later(self.request_seconds, self._too_slow)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def _protocol(request_seconds: float) -> type[H11Protocol]:
+    return type("Deadline", (_Deadline,), {"request_seconds": request_seconds})
+
+
 def serve_forever(app: Any, host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM, then return normally (so that the caller can save the state).
 
@@ -29,7 +75,15 @@ def serve_forever(app: Any, host: str, port: int) -> None:
     """
     previous = signal.signal(signal.SIGTERM, _exit_quietly)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            http=_protocol(REQUEST_SECONDS),
+            timeout_keep_alive=int(KEEP_ALIVE_SECONDS),
+        )
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
@@ -43,8 +97,19 @@ def _exit_quietly(signum: int, frame: object) -> None:
 class BackgroundServer:
     """Runs an emulator's ASGI app on 127.0.0.1 on a free port for the length of a `with` block."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="critical", access_log=False, lifespan="off")
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, request_seconds: float = REQUEST_SECONDS
+    ) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="critical",
+            access_log=False,
+            lifespan="off",
+            http=_protocol(request_seconds),
+            timeout_keep_alive=int(KEEP_ALIVE_SECONDS),
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="emulator-server", daemon=True)
         self.host = host

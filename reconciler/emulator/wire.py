@@ -27,6 +27,7 @@ from reconciler.adapters.quickbi.signing import (
 )
 from reconciler.emulator.backend import ApiError, Backend
 from reconciler.emulator.faults import FaultInjector
+from reconciler.emulator.limits import MAX_BODY_BYTES
 from reconciler.vocabulary.fault_settings import FaultSettings
 
 API_VERSION = "2022-01-01"
@@ -34,7 +35,6 @@ MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
 NONCE_TTL_SECONDS = 31 * 60
 HOST_ID = "quickbi-public.emulator.local"
 # far above any real request (SmartqAuthorize carries at most 100 cells), far below what hurts a server
-MAX_BODY_BYTES = 1024 * 1024
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -151,6 +151,8 @@ class EmulatorApp:
             return
         self.requests += 1
         body = await _read_body(scope, receive)
+        if body is _DISCONNECTED:
+            return  # the client went away (or was cut off for being too slow): nobody to answer
         status: int
         payload: dict[str, Any]
         headers: dict[str, str]
@@ -335,8 +337,12 @@ def _start(status: int, body: bytes, headers: dict[str, str]) -> Message:
 _TOO_LARGE = f"The request body is larger than {MAX_BODY_BYTES} bytes."
 
 
+_DISCONNECTED = b"\x00disconnected"
+
+
 async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
-    """The request body, or None once it passes MAX_BODY_BYTES (the rest is not read into memory)."""
+    """The request body, None once it passes MAX_BODY_BYTES (the rest is not read into memory), or
+    `_DISCONNECTED` when the client left before sending all of it."""
     declared = dict(scope["headers"]).get(b"content-length", b"0")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         return None
@@ -344,6 +350,8 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
     size = 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return _DISCONNECTED
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:

@@ -37,21 +37,21 @@ def read_regular_file(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> str
         ) from None
 
 
-def read_json_file(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> Any:
+def read_json_file(path: Path, what: str, limit: int = MAX_FILE_BYTES, hint: str = "restore or remake it") -> Any:
     """The JSON value in `path`: a regular file of at most `limit` bytes, nested at most `MAX_JSON_DEPTH`
     levels, numbers in range. Any other file is one line naming it and what it broke."""
-    return parse_json(read_regular_file(path, what, limit), f"{path}: cannot read {what}")
+    return parse_json(read_regular_file(path, what, limit), f"{path}: unreadable {what}", hint)
 
 
-def parse_json(text: str | bytes, context: str) -> Any:
-    """JSON parsed with bounded depth and number sizes; a failure is one line, `context: reason`."""
+def parse_json(text: str | bytes, context: str, hint: str) -> Any:
+    """JSON parsed with bounded depth and number sizes; a failure is one line, `context: reason (hint)`."""
     try:
         return pydantic_core.from_json(text)
     except ValueError as exc:
         reason = str(exc)
         if "recursion limit" in reason:
             reason = f"nested more than {MAX_JSON_DEPTH} levels deep ({reason})"
-        raise ReconcilerError(Problem(f"{context}: not JSON: {reason}", hint="restore or remake the file")) from None
+        raise ReconcilerError(Problem(f"{context}: not JSON: {reason}", hint=hint)) from None
 
 
 def write_text_file(path: Path, text: str) -> None:
