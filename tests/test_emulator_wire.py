@@ -327,3 +327,8 @@ def test_slow_headers_and_slow_bodies_lose_their_connection() -> None:
         # a client that sends its request in time is answered as always
         answered = asyncio.run(_over_http(server.endpoint, "QueryUserList", {"PageNum": "1", "PageSize": "10"}))
         assert answered.status_code == 200, answered.text
+    # the deadline is the client's: an answer slower than it still arrives
+    slow = Emulator.from_file(DEMO_ORG, faults=FaultSettings(latency_ms=2500))
+    with slow.serve(request_seconds=1.0) as server:
+        answered = asyncio.run(_over_http(server.endpoint, "QueryUserList", {"PageNum": "1", "PageSize": "10"}))
+        assert answered.status_code == 200, answered.text

@@ -12,6 +12,7 @@ from typing import Any
 from reconciler.emulator.limits import KEEP_ALIVE_SECONDS, REQUEST_SECONDS
 
 try:
+    import h11
     import uvicorn
     from uvicorn.protocols.http.h11_impl import H11Protocol
 except ImportError:  # an extra: the in-process emulator and every Quick BI run do without it
@@ -35,12 +36,14 @@ class _Deadline(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._deadline: asyncio.TimerHandle | None = None
-        self._start_deadline()
+        self._start_deadline()  # a connection that never sends a byte is as slow as one that sends one
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline is None:
+        if self._deadline is None and self.conn.their_state is h11.IDLE:
             self._start_deadline()
         super().data_received(data)
+        if self.conn.their_state is not h11.IDLE and self.conn.their_state is not h11.SEND_BODY:
+            self._stop_deadline()  # the request is in: how long the answer takes is not the client's doing
 
     def on_response_complete(self) -> None:
         self._stop_deadline()
