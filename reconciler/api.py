@@ -16,7 +16,7 @@ import difflib
 from pathlib import Path
 
 from reconciler.application import usecases
-from reconciler.application.config import Config, load_config
+from reconciler.application.config import Config, load_config, use_limits
 from reconciler.application.workspace import open_insight, open_target
 from reconciler.core.policy import Policy, load_policy
 from reconciler.vocabulary.base import run
@@ -35,6 +35,7 @@ def issue_ticket(
 ) -> str:
     """A ticket to the embed named `embed` for `user`, within the policy's limits."""
     settings = load_config(Path(config))
+    use_limits(settings)
     today = dt.datetime.now(dt.UTC).date()
     policy = load_policy(settings.policy_paths(), today, settings.policies_recursive)
     return run(issue_ticket_async(settings, policy, today, target, embed, user, uses, minutes))

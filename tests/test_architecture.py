@@ -195,6 +195,7 @@ def test_every_module_has_a_test_file() -> None:
         "reconciler.core.policy._format": "test_fmt",
         "reconciler.vocabulary.bitsets": "test_vocabulary",
         "reconciler.emulator.limits": "test_emulator_wire",
+        "reconciler.vocabulary.limits": "test_hostile_input",
         "reconciler.application.starter": "test_starter",
     }
     missing = []

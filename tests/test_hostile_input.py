@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
+from reconciler.vocabulary import limits
 from tests.conftest import ROOT, CliResult
 
 Run = Callable[..., CliResult]
@@ -248,3 +250,30 @@ def test_a_fifo_as_the_lock_does_not_hang_apply(workspace: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 1 and "apply.lock: the state holds not a regular file" in done.stderr, done.stderr
+
+
+def test_a_policy_past_the_size_limit_is_refused_until_the_config_raises_it(workspace: Path, run_cli: Run) -> None:
+    big = workspace / "policies" / "big.yaml"
+    big.write_text("version: 1\n" + "# padding\n" * (17 * 1024 * 1024 // 10))
+    refused = run_cli("validate")
+    assert refused.code == 1 and len(refused.err.strip().splitlines()) == 1
+    assert "big.yaml" in refused.err and "larger than 16 MiB" in refused.err and "raise limits:" in refused.err
+    config = workspace / "reconciler.yaml"
+    config.write_text(config.read_text() + "limits: {policy_file_mib: 32}\n")
+    try:
+        assert run_cli("validate").code == 0
+    finally:
+        limits.use(limits.DEFAULTS)
+
+
+def test_group_nesting_past_the_limit_is_refused_until_the_config_raises_it(workspace: Path, run_cli: Run) -> None:
+    chain = {f"g{i}": {"members": [f"g{i + 1}"]} for i in range(70)}
+    chain["g70"] = {"members": ["alice"]}
+    (workspace / "policies" / "chain.yaml").write_text(yaml.safe_dump({"version": 1, "groups": chain}))
+    assert "nests groups more than 64 levels deep" in run_cli("validate").err
+    config = workspace / "reconciler.yaml"
+    config.write_text(config.read_text() + "limits: {group_nesting: 100}\n")
+    try:
+        assert run_cli("validate").code == 0
+    finally:
+        limits.use(limits.DEFAULTS)

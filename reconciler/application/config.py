@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from reconciler.adapters.state_backend import GitState, LocalState, StateBackend
+from reconciler.vocabulary import limits
 from reconciler.vocabulary.base import StrictModel, changed_paths
 from reconciler.vocabulary.cells import CubeReadback
 from reconciler.vocabulary.errors import Problem, ReconcilerError
@@ -147,11 +148,20 @@ class TargetConfig(StrictModel):
         return self
 
 
+class LimitsConfig(StrictModel):
+    """Where a real tenant may need more than the defaults (docs/reference.md, "Limits on input")."""
+
+    policy_file_mib: int = Field(default=limits.DEFAULTS.policy_file_mib, ge=1, le=1024)
+    state_file_mib: int = Field(default=limits.DEFAULTS.state_file_mib, ge=1, le=8192)
+    group_nesting: int = Field(default=limits.DEFAULTS.group_nesting, ge=1, le=1024)
+
+
 class Config(StrictModel):
     policies: list[Path] | Path = Path("policies")
     policies_recursive: bool = False  # read policy files in subfolders too (hidden ones never)
     default_target: str | None = None
     targets: dict[str, TargetConfig] = Field(default_factory=dict)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     base: Path = Field(default=Path("."), exclude=True)
 
     def policy_paths(self) -> list[Path]:
@@ -261,3 +271,8 @@ def load_config(path: Path) -> Config:
         raise ReconcilerError(found) from None
     config.base = path.parent
     return config
+
+
+def use_limits(config: Config) -> None:
+    """Read what the run reads under `config`'s limits (its own file was read under the defaults)."""
+    limits.use(limits.Limits(**config.limits.model_dump()))

@@ -20,7 +20,7 @@ from reconciler.adapters.dataarts import DataArtsError
 from reconciler.adapters.quickbi import QuickBIError, TransportFailure
 from reconciler.api import issue_ticket_async
 from reconciler.application import starter, usecases
-from reconciler.application.config import Config, config_changes, load_config
+from reconciler.application.config import Config, config_changes, load_config, use_limits
 from reconciler.application.workspace import open_insight, open_target
 from reconciler.core.access import AccessLine
 from reconciler.core.diff import DiffOptions
@@ -33,11 +33,11 @@ from reconciler.core.ticket_audit import AuditReport
 from reconciler.interface import render
 from reconciler.interface.progress import progress
 from reconciler.interface.schema import schemas
+from reconciler.vocabulary import limits
 from reconciler.vocabulary.base import plural, run
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 from reconciler.vocabulary.files import read_regular_file, write_text_file
 from reconciler.vocabulary.redaction import configure_logging, one_line, redact
-from reconciler.vocabulary.yamlfile import MAX_YAML_BYTES
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 FC = TypeVar("FC", bound=Callable[..., Any])
@@ -63,6 +63,7 @@ class _Context:
     def config(self) -> Config:
         if self._config is None:
             self._config = load_config(self.config_path)
+            use_limits(self._config)
         return self._config
 
 
@@ -633,7 +634,7 @@ def fmt_command(obj: _Context, paths: tuple[Path, ...], check: bool) -> None:
         files, _ = policy_files(obj.config.policy_paths(), obj.config.policies_recursive)
     formatted = {}
     for path in files:  # every file is read and checked before any is written
-        text = read_regular_file(path, "policy file", MAX_YAML_BYTES)
+        text = read_regular_file(path, "policy file", limits.current.policy_file_bytes)
         canonical = format_policy(text, str(path))
         if canonical != text:
             formatted[path] = canonical

@@ -10,22 +10,29 @@ from typing import Any
 
 import pydantic_core
 
+from reconciler.vocabulary import limits
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 
-MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_SMALL_FILE_BYTES = 1024 * 1024  # locks and other files of a few lines
 # JSON is parsed by pydantic-core (Rust): bounded in depth, never Python's recursion; our files nest 4 deep
 MAX_JSON_DEPTH = 200
 
 
-def read_regular_file(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> str:
-    """The UTF-8 text of `path`, refusing anything but a regular file of at most `limit` bytes."""
+def read_regular_file(path: Path, what: str, limit: int | None = None) -> str:
+    """The UTF-8 text of `path`, refusing anything but a regular file of at most `limit` bytes (by default the
+    state-file limit in force)."""
+    limit = limits.current.state_file_bytes if limit is None else limit
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
             raise ReconcilerError(Problem(f"{path}: cannot read {what}: not a regular file"))
         if info.st_size > limit:
-            raise ReconcilerError(Problem(f"{path}: cannot read {what}: larger than {limit // 2**20} MiB"))
+            raise ReconcilerError(
+                Problem(
+                    f"{path}: cannot read {what}: larger than {limit // limits.MIB} MiB",
+                    hint="if it is meant to be this large, raise limits: in the config (docs/reference.md)",
+                )
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise ReconcilerError(Problem(f"{path}: cannot read {what}: {exc.strerror or exc}")) from None
@@ -37,7 +44,7 @@ def read_regular_file(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> str
         ) from None
 
 
-def read_json_file(path: Path, what: str, limit: int = MAX_FILE_BYTES, hint: str = "restore or remake it") -> Any:
+def read_json_file(path: Path, what: str, limit: int | None = None, hint: str = "restore or remake it") -> Any:
     """The JSON value in `path`: a regular file of at most `limit` bytes, nested at most `MAX_JSON_DEPTH`
     levels, numbers in range. Any other file is one line naming it and what it broke."""
     return parse_json(read_regular_file(path, what, limit), f"{path}: unreadable {what}", hint)

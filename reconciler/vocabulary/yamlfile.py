@@ -15,11 +15,11 @@ from typing import Any, NoReturn
 
 import yaml
 
+from reconciler.vocabulary import limits
 from reconciler.vocabulary.errors import Location, Problem, ReconcilerError
 from reconciler.vocabulary.files import read_regular_file
 
 PathKey = tuple[str | int, ...]
-MAX_YAML_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
 # values built again through aliases: far above any real use of anchors, far below what hurts
 MAX_ALIAS_VALUES = 100_000
@@ -56,7 +56,7 @@ def read_yaml(path: Path, display_name: str | None = None) -> tuple[LocatedDocum
     """Parse one YAML file. Returns the document, or None and the problems that stopped it."""
     name = display_name or str(path)
     try:
-        text = read_regular_file(path, "YAML file", MAX_YAML_BYTES)
+        text = read_regular_file(path, "YAML file", limits.current.policy_file_bytes)
     except ReconcilerError as exc:
         return None, [
             Problem(problem.message.removeprefix(f"{path}: "), Location(name, 1), problem.hint)

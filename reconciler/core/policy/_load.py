@@ -23,6 +23,7 @@ from reconciler.core.policy._model import (
     ThemeRef,
     UserRef,
 )
+from reconciler.vocabulary import limits
 from reconciler.vocabulary.cells import ResourceKind
 from reconciler.vocabulary.errors import Location, Problem, ReconcilerError
 from reconciler.vocabulary.yamlfile import LocatedDocument, read_yaml
@@ -743,9 +744,6 @@ def _check_names(policy: Policy, known: _Known, problems: list[Problem]) -> None
         check(name, location, allow_groups=True)
 
 
-MAX_GROUP_NESTING = 64
-
-
 CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
 
 
@@ -801,11 +799,12 @@ def _check_groups(policy: Policy, problems: list[Problem]) -> None:
         )
     if cycles:
         return
-    too_deep = sorted(name for name, levels in _nesting(policy).items() if levels > MAX_GROUP_NESTING)
+    most = limits.current.group_nesting
+    too_deep = sorted(name for name, levels in _nesting(policy).items() if levels > most)
     if too_deep:
         problems.append(
             Problem(
-                f"group '{too_deep[0]}' nests groups more than {MAX_GROUP_NESTING} levels deep",
+                f"group '{too_deep[0]}' nests groups more than {most} levels deep",
                 policy.groups[too_deep[0]].location,
                 "flatten the group structure",
             )
