@@ -289,15 +289,27 @@ def test_any_live_state_imports_to_a_policy_that_plans_nothing_and_drifts_nowher
             f"u-{a}\t{day}\t{kind}:{target}" for a, cells in held.items() for (kind, target), day in cells.items()
         )
         (state / "expiry-ledger.tsv").write_text("".join(line + "\n" for line in lines))
-    run = [sys.executable, "-m", "reconciler"]
-    made = subprocess.run([*run, "import", "--out", "imported"], cwd=folder, capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-    shutil.rmtree(folder / "policies")
-    (folder / "imported").rename(folder / "policies")
-    plan = subprocess.run([*run, "plan", "--detailed-exitcode"], cwd=folder, capture_output=True, text=True)
-    assert plan.returncode == 0 and "No changes" in plan.stdout, plan.stdout + plan.stderr
-    drift = subprocess.run([*run, "drift", "--format", "json"], cwd=folder, capture_output=True, text=True)
-    assert drift.returncode == 0, drift.stdout + drift.stderr
+    # the three commands as a user runs them, in one process of their own (each example is a fresh process
+    # state; one interpreter start instead of three keeps the test quick)
+    steps = (
+        "import json, shutil, sys\n"
+        "from reconciler.interface.cli import main\n"
+        "def run(*args):\n"
+        "    sys.argv = ['reconciler', *args]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as done:\n"
+        "        return done.code or 0\n"
+        "    return 0\n"
+        "codes = [run('import', '--out', 'imported')]\n"
+        "shutil.rmtree('policies'); shutil.move('imported', 'policies')\n"
+        "codes += [run('plan', '--detailed-exitcode'), run('drift', '--format', 'json')]\n"
+        "print(json.dumps(codes), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", steps], cwd=folder, capture_output=True, text=True, timeout=120)
+    codes = json.loads(done.stderr.strip().splitlines()[-1])
+    assert codes == [0, 0, 0], done.stdout + done.stderr
+    assert "No changes" in done.stdout, done.stdout
 
 
 def test_grants_on_targets_quickbi_does_not_list_are_counted_and_left_out() -> None:
