@@ -124,7 +124,7 @@ def _large_report(users: int, groups: int, targets: int, account: str = "") -> D
         names[target] = f"Cube {target[-3:]}"
     cells = {(u, t) for u, t in in_sync} | {(u, t) for found in findings.values() for u, t, _ in found}
     scope = Scope("2026-12-03T00:00:00Z", scope_users, sorted({t for _, t in cells}), sorted(in_sync), why)
-    return DriftReport("demo", {k: sorted(v) for k, v in findings.items()}, names, [], scope)
+    return DriftReport("demo", {k: sorted(v) for k, v in findings.items()}, names, [], lambda: scope)
 
 
 @pytest.fixture(scope="module")

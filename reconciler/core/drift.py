@@ -6,8 +6,9 @@ Drift is computed from the same diff as a plan, so a clean report means an empty
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Set
+from collections.abc import Callable, Collection, Mapping, Set
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import Any
 
 from reconciler.core.diff import diff
@@ -58,7 +59,12 @@ class DriftReport:
     findings: dict[str, list[Finding]]
     names: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    scope: Scope = field(default_factory=Scope)
+    # what the JSON and the access map add: as large as the tenant, so made only when they are asked for
+    scoped: Callable[[], Scope] = field(default=Scope, repr=False, compare=False)
+
+    @cached_property
+    def scope(self) -> Scope:
+        return self.scoped()
 
     @property
     def drift_count(self) -> int:
@@ -154,7 +160,7 @@ def drift(
     findings["unmanaged"] = [(u, str(t), "") for u, t in changes.unmanaged]
     names = {**desired.directory, **target_names}
     findings = {k: sorted(v) for k, v in findings.items()}
-    scope = _scope(desired, snapshot, findings, changes.grants, groups, read_at)
+    scope = partial(_scope, desired, snapshot, findings, changes.grants, groups, read_at)
     return DriftReport(target, findings, names, notes, scope)
 
 

@@ -44,7 +44,7 @@ class Role(Generic[User, Permission]):
     permissions: frozenset[Permission]
 
 
-def mine_roles(rows: Mapping[User, frozenset[Permission]], key: type | None = None) -> list[Role[User, Permission]]:
+def mine_roles(rows: Mapping[User, frozenset[Permission]]) -> list[Role[User, Permission]]:
     """Roles covering `rows` exactly: every user's permissions are the union of their roles' permissions, and
     no role gives a user a permission they lack. Users without permissions get no role."""
     users = sorted((u for u in rows if rows[u]), key=repr)
