@@ -94,8 +94,13 @@ def test_plan_and_access_maps_come_from_their_json() -> None:
             "why": "sales (grant at p.yaml:3)",
         }
     ]
+    lines.append({**lines[0], "user": "u2", "state": "not live", "expiry": "unknown"})
+    lines.append({**lines[0], "user": "u3", "state": "unmanaged", "why": "target not managed"})
     who = access_map.access_map(lines, "Who can query a:", "demo", "now")
-    assert who["cells"] == [[0, 0, "ok", 0]] and who["reasons"] == ["sales (grant at p.yaml:3); 2099-12-31"]
+    states = {who["users"][u][0]: state for u, _, state, _ in who["cells"]}
+    assert states == {"u1": "ok", "u3": "unmanaged"}  # a grant kept only while live, and not live, is no access
+    assert who["reasons"][0] == "sales (grant at p.yaml:3); 2099-12-31"
+    assert [row[:2] for row in who["summary"]] == [["granted", 1], ["not live", 1], ["unmanaged", 1]]
 
 
 def _large_report(users: int, groups: int, targets: int, account: str = "") -> DriftReport:

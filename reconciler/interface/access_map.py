@@ -156,7 +156,13 @@ def plan_map(plan: dict[str, Any]) -> dict[str, Any]:
     return build.document(title, plan.get("target", ""), plan.get("created_at", ""), summary, plan.get("notes", []))
 
 
-ACCESS_STATES = {"granted": "ok", "to grant": "grant", "to revoke": "revoke", "protected": "protected"}
+ACCESS_STATES = {
+    "granted": "ok",
+    "to grant": "grant",
+    "to revoke": "revoke",
+    "protected": "protected",
+    "unmanaged": "unmanaged",
+}
 
 
 def access_map(lines: list[dict[str, Any]], heading: str, target: str, read_at: str) -> dict[str, Any]:
@@ -164,10 +170,12 @@ def access_map(lines: list[dict[str, Any]], heading: str, target: str, read_at: 
     build = _Builder()
     counts: dict[str, int] = {}
     for line in lines:
-        state = ACCESS_STATES.get(line["state"], "unmanaged" if line["state"] == "unmanaged" else "ok")
+        counts[line["state"]] = counts.get(line["state"], 0) + 1
+        if line["state"] not in ACCESS_STATES:
+            continue  # "not live": a grant the policy keeps only while live, and it is not: no access to draw
+        state = ACCESS_STATES[line["state"]]
         why = "; ".join(part for part in (line.get("why"), line.get("expiry")) if part)
         build.cell(line["user"], line["target"], state, why, line.get("account") or "", line.get("target_name") or "")
-        counts[line["state"]] = counts.get(line["state"], 0) + 1
     summary = [[state, count, ACCESS_STATES.get(state, "")] for state, count in sorted(counts.items())]
     return build.document(heading, target, read_at, summary, [])
 
