@@ -58,6 +58,8 @@ def test_an_unknown_expiry_keeps_a_live_grant_and_never_grants_renews_or_shorten
     assert diff(want, live, {("alice", SALES): dt.date(2026, 12, 1)}, TODAY).grants == {
         NEVER: frozenset({("carol", Q4)})
     }
+    recorded = diff(want, live, {("alice", SALES): NEVER}, TODAY)
+    assert ("alice", SALES) not in recorded.regrantable.get(NEVER, set())  # not even as an --allow-regrant extra
     only_unknown = desired({("bob", SALES): UNKNOWN})
     assert diff(only_unknown, Snapshot({"bob": frozenset()}), {}, TODAY).empty
 

@@ -105,8 +105,8 @@ def diff(
             day = recorded  # sent once to a live cell, which no read can confirm: the same day again
         if day is None:
             unchanged += 1
-            if recorded is not None and options.in_scope(cell):
-                regrantable[recorded].add(cell)
+            if recorded is not None and options.in_scope(cell) and not isinstance(expiry, UnknownExpiry):
+                regrantable[recorded].add(cell)  # (an unknown expiry is never sent, not even as a don't-care)
         elif not options.in_scope(cell):
             out_of_scope += 1
         else:
