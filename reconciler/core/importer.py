@@ -60,7 +60,7 @@ class Imported:
             f"{plural(self.roles, 'role')} found for {plural(self.distinct_rows, 'distinct access pattern')}: "
             f"{plural(self.statements, 'grant statement')} reproduce {self.cells:,} live cells "
             f"({self.cells_per_statement:,.1f} per statement), with {plural(self.groups, 'group')} "
-            f"({self.quickbi_groups} of them Quick BI user groups) and {plural(self.users, 'user')}."
+            f"({self.quickbi_groups} from Quick BI user groups) and {plural(self.users, 'user')}."
         ]
         if self.unknown_expiry_cells:
             lines.append(
