@@ -88,3 +88,9 @@ def test_bitsets_round_trip_a_set_of_small_integers() -> None:
     assert bitsets.mask([0, 3, 64]) == 1 | 8 | (1 << 64)
     assert bitsets.members(bitsets.mask([64, 3, 0, 3])) == [0, 3, 64]
     assert bitsets.members(0) == [] and bitsets.mask([]) == 0
+
+
+def test_bitsets_transpose_rows_into_columns() -> None:
+    rows = {0: bitsets.mask([1, 2]), 3: bitsets.mask([2])}
+    assert bitsets.transposed(rows) == {1: bitsets.mask([0]), 2: bitsets.mask([0, 3])}
+    assert bitsets.transposed(bitsets.transposed(rows)) == rows

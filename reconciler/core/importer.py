@@ -123,8 +123,10 @@ def import_policy(
         for user in role.users
     }
     listed_users = sorted(referenced | (set(protected) & set(accounts)), key=lambda u: aliases.get(u) or u)
+    taken = set(aliases.values())
     for user in listed_users:
-        aliases.setdefault(user, _unique_alias(user, accounts, set(aliases.values())))
+        if user not in aliases:  # a protected user without grants
+            aliases[user] = _unique_alias(user, accounts, taken)
     sections: dict[str, Any] = {
         "version": 1,
         "users": {aliases[u]: _user_ref(u, accounts) for u in sorted(listed_users, key=aliases.__getitem__)},
@@ -288,7 +290,7 @@ def _unique(wanted: str, taken: set[str]) -> str:
 
 def _user_aliases(accounts: Mapping[str, str], rows: Mapping[str, object]) -> dict[str, str]:
     taken: set[str] = set()
-    return {user: _unique(_slug(accounts.get(user) or user), taken) for user in sorted(rows)}
+    return {user: _unique_alias(user, accounts, taken) for user in sorted(rows)}
 
 
 def _unique_alias(user: str, accounts: Mapping[str, str], taken: set[str]) -> str:

@@ -346,7 +346,7 @@ def set_cover(rows: Rows, cap: int = CAP) -> list[Rect] | None:
     rows = {u: r for u, r in rows.items() if r}
     masks = {u: bitsets.mask(row) for u, row in sorted(rows.items())}
     left = dict(masks)  # the cells each user still needs, as a bit mask over targets
-    left_of_target = _transposed(left)
+    left_of_target = bitsets.transposed(left)
     distinct_rows, distinct_columns = set(masks.values()), set(left_of_target.values())
     if max(len(distinct_rows), len(distinct_columns)) > SET_COVER_PATTERN_LIMIT:
         return None
@@ -372,14 +372,6 @@ def set_cover(rows: Rows, cap: int = CAP) -> list[Rect] | None:
         remaining -= gain
         heapq.heappush(heap, (-gain, index))
     return _join_pairs(_drop_redundant(rects), masks, cap)
-
-
-def _transposed(masks: Mapping[int, int]) -> dict[int, int]:
-    columns: dict[int, int] = defaultdict(int)
-    for user, mask in masks.items():
-        for target in bitsets.members(mask):
-            columns[target] |= 1 << user
-    return dict(columns)
 
 
 def _concepts(masks: Mapping[int, int], rows: list[int], columns: list[int]) -> list[Concept]:

@@ -93,7 +93,7 @@ def _reduce(rows: list[int]) -> list[int]:
     the core's columns are original ones."""
     while True:
         reduced = _unions_removed(rows)
-        columns_of = _column_masks(reduced)
+        columns_of = bitsets.transposed(dict(enumerate(reduced)))
         kept_columns = set(_unions_removed(list(columns_of.values())))
         first_of: dict[int, int] = {}
         for column in sorted(columns_of):
@@ -103,14 +103,6 @@ def _reduce(rows: list[int]) -> list[int]:
         if reduced == rows:
             return rows
         rows = reduced
-
-
-def _column_masks(rows: list[int]) -> dict[int, int]:
-    columns: dict[int, int] = defaultdict(int)
-    for index, row in enumerate(rows):
-        for column in bitsets.members(row):
-            columns[column] |= 1 << index
-    return dict(columns)
 
 
 def _components(rows: list[int]) -> list[list[int]]:
@@ -139,7 +131,7 @@ def _components(rows: list[int]) -> list[list[int]]:
 def _cover(rows: list[int]) -> list[int]:
     """Role intents (over the original columns) covering one component exactly, as few as found."""
     by_row = list(rows)
-    columns = _column_masks(rows)
+    columns = bitsets.transposed(dict(enumerate(rows)))
     by_column = [_closure_of_users(users, rows) for _, users in sorted(columns.items())]
     options = [by_row, sorted(set(by_column))]
     if len(rows) > 2:
@@ -163,7 +155,7 @@ def _closure_of_users(users: int, rows: list[int]) -> int:
 def _greedy(rows: list[int], seeds: list[int]) -> list[int]:
     """A greedy cover of `rows` by closed intents from `seeds` and their pairwise intersections (when that many
     pairs are affordable), redundant picks dropped."""
-    columns = _column_masks(rows)
+    columns = bitsets.transposed(dict(enumerate(rows)))
     candidates = set(seeds)
     if len(seeds) ** 2 // 2 <= MAX_CANDIDATE_PAIRS:
         candidates.update(a & b for a, b in combinations(sorted(set(seeds)), 2))
