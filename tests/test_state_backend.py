@@ -16,9 +16,11 @@ import pytest
 import yaml
 
 from reconciler.adapters.state_backend import GitState, LocalState
+from reconciler.core.state import APPLIED_COMMIT
 from reconciler.emulator import Emulator
 from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import DEMO_ORG, ROOT
+from tests.test_policy_repo import commit_all, git
 
 BRANCH = "reconciler-state"
 
@@ -195,3 +197,34 @@ def test_a_relative_state_url_is_relative_to_the_config_file(tmp_path: Path, ser
     applied = _run(elsewhere, "--config", "conf/reconciler.yaml", "apply", "--auto-approve")
     assert applied.returncode == 0, applied.stderr
     assert "u-grace\t2027-12-31\t" in _branch_file(bare, "expiry-ledger.tsv")
+
+
+def test_the_lock_commit_never_carries_the_last_applied_commit(tmp_path: Path, served: str, bare: Path) -> None:
+    """A run killed holding the lock leaves the lock commit: it must not tell the next incremental apply that
+    live state is the commit before, since the dead run may have sent part of another one."""
+    first = _checkout(tmp_path / "a", served, bare, lock_timeout=0)
+    git(first, "init", "--quiet", "-b", "main")
+    head = commit_all(first, "policies")
+    assert _run(first, "apply", "--auto-approve").returncode == 0
+    assert json.loads(_branch_file(bare, APPLIED_COMMIT))["commit"] == head
+
+    class Died(Exception):
+        pass
+
+    with pytest.raises(Died), GitState(str(bare), BRANCH, "live", lock_timeout=0).applying() as folder:
+        assert (folder / APPLIED_COMMIT).exists()  # the apply itself reads it
+        subprocess.run(
+            ["git", "--git-dir", str(bare), "update-ref", "refs/heads/keep", BRANCH], check=True, capture_output=True
+        )
+        raise Died
+    subprocess.run(["git", "--git-dir", str(bare), "update-ref", f"refs/heads/{BRANCH}", "refs/heads/keep"], check=True)
+    listed = subprocess.run(
+        ["git", "--git-dir", str(bare), "ls-tree", "--name-only", BRANCH], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "lock.json" in listed and APPLIED_COMMIT not in listed and "expiry-ledger.tsv" in listed
+    resumed = _run(first, "apply", "--incremental", "--auto-approve", "--break-lock")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "note: a full apply, not an incremental one: no record of the commit the last apply made live" in (
+        resumed.stderr
+    )
+    assert json.loads(_branch_file(bare, APPLIED_COMMIT))["commit"] == head

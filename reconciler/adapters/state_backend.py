@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from reconciler.core.lock import TargetLock
+from reconciler.core.state import APPLIED_COMMIT
 from reconciler.vocabulary.base import utc_timestamp
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 from reconciler.vocabulary.files import MAX_SMALL_FILE_BYTES, check_state_folder, read_json_file
@@ -168,6 +169,9 @@ class GitState:
         """Push a lock commit on top of `base`; its commit, or None when the branch moved under us."""
         (folder / LOCK_FILE).write_text(json.dumps(run_identity(), indent=1) + "\n", encoding="utf-8")
         self._git(folder, "add", "--all")
+        # the apply reads the record from the folder; the lock commit, all a killed run leaves, must not carry
+        # it: which commit is live is unknown once an apply may have sent anything
+        self._git(folder, "rm", "--cached", "--quiet", "--ignore-unmatch", APPLIED_COMMIT)
         self._commit(folder, f"lock: apply of {self.target} by {run_identity()['owner']}")
         locked = self._git(folder, "rev-parse", "HEAD")
         return locked if self._push(folder, locked, base) else None

@@ -8,6 +8,7 @@ the record lists what the policy managed at the last apply, and a target that le
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from operator import itemgetter
@@ -16,7 +17,7 @@ from pathlib import Path
 from reconciler.vocabulary.base import plural, utc_timestamp
 from reconciler.vocabulary.cells import Cell, Target
 from reconciler.vocabulary.errors import Problem, ReconcilerError
-from reconciler.vocabulary.files import read_json_file, write_text_file
+from reconciler.vocabulary.files import MAX_SMALL_FILE_BYTES, read_json_file, write_text_file
 
 RECORD_FORMAT = 1
 MANAGED_RECORD = "managed-targets.json"
@@ -99,3 +100,54 @@ def write_managed(state_dir: Path, targets: frozenset[Target]) -> None:
         "targets": sorted(map(str, targets)),
     }
     write_text_file(state_dir / MANAGED_RECORD, json.dumps(record, indent=1) + "\n")
+
+
+APPLIED_COMMIT = "last-apply.json"
+_COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+
+
+@dataclass(frozen=True)
+class AppliedCommit:
+    """The policy repository's commit that the last complete apply of a target made live.
+
+    An incremental apply plans from it to the new commit, reading only the users the change touches. It is
+    written only after an apply that left every user as that commit's policy says, and taken away before any
+    call of an apply of anything else, so that a run that dies part-way leaves no record to trust."""
+
+    commit: str
+    target: str
+
+
+def read_applied(state_dir: Path, target: str) -> AppliedCommit | str:
+    """The record of the last applied commit, or why there is none that can be used (one line)."""
+    path = state_dir / APPLIED_COMMIT
+    if not path.exists():
+        return f"no record of the commit the last apply made live ({APPLIED_COMMIT})"
+    try:
+        data = read_json_file(path, "last-apply record", MAX_SMALL_FILE_BYTES)
+        if data.get("format_version") != RECORD_FORMAT:
+            raise ValueError(f"unsupported format_version {data.get('format_version')!r}")
+        record = AppliedCommit(str(data["commit"]), str(data["target"]))
+    except ReconcilerError as exc:
+        return f"the last-apply record is unreadable ({exc.problems[0].message})"
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"the last-apply record ({path}) is unreadable: {exc}"
+    if not _COMMIT.fullmatch(record.commit):
+        return f"the last-apply record ({path}) names no commit id"
+    if record.target != target:
+        return f"the last-apply record is of target '{record.target}', not '{target}'"
+    return record
+
+
+def write_applied(state_dir: Path, record: AppliedCommit) -> None:
+    data = {
+        "format_version": RECORD_FORMAT,
+        "updated_at": utc_timestamp(),
+        "commit": record.commit,
+        "target": record.target,
+    }
+    write_text_file(state_dir / APPLIED_COMMIT, json.dumps(data, indent=1) + "\n")
+
+
+def forget_applied(state_dir: Path) -> None:
+    (state_dir / APPLIED_COMMIT).unlink(missing_ok=True)

@@ -11,12 +11,14 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 
 from reconciler.adapters.dataarts import DataArtsError
+from reconciler.adapters.policy_repo import Commit, PolicyRepo
 from reconciler.adapters.quickbi import QuickBIError, TransportFailure
 from reconciler.api import issue_ticket_async
 from reconciler.application import starter, usecases
@@ -29,6 +31,7 @@ from reconciler.core.importer import Imported
 from reconciler.core.plan import Plan
 from reconciler.core.policy import Policy, format_policy, load_policy, policy_files
 from reconciler.core.snapshot import Snapshot
+from reconciler.core.state import AppliedCommit, read_applied
 from reconciler.core.ticket_audit import AuditReport
 from reconciler.interface import render
 from reconciler.interface.progress import progress
@@ -324,7 +327,11 @@ def _base_of_change(folder: Path, obj: _Context) -> tuple[Policy | None, str | N
     base's policy folder alone, or a branch before the first config) cannot show a change of configuration,
     so its plan is a full one."""
     relative = obj.config_path if not obj.config_path.is_absolute() else Path(obj.config_path.name)
-    base_config_path = folder / relative
+    return _base_of_config(folder / relative, obj)
+
+
+def _base_of_config(base_config_path: Path, obj: _Context) -> tuple[Policy | None, str | None]:
+    """The base policy loaded with the configuration at `base_config_path` (see `_base_of_change`)."""
     if not base_config_path.is_file():
         return None, f"the base has no configuration to compare with ({base_config_path} does not exist)"
     try:
@@ -382,6 +389,12 @@ def show(plan_file: Path, fmt: str, max_chars: int | None) -> None:
     help="Exit 2 (not 1) when a saved plan was applied but lacks changes today's policy requires.",
 )
 @click.option(
+    "--incremental",
+    is_flag=True,
+    help="Read live only the users whose access changed since the commit the last complete apply recorded "
+    "(the apply on merge); a full apply, saying why, when that would not be exact.",
+)
+@click.option(
     "--verify",
     type=click.Choice(["sampled", "full"]),
     default="sampled",
@@ -399,6 +412,7 @@ def apply(
     break_lock: bool,
     detailed_exitcode: bool,
     verify: str,
+    incremental: bool,
     options: usecases.PlanOptions,
 ) -> None:
     """Apply a saved plan (refused if stale), or plan, confirm and apply."""
@@ -406,13 +420,26 @@ def apply(
         raise ReconcilerError("no terminal to confirm on: pass --auto-approve, or apply a saved plan file")
     breakers = usecases.Breakers(max_revokes, max_revoke_ratio)
     if plan_file is not None:
-        _refuse_plan_flags(options)
+        _refuse_plan_flags(options, incremental)
+    elif incremental and options.limited:
+        raise ReconcilerError(
+            Problem("--incremental applies the whole change: it does not take --user, --group or --resource")
+        )
     saved = Plan.read(plan_file) if plan_file else None
-    code = run(_apply(obj, saved, options, breakers, auto_approve, break_lock, verify == "full", detailed_exitcode))
-    sys.exit(code)
+    flags = _ApplyFlags(auto_approve, break_lock, verify == "full", detailed_exitcode, incremental)
+    sys.exit(run(_apply(obj, saved, options, breakers, flags)))
 
 
-def _refuse_plan_flags(options: usecases.PlanOptions) -> None:
+@dataclass(frozen=True)
+class _ApplyFlags:
+    auto_approve: bool
+    break_lock: bool
+    verify_all: bool
+    detailed_exitcode: bool
+    incremental: bool
+
+
+def _refuse_plan_flags(options: usecases.PlanOptions, incremental: bool) -> None:
     """A saved plan decides what is sent: a flag that would change it has no effect, so it is refused."""
     given = [
         flag
@@ -423,6 +450,7 @@ def _refuse_plan_flags(options: usecases.PlanOptions) -> None:
             ("--additive", options.diff.additive),
             ("--allow-regrant", options.allow_regrant),
             ("--unrecorded regrant", options.diff.unrecorded != "trust"),
+            ("--incremental", incremental),
         )
         if on
     ]
@@ -440,22 +468,42 @@ async def _apply(
     saved: Plan | None,
     options: usecases.PlanOptions,
     breakers: usecases.Breakers,
-    auto_approve: bool,
-    break_lock: bool,
-    verify_all: bool,
-    detailed_exitcode: bool = False,
+    flags: _ApplyFlags,
 ) -> int:
     policy = _load_policy(obj.config.policy_paths(), obj.config)
+    repo = PolicyRepo(obj.config_path)
+    head = repo.head(obj.config.policy_paths())
 
     def confirm(plan: Plan) -> bool:
         if saved is not None:
             return True  # reviewed when it was saved, and admitted against today's policy and live state
         click.echo(render.plan_text(plan), nl=False)
-        return auto_approve or click.confirm("Apply this plan?", default=False)
+        return flags.auto_approve or click.confirm("Apply this plan?", default=False)
 
-    async with open_target(obj.config, obj.target, exclusive=True, break_lock=break_lock) as session:
+    async with open_target(obj.config, obj.target, exclusive=True, break_lock=flags.break_lock) as session:
+        increment = _increment(obj, session.state_dir, session.name, repo, head) if flags.incremental else None
         outcome = await usecases.apply(
-            session, policy, _today(), confirm, saved, options, breakers, progress, verify_all
+            session,
+            policy,
+            _today(),
+            confirm,
+            saved,
+            options,
+            breakers,
+            progress,
+            flags.verify_all,
+            increment,
+            head.commit,
+        )
+    detailed_exitcode = flags.detailed_exitcode
+    if outcome.full_reason:
+        _say(f"note: {outcome.full_reason}")
+    if outcome.recorded:
+        _say(f"state: commit {outcome.recorded[:12]} recorded as applied (an --incremental apply starts from it)")
+    if outcome.unread and saved is not None:
+        _say(
+            f"note: the plan is partial: live grants were read only for the users it touches; changes today's "
+            f"policy requires for the other {plural(outcome.unread, 'user')} were not looked for"
         )
     if outcome.nothing_to_do:
         done = outcome.result.resumed
@@ -500,6 +548,30 @@ async def _apply(
         )
     )
     return EXIT_ERROR if not outcome.ok else _lacking_exit(outcome, detailed_exitcode) or EXIT_OK
+
+
+def _increment(obj: _Context, state_dir: Path, target: str, repo: PolicyRepo, head: Commit) -> usecases.Increment:
+    """What an incremental apply plans from (the policies at the commit the last complete apply recorded), or
+    why it must be a full apply."""
+    if head.commit is None:
+        return usecases.Increment(None, why_full=head.why_not)
+    applied = read_applied(state_dir, target)
+    if not isinstance(applied, AppliedCommit):
+        return usecases.Increment(None, why_full=applied)
+    since = applied.commit
+    if not repo.is_ancestor(since, head.commit):
+        return usecases.Increment(
+            None,
+            since,
+            f"the last applied commit {since[:12]} is not an ancestor of {head.commit[:12]} in this checkout "
+            "(history rewritten, or a shallow clone: check out with the full history)",
+        )
+    try:
+        with repo.files_at(since) as base_config:
+            base, why_full = _base_of_config(base_config, obj)
+    except LookupError as exc:
+        return usecases.Increment(None, since, str(exc))
+    return usecases.Increment(base, since, why_full)
 
 
 def _lacking_exit(outcome: usecases.ApplyOutcome, detailed_exitcode: bool) -> int | None:

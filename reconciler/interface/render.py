@@ -215,6 +215,8 @@ def _footer(plan: Plan, counts: _Counts, markdown: bool) -> list[str]:
 def nothing_to_do(plan: Plan) -> str:
     """What an empty plan means: in sync, or only nothing left within what the run was limited to."""
     left = plan.summary.skipped_revokes + plan.summary.out_of_scope_cells
+    if not left and plan.partial:
+        return f"No changes. Live Smart Q grants match the policy as far as this run looked ({plan.partial})."
     if not left:
         return "No changes. Live Smart Q grants match the policy."
     return (

@@ -14,7 +14,13 @@ from reconciler.application.usecases._common import (
     state_of,
 )
 from reconciler.application.usecases.adoption import import_live
-from reconciler.application.usecases.applying import ApplyOutcome, apply, execute_and_verify, set_embed_ranges
+from reconciler.application.usecases.applying import (
+    ApplyOutcome,
+    Increment,
+    apply,
+    execute_and_verify,
+    set_embed_ranges,
+)
 from reconciler.application.usecases.planning import (
     beyond_policy_note,
     full_plan_note,
@@ -31,6 +37,7 @@ __all__ = [
     "ApplyOutcome",
     "Breakers",
     "Confirm",
+    "Increment",
     "PlanOptions",
     "Progress",
     "Tracker",

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.core.apply.executor import Work
-from reconciler.core.resolve import Desired
-from reconciler.core.snapshot import Snapshot
 from reconciler.vocabulary.base import plural
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 
@@ -17,8 +15,9 @@ class Breakers:
     max_revoke_ratio: float | None = None
 
 
-def check_breakers(work: Work, live: Snapshot, desired: Desired, breakers: Breakers) -> None:
-    """Stop large revokes, counted from what the batches would delete of live grants (not a summary's claim)."""
+def check_breakers(work: Work, granted: int, breakers: Breakers, estimated: bool = False) -> None:
+    """Stop large revokes, counted from what the batches would delete of live grants (not a summary's claim),
+    against `granted` managed grants live now (`estimated` when not every user was read)."""
     revokes = len(work.revoked)
     if breakers.max_revokes is not None and revokes > breakers.max_revokes:
         raise ReconcilerError(
@@ -28,12 +27,12 @@ def check_breakers(work: Work, live: Snapshot, desired: Desired, breakers: Break
             )
         )
     if breakers.max_revoke_ratio is not None and revokes:
-        granted = sum(1 for _, target in live.cells() if desired.is_managed(target))
         ratio = revokes / granted if granted else 1.0
         if ratio > breakers.max_revoke_ratio:
+            about = "about " if estimated else ""
             raise ReconcilerError(
                 Problem(
-                    f"the plan revokes {ratio:.0%} of the {granted} managed grants, more than "
+                    f"the plan revokes {ratio:.0%} of the {about}{granted} managed grants, more than "
                     f"--max-revoke-ratio {breakers.max_revoke_ratio:g}",
                     hint="check the policy and directory, then raise --max-revoke-ratio if this is intended",
                 )

@@ -1,0 +1,184 @@
+"""Incremental apply (the apply on merge): read live only the users the change since the last applied commit
+touches; fall back to a full apply, saying why, whenever that would not be exact."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.state import APPLIED_COMMIT
+from tests.conftest import CliResult, with_faults
+from tests.test_policy_repo import commit_all, git
+
+Run = Callable[..., CliResult]
+READ = "reconciler.quickbi: QueryLlmCubeWithThemeListByUserId"
+WRITE = "reconciler.quickbi: SmartqAuthorize"
+STATE = Path(".reconciler")
+FULL = "a full apply, not an incremental one: "
+
+
+@pytest.fixture
+def repo(workspace: Path) -> Path:
+    """The demo workspace as a policy repository with one commit (the target's state is not in it)."""
+    git(workspace, "init", "--quiet", "-b", "main")
+    (workspace / ".gitignore").write_text(".reconciler/\n")
+    commit_all(workspace, "policies")
+    return workspace
+
+
+def recorded(workspace: Path) -> str | None:
+    path = workspace / STATE / APPLIED_COMMIT
+    return json.loads(path.read_text())["commit"] if path.exists() else None
+
+
+def edit(workspace: Path, file: str, old: str, new: str) -> None:
+    path = workspace / "policies" / file
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def add_to_sales(workspace: Path, user: str = "judy") -> str:
+    edit(workspace, "people.yaml", "members: [alice, bob, frank]", f"members: [alice, bob, frank, {user}]")
+    return commit_all(workspace, f"{user} joins sales")
+
+
+def console_grant(workspace: Path, user: str, cube: str) -> None:
+    """Someone grants a cube in the Quick BI console: a change outside the policy."""
+    path = workspace / STATE / "demo-state.json"
+    state = json.loads(path.read_text())
+    state["grants"].append({"expire_day": "2099-12-31", "llm_cube": cube, "user": user})
+    path.write_text(json.dumps(state))
+
+
+def test_a_merge_applies_reading_only_the_users_it_touches(repo: Path, run_cli: Run) -> None:
+    first = run_cli("apply", "--auto-approve")
+    assert first.code == 0 and recorded(repo) == git(repo, "rev-parse", "HEAD")
+    assert f"state: commit {recorded(repo)[:12]} recorded as applied" in first.err  # type: ignore[index]
+    merged = add_to_sales(repo)
+    applied = run_cli("-v", "apply", "--incremental", "--auto-approve")
+    assert applied.code == 0, applied.err
+    # judy read before planning and once more to verify; nobody else
+    assert applied.err.count(READ) == 2 and applied.err.count(WRITE) == 1
+    assert "Partial plan, incremental, changed since commit" in applied.out
+    assert "live grants read only for the 1 user whose access the change touches; the other 12 users" in applied.out
+    assert "+ u-judy (judy)  llm_cube:c-sales (Sales)" in applied.out
+    assert recorded(repo) == merged
+    # a full plan agrees: every user is as the policy says
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+    # the same commit again: nothing changed, nobody read
+    again = run_cli("-v", "apply", "--incremental", "--auto-approve")
+    assert again.code == 0 and again.err.count(READ) == 0 and WRITE not in again.err
+    assert "No changes. Live Smart Q grants match the policy as far as this run looked (incremental" in again.out
+
+
+def test_a_change_made_outside_the_policy_waits_for_the_full_run(repo: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
+    console_grant(repo, "u-ivan", "c-sales")  # ivan is not in sales
+    add_to_sales(repo)
+    assert run_cli("apply", "--incremental", "--auto-approve").code == 0
+    assert run_cli("drift").code == 2  # ivan's console grant is still there: the merge did not read him
+    full = run_cli("apply", "--auto-approve")  # the scheduled full run
+    assert full.code == 0 and "- u-ivan (ivan)  llm_cube:c-sales (Sales)" in full.out
+    assert run_cli("drift").code == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("config", "the configuration changed (targets.demo.qps)"),
+        ("resource", "the managed targets changed (1 no longer declared)"),
+        ("rewritten", "is not an ancestor of"),
+        ("no record", "no record of the commit the last apply made live"),
+        ("garbage record", "the last-apply record is unreadable"),
+        ("other target", "the last-apply record is of target 'prod', not 'demo'"),
+    ],
+)
+def test_anything_but_a_change_of_grants_applies_in_full_and_says_why(
+    repo: Path, run_cli: Run, change: str, reason: str
+) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
+    record = repo / STATE / APPLIED_COMMIT
+    if change == "config":
+        config = repo / "reconciler.yaml"
+        config.write_text(config.read_text().replace("  demo:\n", "  demo:\n    qps: 500\n"))
+        add_to_sales(repo)
+    elif change == "resource":
+        edit(repo, "people-analytics.yaml", "  themes:\n    hiring: {id: t-hiring}\n", "")
+        edit(repo, "people-analytics.yaml", "    themes: [hiring]\n", "")
+        commit_all(repo, "hiring is no longer managed")
+    elif change == "rewritten":
+        edit(repo, "people.yaml", "judy: {account: judy}", "judy: {account: judy}  # amended")
+        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "--amend", "-am", "rewritten")
+    elif change == "no record":
+        record.unlink()
+    elif change == "garbage record":
+        record.write_text('{"format_version": 1, "commit": ' + "[" * 5000)
+    else:
+        record.write_text(json.dumps({"format_version": 1, "commit": "a" * 40, "target": "prod"}))
+    applied = run_cli("-v", "apply", "--incremental", "--auto-approve")
+    assert applied.code == 0, applied.err
+    note = next(line for line in applied.err.splitlines() if line.startswith(f"note: {FULL}"))
+    assert reason in note
+    if change in ("config", "resource"):  # there were changes: the plan printed says it too
+        assert note[len("note: ") :] in applied.out
+    assert applied.err.count(READ) >= 13  # everyone
+    assert recorded(repo) == git(repo, "rev-parse", "HEAD")  # and the full apply records where it left things
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_uncommitted_policies_are_applied_in_full_and_leave_no_record(repo: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
+    edit(repo, "people.yaml", "members: [alice, bob, frank]", "members: [alice, bob, frank, judy]")  # not committed
+    applied = run_cli("apply", "--incremental", "--auto-approve")
+    assert applied.code == 0 and FULL in applied.out and "differ from commit" in applied.out
+    # live is now no commit's policy: an incremental apply from the old commit would miss judy
+    assert recorded(repo) is None
+    git(repo, "checkout", "--quiet", "--", "policies")  # the edit is thrown away, never committed
+    back = run_cli("apply", "--incremental", "--auto-approve")
+    assert FULL in back.out and "- u-judy (judy)  llm_cube:c-sales (Sales)" in back.out
+    assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_an_apply_that_does_not_finish_leaves_no_record(repo: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
+    before = recorded(repo)
+    add_to_sales(repo)
+    with_faults(repo, "{silent_rate: 1.0}")  # every grant call says done, and does nothing
+    failed = run_cli("apply", "--incremental", "--auto-approve")
+    assert failed.code == 1 and "Apply incomplete" in failed.out
+    assert before is not None and recorded(repo) is None  # taken away before the first call
+    (repo / "reconciler.yaml").write_text(git(repo, "show", "HEAD:reconciler.yaml") + "\n")
+    retried = run_cli("apply", "--incremental", "--auto-approve")
+    assert retried.code == 0 and FULL in retried.out and recorded(repo) == git(repo, "rev-parse", "HEAD")
+
+
+def test_limited_runs_read_only_what_they_touch(repo: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
+    head = recorded(repo)
+    add_to_sales(repo)
+    limited = run_cli("-v", "apply", "--user", "judy", "--auto-approve")
+    assert limited.code == 0 and limited.err.count(READ) == 2  # read, then verified
+    assert recorded(repo) is None and head is not None  # another commit's policy, partly applied
+    refused = run_cli("apply", "--incremental", "--user", "judy", "--auto-approve")
+    assert refused.code == 1 and "--incremental applies the whole change" in refused.err
+
+
+def test_a_saved_pull_request_plan_reads_only_the_users_it_touches(repo: Path, run_cli: Run) -> None:
+    assert run_cli("apply", "--auto-approve").code == 0
+    (repo / "base").mkdir()
+    for name in ("reconciler.yaml",):
+        (repo / "base" / name).write_text((repo / name).read_text())
+    git(repo, "worktree", "add", "--quiet", "--detach", str(repo / "base-tree"), "HEAD")
+    add_to_sales(repo)
+    planned = run_cli("plan", "--changed-from", "base-tree", "--out", "plan.json")
+    assert planned.code == 0
+    applied = run_cli("-v", "apply", "plan.json")
+    assert applied.code == 0, applied.err
+    assert applied.err.count(READ) == 2 and applied.err.count(WRITE) == 1
+    assert "the plan is partial: live grants were read only for the users it touches" in applied.err
+    # a saved partial plan is not the whole policy: no commit is recorded as live
+    assert recorded(repo) is None
