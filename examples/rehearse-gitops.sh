@@ -25,11 +25,10 @@ while socket.socket().connect_ex(("127.0.0.1", int(sys.argv[1]))):
     time.sleep(0.1)
 PY
 
-checkout() {  # a fresh runner: the policies and a config whose target is the served emulator
-  local folder="$work/$1"
-  mkdir -p "$folder"
-  cp -r "$repo/policies" "$folder/policies"
-  cat > "$folder/reconciler.yaml" <<YAML
+# the policy repository's main branch: the policies and a config whose target is the served emulator
+mkdir -p "$work/main"
+cp -r "$repo/policies" "$work/main/policies"
+cat > "$work/main/reconciler.yaml" <<YAML
 policies: policies/
 default_target: $TARGET
 targets:
@@ -37,7 +36,14 @@ targets:
     quickbi: {endpoint: "http://127.0.0.1:$port"}
     state_repo: {url: "$work/origin.git", branch: reconciler-state}
 YAML
-  echo "$folder"
+commit() { git -C "$work/main" add --all && git -C "$work/main" -c user.name=rehearsal \
+  -c user.email=rehearsal@localhost commit --quiet -m "$1"; }
+git -C "$work/main" init --quiet -b main
+commit "policies"
+
+checkout() {  # a fresh runner: a clone of main with its history (the workflow's fetch-depth: 0)
+  git clone --quiet "$work/main" "$work/$1"
+  echo "$work/$1"
 }
 
 step() { printf '\n=== %s\n' "$*"; }
@@ -55,9 +61,15 @@ set -e
 "$reconciler" show plan.json --format markdown --max-chars 60000 > comment.md
 cat comment.md
 
-step "merge to main: apply"
+step "merge to main: apply (incremental; the first one applies in full, and records the commit)"
 cd "$(checkout merge)"
-"$reconciler" --target "$TARGET" apply --auto-approve --max-revoke-ratio "$MAX_REVOKE_RATIO"
+"$reconciler" --target "$TARGET" apply --incremental --auto-approve --max-revoke-ratio "$MAX_REVOKE_RATIO"
+
+step "a second merge (judy joins sales): only the users the change touches are read"
+sed -i 's/members: \[alice, bob, frank\]/members: [alice, bob, frank, judy]/' "$work/main/policies/people.yaml"
+commit "judy joins sales"
+cd "$(checkout merge-2)"
+"$reconciler" --target "$TARGET" apply --incremental --auto-approve --max-revoke-ratio "$MAX_REVOKE_RATIO"
 
 step "schedule: drift"
 cd "$(checkout drift)"

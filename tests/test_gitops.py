@@ -105,6 +105,9 @@ def test_the_local_rehearsal_runs_the_pipeline(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Apply complete" in result.stdout and "Drift: none." in result.stdout
     assert "apply: rehearsal state after an apply" in result.stdout
+    # the first merge applied in full, the second read only judy
+    assert "a full apply, not an incremental one: no record of the commit" in result.stdout
+    assert "live grants read only for the 1 user whose access the change touches" in result.stdout
 
 
 def test_each_configured_quick_bi_target_gets_its_own_jobs(run_cli: Callable[..., CliResult], workspace: Path) -> None:

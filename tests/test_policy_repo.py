@@ -17,7 +17,7 @@ def git(folder: Path, *args: str) -> str:
 
 def commit_all(folder: Path, message: str) -> str:
     git(folder, "add", "--all")
-    git(folder, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", message)
+    git(folder, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "--allow-empty", "-m", message)
     return git(folder, "rev-parse", "HEAD")
 
 
