@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from itertools import combinations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.core.diff import Changes
-from reconciler.core.plan import Batch, Plan, PlanInputs, build_plan, exact_batches
+from reconciler.core.plan import Batch, Plan, PlanInputs, build_plan, cell_bound, exact_batches, make_batches
 from reconciler.vocabulary.cells import Target
 from reconciler.vocabulary.errors import ReconcilerError
 
@@ -118,3 +121,55 @@ def test_exact_batches_cover_only_the_given_cells() -> None:
     cells = {(b.operation, c) for b in batches for c in b.cells()}
     assert cells == {("grant", ("u1", A)), ("grant", ("u2", B)), ("revoke", ("u3", A)), ("revoke", ("u4", B))}
     assert all(b.size == 1 for b in batches)
+
+
+def _grants(cells: set[tuple[int, int]]) -> Changes:
+    return Changes(
+        grants={DAY: frozenset((f"u{u}", Target("llm_cube", f"c{t}")) for u, t in cells)},
+        revokes=frozenset(),
+        revocable={},
+    )
+
+
+def _fewest_batches(cells: set[tuple[int, int]], cap: int) -> int:
+    """The fewest batches (users x targets, every cell wanted, at most `cap`) covering `cells`, by search."""
+    users = sorted({u for u, _ in cells})
+    targets = sorted({t for _, t in cells})
+    rectangles = []
+    for a in range(1, len(users) + 1):
+        for chosen_users in combinations(users, a):
+            for b in range(1, len(targets) + 1):
+                for chosen_targets in combinations(targets, b):
+                    block = {(u, t) for u in chosen_users for t in chosen_targets}
+                    if a * b <= cap and block <= cells:
+                        rectangles.append(frozenset(block))
+    for count in range(len(cells) + 1):
+        for cover in combinations(rectangles, count):
+            if set().union(*cover) == cells:
+                return count
+    raise AssertionError("unreachable: single cells cover everything")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cells=st.sets(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=10),
+    cap=st.sampled_from([1, 2, 3, 4, 6]),
+)
+def test_the_cell_bound_never_exceeds_the_fewest_calls(cells: set[tuple[int, int]], cap: int) -> None:
+    bound = cell_bound(_grants(cells), cap)
+    fewest = _fewest_batches(cells, cap)
+    assert len(cells) / cap - 1e-9 <= bound <= fewest + 1e-9
+    assert bound <= len(make_batches(_grants(cells), cap=cap)) + 1e-9
+
+
+def test_the_cell_bound_on_known_shapes() -> None:
+    role = {(u, t) for u in range(10) for t in range(10)}
+    assert cell_bound(_grants(role)) == pytest.approx(1)  # one call holds all of it
+    diagonal = {(i, i) for i in range(7)}
+    assert cell_bound(_grants(diagonal)) == pytest.approx(7)  # no two cells share a batch
+    # two roles sharing no user or target, of 3 x 4 and 1 x 2: 2 calls, and the bound says so
+    two = {(u, t) for u in range(3) for t in range(4)} | {(9, 8), (9, 9)}
+    assert cell_bound(_grants(two)) == pytest.approx(2)
+    # the cap's own bound is no higher: 250 cells of one role need 3 calls of 100
+    wide = {(u, t) for u in range(25) for t in range(10)}
+    assert cell_bound(_grants(wide)) == pytest.approx(2.5)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from itertools import chain
 from operator import itemgetter
@@ -385,6 +385,43 @@ def _rows(cells: Iterable[Cell]) -> dict[str, frozenset[Target]]:
 def lower_bound(changes: Changes, cap: int = planner.CAP) -> int:
     bound = sum(planner.lower_bound(len(cells), cap) for cells in changes.grants.values())
     return bound + planner.lower_bound(len(changes.revokes), cap)
+
+
+def cell_bound(changes: Changes, cap: int = planner.CAP) -> float:
+    """A lower bound on any plan's calls, often well above Σ ceil(cells/cap) on sparse changes: each cell
+    weighs 1 ÷ (an upper bound on the largest batch that can hold it); a batch of n cells then weighs at
+    most n ÷ n = 1, so the weights' sum is at most the calls of any plan.
+
+    The largest batch holding (user u, target t) is some users x targets with every cell to be sent: each of
+    its users has t and shares at least `a` targets with u when it has `a` targets, so it holds at most
+    max over a of min(cap, a * #{users of t sharing ≥ a targets with u}). Computed from whichever side
+    (users or targets) makes it cheaper; the bound is symmetric."""
+    groups = [*changes.grants.values(), changes.revokes]
+    return sum(_cell_weights(cells, cap) for cells in groups if cells)
+
+
+def _cell_weights(cells: Collection[Cell], cap: int) -> float:
+    rows: dict[object, list[object]] = defaultdict(list)
+    columns: dict[object, list[object]] = defaultdict(list)
+    for user, target in cells:
+        rows[user].append(target)
+        columns[target].append(user)
+    if sum(len(c) ** 2 for c in columns.values()) > sum(len(r) ** 2 for r in rows.values()):
+        rows, columns = columns, rows  # the sides' roles swap: the bound is the same, its cost is not
+    total = 0.0
+    for members in rows.values():
+        shared: Counter[object] = Counter()
+        for column in members:
+            shared.update(columns[column])
+        for column in members:
+            overlaps = sorted((shared[other] for other in columns[column]), reverse=True)
+            largest = 1
+            for count, overlap in enumerate(overlaps, 1):
+                largest = max(largest, min(cap, overlap * count))
+                if largest >= cap or overlap * len(overlaps) <= largest:
+                    break
+            total += 1 / largest
+    return total
 
 
 def build_plan(
