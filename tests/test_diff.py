@@ -58,7 +58,7 @@ def test_an_unknown_expiry_keeps_a_live_grant_and_never_grants_renews_or_shorten
     assert diff(want, live, {("alice", SALES): dt.date(2026, 12, 1)}, TODAY).grants == {
         NEVER: frozenset({("carol", Q4)})
     }
-    recorded = diff(want, live, {("alice", SALES): NEVER}, TODAY)
+    recorded = diff(want, live, {("alice", SALES): NEVER}, TODAY, DiffOptions(regrant=True))
     assert ("alice", SALES) not in recorded.regrantable.get(NEVER, set())  # not even as an --allow-regrant extra
     only_unknown = desired({("bob", SALES): UNKNOWN})
     assert diff(only_unknown, Snapshot({"bob": frozenset()}), {}, TODAY).empty
@@ -79,8 +79,10 @@ def test_rolling_expiry_renews_inside_the_window() -> None:
 def test_regrantable_cells_are_those_with_a_recorded_expiry() -> None:
     want = desired({("alice", SALES): NEVER, ("bob", SALES): NEVER})
     live = Snapshot({"alice": frozenset({SALES}), "bob": frozenset({SALES})})
-    changes = diff(want, live, {("alice", SALES): NEVER}, TODAY)
+    changes = diff(want, live, {("alice", SALES): NEVER}, TODAY, DiffOptions(regrant=True))
     assert changes.regrantable == {NEVER: frozenset({("alice", SALES)})}
+    # gathered only for a plan that may re-grant: a steady state's every live cell, otherwise
+    assert diff(want, live, {("alice", SALES): NEVER}, TODAY).regrantable == {}
 
 
 def _reference(want: Desired, live: Snapshot, ledger: dict, options: DiffOptions) -> tuple[dict, frozenset, int, int]:

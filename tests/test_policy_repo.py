@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -76,11 +77,16 @@ def test_ancestry_and_a_commits_files(repo: Path) -> None:
     assert policy_repo.is_ancestor(first, second) and policy_repo.is_ancestor(second, second)
     assert not policy_repo.is_ancestor(second, first) and not policy_repo.is_ancestor(side, second)
     assert not policy_repo.is_ancestor("0" * 40, second)
-    with policy_repo.files_at(first) as config:
+    with policy_repo.files_at(first, [repo / "policies"]) as config:
         assert config.read_text() == "policies: ../policies\n"
         assert (config.parent.parent / "policies" / "a.yaml").read_text() == "version: 1\n"
         assert not (config.parent.parent / "policies" / "c.yaml").exists()
+        assert not (config.parent.parent / "README").exists()  # only the configuration and the policies
         scratch = config.parent.parent
     assert not scratch.exists()  # removed after use
-    with pytest.raises(LookupError, match="is not in this checkout"), policy_repo.files_at("1" * 40):
+    with pytest.raises(LookupError, match="is not in this checkout"), policy_repo.files_at("1" * 40, []):
+        pass
+    (repo / "more").mkdir()
+    added = pytest.raises(LookupError, match=re.escape("had no conf/reconciler.yaml or more"))
+    with added, policy_repo.files_at(first, [repo / "more"]):  # a policy folder added since
         pass

@@ -58,18 +58,24 @@ class PolicyRepo:
         return self._git("merge-base", "--is-ancestor", ancestor, commit) is not None
 
     @contextlib.contextmanager
-    def files_at(self, commit: str) -> Iterator[Path]:
-        """The configuration file's path inside a scratch copy of the repository's files at `commit`."""
+    def files_at(self, commit: str, paths: Sequence[Path]) -> Iterator[Path]:
+        """The configuration file's path inside a scratch copy of the configuration and `paths` (the policies)
+        as they were at `commit`; only those, however large the rest of the repository."""
         top = self._git("rev-parse", "--show-toplevel")
         assert top is not None, "files_at is asked only of a checkout that head() found"
-        archive = self._run("-C", top, "archive", "--format=tar", commit)  # the whole tree, not a subfolder
+        root = Path(top).resolve()
+        wanted = [str(p.resolve().relative_to(root)) for p in (self.config, *paths) if p.resolve().is_relative_to(root)]
+        # pathspecs from the top, whichever folder git runs in
+        archive = self._run("-C", top, "archive", "--format=tar", commit, "--", *(f":(top,literal){w}" for w in wanted))
         if archive is None:
-            raise LookupError(f"commit {commit[:12]} is not in this checkout (fetch the full history)")
+            raise LookupError(
+                f"commit {commit[:12]} is not in this checkout, or had no {' or '.join(wanted)} (a first policy?)"
+            )
         folder = Path(tempfile.mkdtemp(prefix="reconciler-base-"))
         try:
             with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
                 tar.extractall(folder, filter="data")
-            yield folder / self.config.relative_to(Path(top).resolve())
+            yield folder / self.config.relative_to(root)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

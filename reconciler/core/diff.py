@@ -25,6 +25,9 @@ class DiffOptions:
     # limit the run to these users and/or targets (Terraform's -target): other cells are left as they are
     users: frozenset[str] | None = None
     targets: frozenset[Target] | None = None
+    # collect the live cells a grant batch may send again (`regrantable`, for --allow-regrant): in a steady
+    # state that is every live desired cell, so it is gathered only when a plan may use it
+    regrant: bool = False
 
     @property
     def partial(self) -> bool:
@@ -105,7 +108,12 @@ def diff(
             day = recorded  # sent once to a live cell, which no read can confirm: the same day again
         if day is None:
             unchanged += 1
-            if recorded is not None and options.in_scope(cell) and not isinstance(expiry, UnknownExpiry):
+            if (
+                options.regrant
+                and recorded is not None
+                and options.in_scope(cell)
+                and not isinstance(expiry, UnknownExpiry)
+            ):
                 regrantable[recorded].add(cell)  # (an unknown expiry is never sent, not even as a don't-care)
         elif not options.in_scope(cell):
             out_of_scope += 1

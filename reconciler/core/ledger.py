@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, MutableMapping, Set
+from itertools import chain, product
 from pathlib import Path
 from typing import TypeVar, overload
 
@@ -24,23 +25,27 @@ from reconciler.vocabulary.errors import Problem, ReconcilerError
 from reconciler.vocabulary.files import append_text, read_regular_file, write_text_file
 
 _Default = TypeVar("_Default")
+_NONE: dict[Target, dt.date] = {}  # the row of a user with nothing recorded (never written to)
 
 
 class Ledger(MutableMapping[Cell, dt.date]):
+    """Each recorded cell's expiry day, kept per user: a steady state records every live cell (millions), and
+    a table per user holds them in half the memory of one table keyed by (user, target) pairs."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.log_path = path.with_name(path.name + ".log")
-        self._cells: dict[Cell, dt.date] = {}
+        self._by_user: dict[str, dict[Target, dt.date]] = {}
         self.unconfirmed: set[Cell] = set()  # expiry changes of live cells sent once, not yet sent again
         self._load()
 
     # ---- mapping ----------------------------------------------------------------------------------------
 
     def __getitem__(self, cell: Cell) -> dt.date:
-        return self._cells[cell]
+        return self._by_user[cell[0]][cell[1]]
 
     def __setitem__(self, cell: Cell, day: dt.date) -> None:
-        self._cells[cell] = day
+        self._by_user.setdefault(cell[0], {})[cell[1]] = day
 
     @overload
     def get(self, cell: Cell, /) -> dt.date | None: ...
@@ -50,24 +55,30 @@ class Ledger(MutableMapping[Cell, dt.date]):
 
     def get(self, cell: Cell, default: object = None, /) -> object:
         # the diff asks once per live cell (millions in a steady state): no exception per unrecorded cell
-        return self._cells.get(cell, default)
+        return self._by_user.get(cell[0], _NONE).get(cell[1], default)
 
     def __contains__(self, cell: object) -> bool:
-        return cell in self._cells
+        if not isinstance(cell, tuple) or len(cell) != 2:
+            return False
+        return cell[1] in self._by_user.get(cell[0], _NONE)
 
     def __delitem__(self, cell: Cell) -> None:
-        del self._cells[cell]
+        user, target = cell
+        row = self._by_user[user]
+        del row[target]
+        if not row:
+            del self._by_user[user]
         self.unconfirmed.discard(cell)
 
     def __iter__(self) -> Iterator[Cell]:
-        return iter(self._cells)
+        return chain.from_iterable(product((user,), row) for user, row in self._by_user.items())
 
     def __len__(self) -> int:
-        return len(self._cells)
+        return sum(map(len, self._by_user.values()))
 
     def forget_targets_except(self, kept: Set[Target]) -> bool:
         """Drop every cell on a target not in `kept`; whether any was dropped (then `compact` to save it)."""
-        gone = [cell for cell in self._cells if cell[1] not in kept]
+        gone = [(user, target) for user, row in self._by_user.items() for target in row if target not in kept]
         for cell in gone:
             del self[cell]
         return bool(gone)
@@ -81,7 +92,7 @@ class Ledger(MutableMapping[Cell, dt.date]):
         were live already: their new expiry is unconfirmed, unless this was the second send (then confirmed)."""
         lines = []
         for cell, day in granted:
-            self._cells[cell] = day
+            self[cell] = day
             sign = "+"
             if cell in regranted:
                 if cell in self.unconfirmed:
@@ -93,7 +104,7 @@ class Ledger(MutableMapping[Cell, dt.date]):
                 self.unconfirmed.discard(cell)
             lines.append(f"{sign}\t{cell[0]}\t{day.isoformat()}\t{cell[1]}\n")
         for cell in revoked:
-            self._cells.pop(cell, None)
+            self.pop(cell, None)
             self.unconfirmed.discard(cell)
             lines.append(f"-\t{cell[0]}\t\t{cell[1]}\n")
         if lines:
@@ -103,9 +114,10 @@ class Ledger(MutableMapping[Cell, dt.date]):
         """Write the whole ledger atomically, then drop the log it now contains."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for (user, target), day in self._cells.items():
-            mark = "?" if (user, target) in self.unconfirmed else ""
-            grouped[(user, mark + day.isoformat())].append(str(target))
+        for user, row in self._by_user.items():
+            for target, day in row.items():
+                mark = "?" if (user, target) in self.unconfirmed else ""
+                grouped[(user, mark + day.isoformat())].append(str(target))
         text = "".join(
             f"{user}\t{day}\t{' '.join(sorted(targets))}\n" for (user, day), targets in sorted(grouped.items())
         )
@@ -118,11 +130,12 @@ class Ledger(MutableMapping[Cell, dt.date]):
                 try:
                     user, day, targets = line.split("\t")
                     expiry = dt.date.fromisoformat(day.removeprefix("?"))
+                    row = self._by_user.setdefault(user, {})
                     for target in targets.split():
-                        cell = (user, Target.parse(target))
-                        self._cells[cell] = expiry
+                        parsed = Target.parse(target)
+                        row[parsed] = expiry
                         if day.startswith("?"):
-                            self.unconfirmed.add(cell)
+                            self.unconfirmed.add((user, parsed))
                 except ValueError:
                     raise ReconcilerError(
                         Problem(
@@ -139,10 +152,10 @@ class Ledger(MutableMapping[Cell, dt.date]):
                 try:
                     cell = (user, Target.parse(target))
                     if sign in ("+", "?"):
-                        self._cells[cell] = dt.date.fromisoformat(day)
+                        self[cell] = dt.date.fromisoformat(day)
                         (self.unconfirmed.add if sign == "?" else self.unconfirmed.discard)(cell)
                     elif sign == "-":
-                        self._cells.pop(cell, None)
+                        self.pop(cell, None)
                         self.unconfirmed.discard(cell)
                 except ValueError:
                     continue

@@ -567,7 +567,7 @@ def _increment(obj: _Context, state_dir: Path, target: str, repo: PolicyRepo, he
             "(history rewritten, or a shallow clone: check out with the full history)",
         )
     try:
-        with repo.files_at(since) as base_config:
+        with repo.files_at(since, obj.config.policy_paths()) as base_config:
             base, why_full = _base_of_config(base_config, obj)
     except LookupError as exc:
         return usecases.Increment(None, since, str(exc))

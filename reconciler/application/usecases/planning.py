@@ -44,7 +44,7 @@ def plan_from(
     notes: list[str] | None = None,
 ) -> tuple[Plan, Changes]:
     with bulk_data():
-        scope = options.scoped(desired)
+        scope = replace(options.scoped(desired), regrant=options.allow_regrant)
         changes = diff(desired, snapshot, ledger, today, scope, ledger.unconfirmed)
         if changes.beyond_policy:
             notes = [*(notes or []), beyond_policy_note(len(changes.beyond_policy))]
