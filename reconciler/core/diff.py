@@ -79,8 +79,14 @@ def diff(
     wanted = desired.cells.keys()
     # millions of cells: split at C speed, no set of the live cells is built, only what needs a decision is
     # looped over (an onboarding grants the desired cells themselves; a steady state keeps them)
-    kept = set(filter(snapshot.has, wanted)) if any(snapshot.grants.values()) else set()
-    fresh: Set[Cell] = set(filterfalse(kept.__contains__, wanted)) if kept else wanted
+    fresh: Set[Cell] = set(filterfalse(snapshot.has, wanted)) if any(snapshot.grants.values()) else wanted
+    kept: Set[Cell]
+    if fresh is wanted:  # nothing live: an onboarding
+        kept = frozenset()
+    elif fresh:
+        kept = wanted - fresh
+    else:  # a steady state keeps every desired cell: the desired cells themselves, not millions copied
+        kept = wanted
     only_day = None if options.partial else _only_fresh_day(desired.cells.values(), today)
     if only_day is None:
         read = snapshot.grants.keys()
