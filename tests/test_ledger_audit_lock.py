@@ -105,3 +105,21 @@ def test_an_expiry_sent_to_a_live_cell_stays_unconfirmed_until_sent_again(tmp_pa
     reread.record([(fresh, dt.date(2027, 2, 1))], [], regranted={fresh})
     reread.record([], [fresh])  # a revoke forgets it
     assert not Ledger(path).unconfirmed
+
+
+def test_the_ledger_is_a_mapping_of_cells_kept_per_user(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.tsv")
+    a, b, c = (Target("llm_cube", name) for name in "abc")
+    day = dt.date(2030, 1, 1)
+    for cell in (("u1", a), ("u1", b), ("u2", c)):
+        ledger[cell] = day
+    assert len(ledger) == 3 and sorted(ledger) == [("u1", a), ("u1", b), ("u2", c)]
+    assert ledger.rows() == {"u1": {a: day, b: day}, "u2": {c: day}}
+    del ledger[("u2", c)]
+    assert ledger.rows() == {"u1": {a: day, b: day}}  # a user with nothing left has no row
+    with pytest.raises(KeyError):
+        del ledger[("u2", c)]
+    assert "u1" not in ledger and ("u1",) not in ledger and None not in ledger  # not cells: never an error
+    assert ledger.forget_targets_except({b}) and dict(ledger) == {("u1", b): day}
+    ledger.compact()
+    assert Ledger(tmp_path / "ledger.tsv").rows() == {"u1": {b: day}}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from itertools import filterfalse
 from typing import Literal
 
+from reconciler.core.ledger import Ledger
 from reconciler.core.policy import Expiry, Rolling, UnknownExpiry, latest_day
 from reconciler.core.resolve import Desired
 from reconciler.core.snapshot import Snapshot
@@ -99,8 +100,11 @@ def diff(
                 out_of_scope += 1
     trust = options.unrecorded == "trust"
     beyond: set[Cell] = set()
+    # the ledger's own rows when it has them: two lookups in C per cell rather than a method call
+    row_of = ledger.rows().get if isinstance(ledger, Ledger) else _rows(ledger).get
+    nothing: Mapping[Target, dt.date] = {}
     for cell, expiry in desired.expiries_of(kept):
-        recorded = ledger.get(cell)
+        recorded = row_of(cell[0], nothing).get(cell[1])
         # a steady state is millions of live cells with their recorded expiry: decided inline, no call
         if type(expiry) is dt.date and (recorded == expiry or (recorded is None and trust)):
             day = None
@@ -163,6 +167,13 @@ def diff(
         out_of_scope=out_of_scope,
         beyond_policy=frozenset(beyond),
     )
+
+
+def _rows(recorded: Mapping[Cell, dt.date]) -> dict[str, dict[Target, dt.date]]:
+    rows: dict[str, dict[Target, dt.date]] = defaultdict(dict)
+    for (user, target), day in recorded.items():
+        rows[user][target] = day
+    return rows
 
 
 def _with_fresh(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, MutableMapping, Set
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Set
 from itertools import chain, product
 from pathlib import Path
 from typing import TypeVar, overload
@@ -56,6 +56,10 @@ class Ledger(MutableMapping[Cell, dt.date]):
     def get(self, cell: Cell, default: object = None, /) -> object:
         # the diff asks once per live cell (millions in a steady state): no exception per unrecorded cell
         return self._by_user.get(cell[0], _NONE).get(cell[1], default)
+
+    def rows(self) -> Mapping[str, Mapping[Target, dt.date]]:
+        """Each user's recorded targets and days, for loops over millions of cells (read only)."""
+        return self._by_user
 
     def __contains__(self, cell: object) -> bool:
         if not isinstance(cell, tuple) or len(cell) != 2:
@@ -126,16 +130,17 @@ class Ledger(MutableMapping[Cell, dt.date]):
 
     def _load(self) -> None:
         if self.path.exists():
+            named: dict[str, Target] = {}  # millions of cells name a few thousand targets: each text parsed once
             for number, line in enumerate(read_regular_file(self.path, "expiry ledger").splitlines(), 1):
                 try:
                     user, day, targets = line.split("\t")
                     expiry = dt.date.fromisoformat(day.removeprefix("?"))
                     row = self._by_user.setdefault(user, {})
-                    for target in targets.split():
-                        parsed = Target.parse(target)
-                        row[parsed] = expiry
+                    for text in targets.split():
+                        target = named.get(text) or named.setdefault(text, Target.parse(text))
+                        row[target] = expiry
                         if day.startswith("?"):
-                            self.unconfirmed.add((user, parsed))
+                            self.unconfirmed.add((user, target))
                 except ValueError:
                     raise ReconcilerError(
                         Problem(
@@ -148,9 +153,9 @@ class Ledger(MutableMapping[Cell, dt.date]):
                 parts = line.split("\t")
                 if len(parts) != 4:
                     continue  # a torn last line from a crash mid-write: its batch is not journaled either
-                sign, user, day, target = parts
+                sign, user, day, text = parts
                 try:
-                    cell = (user, Target.parse(target))
+                    cell = (user, Target.parse(text))
                     if sign in ("+", "?"):
                         self[cell] = dt.date.fromisoformat(day)
                         (self.unconfirmed.add if sign == "?" else self.unconfirmed.discard)(cell)
