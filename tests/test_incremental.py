@@ -4,7 +4,12 @@ touches; fall back to a full apply, saying why, whenever that would not be exact
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,8 @@ from hypothesis import strategies as st
 
 from reconciler.core.state import APPLIED_COMMIT
 from tests.conftest import CliResult, with_faults
-from tests.orgs import write_target
+from tests.orgs import org_and_policy, write_target
+from tests.test_executor import _free_port, _wait_for_port
 from tests.test_policy_repo import commit_all, git
 
 Run = Callable[..., CliResult]
@@ -305,3 +311,55 @@ def test_merges_and_console_changes_end_where_a_full_apply_ends(
     assert run_cli("apply", "--auto-approve").code == 0  # the scheduled full run
     assert seen(_live(folder)) == seen(_desired(applied))
     assert run_cli("plan", "--detailed-exitcode").code == 0
+
+
+@pytest.mark.slow  # a real process killed mid-apply, against a served emulator at a real quota
+def test_a_killed_incremental_apply_leaves_no_record_and_the_next_one_applies_in_full(tmp_path: Path) -> None:
+    org, policy = org_and_policy(users=300, cubes=20, themes=6, seed=11)
+    port = _free_port()
+    config = write_target(tmp_path, org, policy, {"quickbi": {"endpoint": f"http://127.0.0.1:{port}"}, "qps": 40})
+    (tmp_path / ".gitignore").write_text(".reconciler/\norg.yaml\n")
+    git(tmp_path, "init", "--quiet", "-b", "main")
+    commit_all(tmp_path, "first")
+    env = {**os.environ, "ALIBABA_CLOUD_ACCESS_KEY_ID": "test-ak", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "test-secret"}
+    env["HOME"] = str(tmp_path)
+    reconciler = [sys.executable, "-m", "reconciler", "--config", str(config)]
+    serve = [*reconciler, "emulator", "serve", "--org", str(tmp_path / "org.yaml"), "--port", str(port)]
+    serve += ["--latency-ms", "30"]
+    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def apply(*flags: str) -> subprocess.CompletedProcess[str]:
+        command = [*reconciler, "apply", "--auto-approve", *flags]
+        return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    try:
+        _wait_for_port(port, server)
+        assert apply().returncode == 0
+        record = tmp_path / ".reconciler" / "t" / APPLIED_COMMIT
+        assert record.exists()
+        # a merge that ends every team's access: hundreds of users, many revoke calls
+        (tmp_path / "policies" / "generated.yaml").write_text(yaml.safe_dump({**policy, "grants": []}))
+        merged = commit_all(tmp_path, "access ends")
+        audit = tmp_path / ".reconciler" / "t" / "audit.jsonl"
+        before = audit.read_text().count('"SmartqAuthorize"')
+        victim = subprocess.Popen(
+            [*reconciler, "apply", "--auto-approve", "--incremental"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and victim.poll() is None:
+            if audit.read_text().count('"SmartqAuthorize"') >= before + 3:
+                break
+            time.sleep(0.01)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        assert victim.returncode == -signal.SIGKILL, "the apply finished before it could be killed"
+        assert not record.exists()  # taken away before the first call: nothing says live state is a commit
+        resumed = apply("--incremental")
+        assert resumed.returncode == 0, resumed.stderr
+        assert "note: a full apply, not an incremental one: no record" in resumed.stderr
+        assert json.loads(record.read_text())["commit"] == merged
+        final = subprocess.run([*reconciler, "plan", "--detailed-exitcode"], env=env, cwd=tmp_path, capture_output=True)
+        assert final.returncode == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
