@@ -181,7 +181,8 @@ async def make_changed_plan(
     partial = (
         f"changed from the base policies: live grants read only for the {plural(len(users), 'user')} whose access "
         f"the change touches; the other {plural(others, 'user')} were not read, so drift among them (changes made "
-        "outside the policy) is not shown here, and the apply on merge corrects it too"
+        "outside the policy) is not shown here; an incremental apply on merge reads the same users, and the "
+        "scheduled full run corrects it"
     )
     plan = await _planned(session, policy, desired, live, record, ledger, today, scoped, [], partial)
     return plan.model_copy(update=summary)
