@@ -9,6 +9,8 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.core.audit import AuditLog
 from reconciler.core.ledger import Ledger
@@ -123,3 +125,63 @@ def test_the_ledger_is_a_mapping_of_cells_kept_per_user(tmp_path: Path) -> None:
     assert ledger.forget_targets_except({b}) and dict(ledger) == {("u1", b): day}
     ledger.compact()
     assert Ledger(tmp_path / "ledger.tsv").rows() == {"u1": {b: day}}
+
+
+def test_users_recorded_alike_share_a_row_until_one_of_them_changes(tmp_path: Path) -> None:
+    path = tmp_path / "expiry-ledger.tsv"
+    path.write_text(
+        "u1\t2030-01-01\tllm_cube:a llm_cube:b\n"
+        "u1\t?2031-01-01\ttheme:t\n"
+        "u2\t2030-01-01\tllm_cube:a llm_cube:b\n"
+        "u2\t?2031-01-01\ttheme:t\n"
+        "u3\t2030-01-01\tllm_cube:a\n"
+        "u1\t2032-01-01\tllm_cube:z\n"  # a line of u1 out of order (an edited file): merged into u1's own row
+    )
+    ledger = Ledger(path)
+    a, t = Target("llm_cube", "a"), Target("theme", "t")
+    rows = ledger.rows()
+    assert rows["u2"] is not rows["u3"] and rows["u2"][t] == dt.date(2031, 1, 1)
+    assert ledger[("u1", Target("llm_cube", "z"))] == dt.date(2032, 1, 1) and len(rows["u1"]) == 4
+    assert ledger.unconfirmed == {("u1", t), ("u2", t)}
+    shared = Ledger(path)
+    shared_rows = shared.rows()
+    assert shared_rows["u2"] is not shared_rows["u1"]  # u1 merged its extra line, so it owns its row
+    path.write_text("u1\t2030-01-01\tllm_cube:a\nu2\t2030-01-01\tllm_cube:a\n")
+    alike = Ledger(path)
+    assert alike.rows()["u1"] is alike.rows()["u2"]  # one row for both
+    alike[("u1", a)] = dt.date(2040, 1, 1)  # a change to one is not a change to the other
+    assert alike[("u2", a)] == dt.date(2030, 1, 1) and alike[("u1", a)] == dt.date(2040, 1, 1)
+    del alike[("u2", a)]
+    assert ("u2", a) not in alike and alike[("u1", a)] == dt.date(2040, 1, 1)
+    with pytest.raises(KeyError):
+        del alike[("u2", a)]
+
+
+_cells = st.tuples(st.sampled_from(["u1", "u2", "u3"]), st.sampled_from([Target("llm_cube", c) for c in "abc"]))
+_days = st.sampled_from([dt.date(2030, 1, 1), dt.date(2031, 1, 1)])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    start=st.dictionaries(_cells, _days),
+    changes=st.lists(st.tuples(_cells, st.one_of(st.none(), _days)), max_size=12),
+)
+def test_the_ledger_behaves_as_a_dict_of_cells_through_changes_and_reloads(
+    tmp_path_factory: pytest.TempPathFactory, start: dict, changes: list
+) -> None:
+    path = tmp_path_factory.mktemp("ledger") / "expiry-ledger.tsv"
+    first = Ledger(path)
+    first.update(start)
+    first.compact()
+    ledger, reference = Ledger(path), dict(start)  # loaded: users recorded alike share rows
+    assert dict(ledger) == reference
+    for cell, day in changes:
+        if day is None:
+            ledger.pop(cell, None)
+            reference.pop(cell, None)
+        else:
+            ledger[cell] = day
+            reference[cell] = day
+        assert dict(ledger) == reference and len(ledger) == len(reference)
+    ledger.compact()
+    assert dict(Ledger(path)) == reference

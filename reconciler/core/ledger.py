@@ -30,12 +30,14 @@ _NONE: dict[Target, dt.date] = {}  # the row of a user with nothing recorded (ne
 
 class Ledger(MutableMapping[Cell, dt.date]):
     """Each recorded cell's expiry day, kept per user: a steady state records every live cell (millions), and
-    a table per user holds them in half the memory of one table keyed by (user, target) pairs."""
+    users granted alike (most of a tenant) share one table, so memory grows with the distinct rows."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.log_path = path.with_name(path.name + ".log")
+        # users whose recorded cells are the same share one row as loaded; a row is copied before it changes
         self._by_user: dict[str, dict[Target, dt.date]] = {}
+        self._owned: set[str] = set()
         self.unconfirmed: set[Cell] = set()  # expiry changes of live cells sent once, not yet sent again
         self._load()
 
@@ -45,7 +47,14 @@ class Ledger(MutableMapping[Cell, dt.date]):
         return self._by_user[cell[0]][cell[1]]
 
     def __setitem__(self, cell: Cell, day: dt.date) -> None:
-        self._by_user.setdefault(cell[0], {})[cell[1]] = day
+        self._own(cell[0])[cell[1]] = day
+
+    def _own(self, user: str) -> dict[Target, dt.date]:
+        """The user's row, made the user's alone before it changes."""
+        if user not in self._owned:
+            self._by_user[user] = dict(self._by_user.get(user, _NONE))
+            self._owned.add(user)
+        return self._by_user[user]
 
     @overload
     def get(self, cell: Cell, /) -> dt.date | None: ...
@@ -68,10 +77,13 @@ class Ledger(MutableMapping[Cell, dt.date]):
 
     def __delitem__(self, cell: Cell) -> None:
         user, target = cell
-        row = self._by_user[user]
+        if target not in self._by_user.get(user, _NONE):
+            raise KeyError(cell)
+        row = self._own(user)
         del row[target]
         if not row:
             del self._by_user[user]
+            self._owned.discard(user)
         self.unconfirmed.discard(cell)
 
     def __iter__(self) -> Iterator[Cell]:
@@ -130,24 +142,7 @@ class Ledger(MutableMapping[Cell, dt.date]):
 
     def _load(self) -> None:
         if self.path.exists():
-            named: dict[str, Target] = {}  # millions of cells name a few thousand targets: each text parsed once
-            for number, line in enumerate(read_regular_file(self.path, "expiry ledger").splitlines(), 1):
-                try:
-                    user, day, targets = line.split("\t")
-                    expiry = dt.date.fromisoformat(day.removeprefix("?"))
-                    row = self._by_user.setdefault(user, {})
-                    for text in targets.split():
-                        target = named.get(text) or named.setdefault(text, Target.parse(text))
-                        row[target] = expiry
-                        if day.startswith("?"):
-                            self.unconfirmed.add((user, target))
-                except ValueError:
-                    raise ReconcilerError(
-                        Problem(
-                            f"{self.path}:{number}: malformed ledger line",
-                            hint="restore it from version control",
-                        )
-                    ) from None
+            self._load_file(read_regular_file(self.path, "expiry ledger").splitlines())
         if self.log_path.exists():
             for line in read_regular_file(self.log_path, "expiry ledger log").splitlines():
                 parts = line.split("\t")
@@ -164,3 +159,58 @@ class Ledger(MutableMapping[Cell, dt.date]):
                         self.unconfirmed.discard(cell)
                 except ValueError:
                     continue
+
+    def _load_file(self, lines: list[str]) -> None:
+        """The compacted file: a user's lines are consecutive (sorted), and users whose lines read the same share
+        one row, built once (millions of cells name a few thousand targets: each text is parsed once too)."""
+        named: dict[str, Target] = {}
+        rows: dict[tuple[tuple[str, str], ...], dict[Target, dt.date]] = {}
+
+        def take(user: str, parts: list[tuple[int, str, str]]) -> None:
+            key = tuple((day, targets) for _, day, targets in parts)
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = {}
+                for number, day, targets in parts:
+                    expiry = self._day(day, number)
+                    for text in targets.split():
+                        if text not in named:
+                            named[text] = self._target(text, number)
+                        row[named[text]] = expiry
+            if user in self._by_user:  # lines of one user apart (an edited file): merged, not shared
+                self._own(user).update(row)
+            else:
+                self._by_user[user] = row
+            self.unconfirmed.update(
+                (user, named[text]) for _, day, targets in parts if day.startswith("?") for text in targets.split()
+            )
+
+        user, parts = "", list[tuple[int, str, str]]()
+        for number, line in enumerate(lines, 1):
+            fields = line.split("\t")
+            if len(fields) != 3 or not fields[0]:
+                raise self._malformed(number)
+            if fields[0] != user and parts:
+                take(user, parts)
+                parts = []
+            user = fields[0]
+            parts.append((number, fields[1], fields[2]))
+        if parts:
+            take(user, parts)
+
+    def _day(self, text: str, number: int) -> dt.date:
+        try:
+            return dt.date.fromisoformat(text.removeprefix("?"))
+        except ValueError:
+            raise self._malformed(number) from None
+
+    def _target(self, text: str, number: int) -> Target:
+        try:
+            return Target.parse(text)
+        except ValueError:
+            raise self._malformed(number) from None
+
+    def _malformed(self, number: int) -> ReconcilerError:
+        return ReconcilerError(
+            Problem(f"{self.path}:{number}: malformed ledger line", hint="restore it from version control")
+        )
