@@ -7,7 +7,7 @@ import random
 
 from reconciler.core.diff import DiffOptions, diff
 from reconciler.core.policy import UNKNOWN, Rolling
-from reconciler.core.resolve import Desired
+from reconciler.core.resolve import CellExpiries, Desired
 from reconciler.core.snapshot import Snapshot
 from reconciler.vocabulary.cells import Target
 
@@ -143,3 +143,15 @@ def test_set_algebra_matches_the_rules_cell_by_cell() -> None:
         assert {day: set(c) for day, c in changes.grants.items()} == grants, case
         assert changes.revokes == revokes, case
         assert (changes.unchanged, changes.out_of_scope) == (unchanged, out_of_scope), case
+
+
+def test_the_distinct_expiries_are_those_some_cell_has() -> None:
+    june = dt.date(2027, 6, 30)
+    plain = desired({("alice", SALES): NEVER, ("bob", Q4): june, ("carol", Q4): june})
+    assert sorted(plain.distinct_expiries()) == [june, NEVER]
+    unused = dt.date(2030, 1, 1)  # a statement that wins no cell
+    viewed = desired(CellExpiries({("alice", SALES): 0, ("bob", Q4): 2}, [NEVER, unused, june]))
+    assert viewed.distinct_expiries() == [NEVER, june]
+    # every cell not live is granted on the one day they share, found from those few expiries
+    changes = diff(viewed, Snapshot({"alice": frozenset(), "bob": frozenset()}), {}, TODAY)
+    assert changes.grants == {NEVER: frozenset({("alice", SALES)}), june: frozenset({("bob", Q4)})}

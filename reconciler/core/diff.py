@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from itertools import filterfalse
 from typing import Literal
@@ -88,7 +88,7 @@ def diff(
         kept = wanted - fresh
     else:  # a steady state keeps every desired cell: the desired cells themselves, not millions copied
         kept = wanted
-    only_day = None if options.partial else _only_fresh_day(desired.cells.values(), today)
+    only_day = None if options.partial or not fresh else _only_fresh_day(desired, today)
     if only_day is None:
         read = snapshot.grants.keys()
         for cell, expiry in desired.expiries_of(fresh):
@@ -186,12 +186,12 @@ def _with_fresh(
     return by_day
 
 
-def _only_fresh_day(expiries: Collection[Expiry], today: dt.date) -> dt.date | None:
-    """The one day every cell not live is granted on, if there is one (the expiries are a few shared objects)."""
-    distinct = dict(zip(map(id, expiries), expiries, strict=True))
-    if any(isinstance(expiry, UnknownExpiry) for expiry in distinct.values()):
+def _only_fresh_day(desired: Desired, today: dt.date) -> dt.date | None:
+    """The one day every desired cell is granted on, if there is one (the expiries are a few shared objects)."""
+    distinct = desired.distinct_expiries()
+    if any(isinstance(expiry, UnknownExpiry) for expiry in distinct):
         return None  # those cells are not granted at all: decided one by one
-    days = {latest_day(expiry, today) for expiry in distinct.values()}
+    days = {latest_day(expiry, today) for expiry in distinct}
     return days.pop() if len(days) == 1 else None
 
 

@@ -55,6 +55,10 @@ class CellExpiries(Mapping[Cell, Expiry]):
     def values(self) -> ValuesView[Expiry]:
         return _ExpiryValues(self)
 
+    def distinct(self) -> list[Expiry]:
+        """The expiries some cell has: one per winning statement, found at C speed."""
+        return [self._expiries[index] for index in sorted(set(self._sources.values()))]
+
     def items_of(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, Expiry]]:
         """(cell, expiry) for each of `cells`, all of them desired, without a method call per cell."""
         sources, expiries = self._sources, self._expiries
@@ -101,6 +105,12 @@ class Desired:
         if isinstance(self.cells, CellExpiries):
             return self.cells.items_of(cells)
         return ((cell, self.cells[cell]) for cell in cells)
+
+    def distinct_expiries(self) -> list[Expiry]:
+        """The expiries the desired cells have (a few objects shared by millions of cells)."""
+        if isinstance(self.cells, CellExpiries):
+            return self.cells.distinct()
+        return list({id(expiry): expiry for expiry in self.cells.values()}.values())
 
     def users_named(self, ref: str) -> frozenset[str]:
         """UserIds for a user alias, a group, `id:<UserId>`, `account:<name>` or a bare account name."""
