@@ -12,7 +12,7 @@ import pytest
 from reconciler.adapters.quickbi import models as m
 from reconciler.application.config import load_config
 from reconciler.application.workspace import client_settings
-from reconciler.core.snapshot import Snapshot
+from reconciler.core.snapshot import Snapshot, shared_rows
 from reconciler.interface.progress import progress
 from reconciler.vocabulary.cells import Target
 from reconciler.vocabulary.errors import ReconcilerError
@@ -112,6 +112,7 @@ def test_the_digest_is_the_hash_of_the_compact_sorted_json() -> None:
         (snapshot, []),
         (snapshot, ["nobody"]),
         (many, None),
+        (Snapshot(shared_rows(many.grants.items())), None),  # users with the same targets share one set
     ):
         chosen = sorted(case.grants if users is None else set(users))
         canonical = {u: sorted(map(str, case.grants.get(u, frozenset()))) for u in chosen}
@@ -126,3 +127,9 @@ def test_a_mistyped_region_is_one_line_with_a_suggestion(workspace: Path, run_cl
     assert result.code == 1 and len(result.err.strip().splitlines()) == 1
     assert "reconciler.yaml:" in result.err and "Quick BI's OpenAPI has no region 'cn-hongkog'" in result.err
     assert "did you mean cn-hongkong?" in result.err and "give endpoint: https://quickbi-public." in result.err
+
+
+def test_users_with_the_same_live_targets_share_one_set() -> None:
+    a, b = Target("llm_cube", "a"), Target("theme", "b")
+    grants = shared_rows([("u1", frozenset({a, b})), ("u2", frozenset({b, a})), ("u3", frozenset({a}))])
+    assert grants["u1"] is grants["u2"] and grants["u1"] == frozenset({a, b}) and grants["u3"] == frozenset({a})

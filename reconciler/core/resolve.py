@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
+from collections.abc import Callable, Collection, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field, replace
 from itertools import chain, product
 
@@ -61,8 +61,10 @@ class CellExpiries(Mapping[Cell, Expiry]):
 
     def items_of(self, cells: Iterable[Cell]) -> Iterator[tuple[Cell, Expiry]]:
         """(cell, expiry) for each of `cells`, all of them desired, without a method call per cell."""
-        sources, expiries = self._sources, self._expiries
-        return ((cell, expiries[sources[cell]]) for cell in cells)
+        if not isinstance(cells, Collection):
+            cells = list(cells)
+        # two iterations of one unchanged collection run in the same order: the pairs are made in C
+        return zip(cells, map(self._expiries.__getitem__, map(self._sources.__getitem__, cells)), strict=True)
 
     def _iter_values(self) -> Iterator[Expiry]:
         return map(self._expiries.__getitem__, self._sources.values())

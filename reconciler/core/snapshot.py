@@ -47,11 +47,15 @@ class Snapshot:
         hashed = hashlib.sha256(b"{")
         compact = json.JSONEncoder(separators=(",", ":")).encode
         chosen = sorted(self.grants if users is None else set(users))
+        encoded: dict[int, str] = {}  # by set object: users with the same targets share one (see shared_rows)
         for start in range(0, len(chosen), DIGEST_SLICE):
             entries = []
             for user in chosen[start : start + DIGEST_SLICE]:
                 targets = self.grants.get(user, _NOTHING)
-                entries.append(f"{_ascii_string(user)}:{compact(sorted(map(str, targets))) if targets else '[]'}")
+                text = encoded.get(id(targets))
+                if text is None:
+                    text = encoded[id(targets)] = compact(sorted(map(str, targets))) if targets else "[]"
+                entries.append(f"{_ascii_string(user)}:{text}")
             hashed.update((("," if start else "") + ",".join(entries)).encode())
         hashed.update(b"}")
         return "sha256:" + hashed.hexdigest()
