@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks import plan_bench
+from benchmarks.served import free_port, served_emulator
 from reconciler.core.diff import Changes
 from reconciler.core.importer import import_policy
 from reconciler.core.plan import make_batches
@@ -142,17 +142,11 @@ def _planner_alone(case: Case) -> float:
     return time.perf_counter() - start
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _measure(case: Case, live: bool, repeat: int) -> dict[str, float]:
     """The fastest of `repeat` runs of the command and of the planner (the least disturbed by other load)."""
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        port = _free_port()
+        port = free_port()
         _write_case(folder, case, port, live)
         env = {
             **os.environ,
@@ -160,14 +154,7 @@ def _measure(case: Case, live: bool, repeat: int) -> dict[str, float]:
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "bench-secret",
             "HOME": name,
         }
-        serve = [sys.executable, "-m", "reconciler", "emulator", "serve", "--org", "org.json", "--port", str(port)]
-        server = subprocess.Popen(serve, cwd=folder, env=env, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 120
-            while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("emulator did not start")
-                time.sleep(0.1)
+        with served_emulator(folder, env, port):
             probe = (
                 "import sys\n"
                 "from reconciler.interface.cli import main\n"
@@ -189,9 +176,6 @@ def _measure(case: Case, live: bool, repeat: int) -> dict[str, float]:
             plan = json.loads((folder / "plan.json").read_text())
             cells = plan["summary"]["unchanged_cells" if live else "grant_cells"]
             size = 0 if live else (folder / "plan.json").stat().st_size
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     planner = min(_planner_alone(case) for _ in range(repeat))
     return {
         "cells": cells,

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from benchmarks.served import free_port, served_emulator
 
 ROLES = 50
 PER_ROLE = 8
@@ -142,12 +143,6 @@ def _apply(folder: Path, env: dict[str, str], *flags: str) -> Run:
     return Run(wall, Counter(json.loads(line)["action"] for line in lines))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=100_000)
@@ -157,25 +152,14 @@ def main() -> None:
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        port = _free_port()
+        port = free_port()
         role_of, roles = _tenant(folder, args.users, port, args.qps, rng)
         env = {**os.environ, **KEY, "HOME": name}
-        serve = [sys.executable, "-m", "reconciler", "emulator", "serve", "--org", "org.json"]
-        serve += ["--port", str(port), "--qps", str(args.qps)]
-        server = subprocess.Popen(serve, cwd=folder, env=env, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 600
-            while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("emulator did not start")
-                time.sleep(0.2)
+        with served_emulator(folder, env, port, "--qps", str(args.qps)):
             _merge(folder, role_of, roles, args.changed, rng)
             full = _apply(folder, env)
             _merge(folder, role_of, roles, args.changed, rng)
             incremental = _apply(folder, env, "--incremental")
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
     cells = args.users * PER_ROLE
     print(f"{args.users:,} users, {cells:,} live cells, {args.changed} users changed per merge, {args.qps:g} QPS")
     print("| apply | wall s | reads (QueryLlmCubeWithThemeListByUserId) | SmartqAuthorize | all calls |")
