@@ -258,12 +258,7 @@ def test_a_policy_past_the_size_limit_is_refused_until_the_config_raises_it(work
     refused = run_cli("validate")
     assert refused.code == 1 and len(refused.err.strip().splitlines()) == 1
     assert "big.yaml" in refused.err and "larger than 16 MiB" in refused.err and "raise limits:" in refused.err
-    config = workspace / "reconciler.yaml"
-    config.write_text(config.read_text() + "limits: {policy_file_mib: 32}\n")
-    try:
-        assert run_cli("validate").code == 0
-    finally:
-        limits.use(limits.DEFAULTS)
+    assert _validates_with_limits(workspace, run_cli, "{policy_file_mib: 32}")
 
 
 def test_group_nesting_past_the_limit_is_refused_until_the_config_raises_it(workspace: Path, run_cli: Run) -> None:
@@ -271,9 +266,14 @@ def test_group_nesting_past_the_limit_is_refused_until_the_config_raises_it(work
     chain["g70"] = {"members": ["alice"]}
     (workspace / "policies" / "chain.yaml").write_text(yaml.safe_dump({"version": 1, "groups": chain}))
     assert "nests groups more than 64 levels deep" in run_cli("validate").err
+    assert _validates_with_limits(workspace, run_cli, "{group_nesting: 100}")
+
+
+def _validates_with_limits(workspace: Path, run_cli: Run, raised: str) -> bool:
+    """`validate` passes once the config raises the limits (restored for the other tests afterwards)."""
     config = workspace / "reconciler.yaml"
-    config.write_text(config.read_text() + "limits: {group_nesting: 100}\n")
+    config.write_text(config.read_text() + f"limits: {raised}\n")
     try:
-        assert run_cli("validate").code == 0
+        return run_cli("validate").code == 0
     finally:
         limits.use(limits.DEFAULTS)
