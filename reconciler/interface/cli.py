@@ -470,9 +470,11 @@ async def _apply(
     breakers: usecases.Breakers,
     flags: _ApplyFlags,
 ) -> int:
-    policy = _load_policy(obj.config.policy_paths(), obj.config)
     repo = PolicyRepo(obj.config_path)
     head = repo.head(obj.config.policy_paths())
+    policy = _load_policy(obj.config.policy_paths(), obj.config)
+    if head.commit is not None and repo.head(obj.config.policy_paths()) != head:
+        head = Commit(None, "the policy repository changed while the policies were read")  # not that commit
 
     def confirm(plan: Plan) -> bool:
         if saved is not None:
