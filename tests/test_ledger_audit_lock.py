@@ -104,6 +104,9 @@ def test_an_expiry_sent_to_a_live_cell_stays_unconfirmed_until_sent_again(tmp_pa
     assert reread.unconfirmed == {live} and reread[live] == dt.date(2027, 1, 1)
     reread.record([(live, dt.date(2027, 1, 1))], [], regranted={live})  # the second send confirms it
     assert not reread.unconfirmed and not Ledger(path).unconfirmed
+    # the confirmed day sent again (the cell in a second overlapping batch of the same apply) stays confirmed
+    reread.record([(live, dt.date(2027, 1, 1))], [], regranted={live})
+    assert not reread.unconfirmed and not Ledger(path).unconfirmed
     reread.record([(fresh, dt.date(2027, 2, 1))], [], regranted={fresh})
     reread.record([], [fresh])  # a revoke forgets it
     assert not Ledger(path).unconfirmed

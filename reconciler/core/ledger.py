@@ -105,12 +105,14 @@ class Ledger(MutableMapping[Cell, dt.date]):
         self, granted: Iterable[tuple[Cell, dt.date]], revoked: Iterable[Cell], regranted: Set[Cell] = frozenset()
     ) -> None:
         """Apply one batch's effect and append it durably to the log. `regranted` are the granted cells that
-        were live already: their new expiry is unconfirmed, unless this was the second send (then confirmed)."""
+        were live already: their new expiry is unconfirmed, unless this was the second send (then confirmed) or
+        it is the confirmed day sent again (a cell in two overlapping batches of one apply, or --allow-regrant)."""
         lines = []
         for cell, day in granted:
+            confirmed = self.get(cell) == day and cell not in self.unconfirmed
             self[cell] = day
             sign = "+"
-            if cell in regranted:
+            if cell in regranted and not confirmed:  # re-sending a confirmed day changes nothing to confirm
                 if cell in self.unconfirmed:
                     self.unconfirmed.discard(cell)
                 else:
