@@ -20,7 +20,7 @@ from reconciler.application.usecases._common import (
     _with_embeds,
     state_of,
 )
-from reconciler.application.usecases.planning import plan_from
+from reconciler.application.usecases.planning import changed_users_note, plan_from
 from reconciler.application.workspace import Session
 from reconciler.core.apply import (
     ApplyResult,
@@ -51,7 +51,6 @@ from reconciler.core.state import (
     write_applied,
     write_managed,
 )
-from reconciler.vocabulary.base import plural
 from reconciler.vocabulary.cells import Cell
 from reconciler.vocabulary.errors import ReconcilerError
 
@@ -227,13 +226,8 @@ async def _reads(
     if reason is not None or before is None:
         return _Reads(note=f"{FULL_APPLY}: {reason or 'no base to plan from'}")
     changed = frozenset(changed_users(before, desired, ledger, today, ledger.unconfirmed))
-    others = len(desired.directory.keys() - changed)
-    partial = (
-        f"incremental, changed since commit {increment.since[:12]} (the last complete apply): live grants read "
-        f"only for the {plural(len(changed), 'user')} whose access the change touches; the other "
-        f"{plural(others, 'user')} were not read, so drift among them (changes made outside the policy) is left "
-        "to the scheduled full run"
-    )
+    lead = f"incremental, changed since commit {increment.since[:12]} (the last complete apply)"
+    partial = changed_users_note(lead, changed, desired, "is left to the scheduled full run")
     return _Reads(changed & desired.directory.keys(), partial=partial, assumed=before)
 
 

@@ -177,15 +177,24 @@ async def make_changed_plan(
     users = changed_users(before, desired, ledger, today, ledger.unconfirmed)
     live = await _read_users(session, users, track)
     scoped = replace(options, diff=replace(options.diff, users=frozenset(users)))
-    others = len(desired.directory.keys() - users)
-    partial = (
-        f"changed from the base policies: live grants read only for the {plural(len(users), 'user')} whose access "
-        f"the change touches; the other {plural(others, 'user')} were not read, so drift among them (changes made "
-        "outside the policy) is not shown here; an incremental apply on merge reads the same users, and the "
-        "scheduled full run corrects it"
+    partial = changed_users_note(
+        "changed from the base policies",
+        users,
+        desired,
+        "is not shown here; an incremental apply on merge reads the same users, and the scheduled full run corrects it",
     )
     plan = await _planned(session, policy, desired, live, record, ledger, today, scoped, [], partial)
     return plan.model_copy(update=summary)
+
+
+def changed_users_note(lead: str, users: Collection[str], desired: Desired, drift: str) -> str:
+    """What a plan that read only the users a change touches says of the others (`drift`: what becomes of
+    changes made outside the policy among them)."""
+    others = len(desired.directory.keys() - set(users))
+    return (
+        f"{lead}: live grants read only for the {plural(len(users), 'user')} whose access the change touches; the "
+        f"other {plural(others, 'user')} were not read, so drift among them (changes made outside the policy) {drift}"
+    )
 
 
 def full_plan_note(reason: str) -> str:
