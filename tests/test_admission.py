@@ -10,7 +10,7 @@ from reconciler.core.apply import admit
 from reconciler.core.diff import diff
 from reconciler.core.plan import Batch, Plan, PlanInputs, build_plan
 from reconciler.core.policy import UNKNOWN, Rolling
-from reconciler.core.resolve import Desired
+from reconciler.core.resolve import Desired, DesiredCells
 from reconciler.core.snapshot import Snapshot
 from reconciler.vocabulary.cells import Target
 from reconciler.vocabulary.errors import ReconcilerError
@@ -19,7 +19,7 @@ TODAY = dt.date(2026, 11, 23)
 NEVER = dt.date(2099, 12, 31)
 A, B, R, U = Target("llm_cube", "a"), Target("theme", "b"), Target("theme", "r"), Target("llm_cube", "unmanaged")
 DESIRED = Desired(
-    {("u1", A): NEVER, ("u2", R): Rolling(ttl=30, renew_within=7)},
+    DesiredCells.of({("u1", A): NEVER, ("u2", R): Rolling(ttl=30, renew_within=7)}),
     frozenset({A, B, R}),
     frozenset({"root"}),
     {user: f"acct-{user}" for user in ("u1", "u2", "u3", "u4", "u9", "root")},
@@ -92,7 +92,7 @@ def test_other_target_other_policy_or_moved_users_are_refused() -> None:
 
 def test_a_grant_of_a_cell_whose_expiry_is_unknown_is_refused() -> None:
     desired = Desired(
-        {**DESIRED.cells, ("u4", A): UNKNOWN},
+        DesiredCells.of({**DESIRED.cells, ("u4", A): UNKNOWN}),
         DESIRED.managed,
         DESIRED.protected,
         DESIRED.directory,

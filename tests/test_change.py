@@ -8,7 +8,7 @@ from pathlib import Path
 from reconciler.application.config import config_changes, load_config
 from reconciler.core.change import changed_users, full_plan_reason
 from reconciler.core.policy import NEVER, Rolling
-from reconciler.core.resolve import Desired
+from reconciler.core.resolve import Desired, DesiredCells
 from reconciler.vocabulary.cells import Target
 
 TODAY = dt.date(2026, 11, 23)
@@ -17,7 +17,7 @@ SALES, Q4, OPS = Target("llm_cube", "c-sales"), Target("theme", "t-q4"), Target(
 
 def desired(cells: dict, managed: frozenset | None = frozenset({SALES, Q4}), **more: object) -> Desired:
     protected = more.pop("protected", frozenset())
-    return Desired(cells, managed, protected, {}, {}, "", **more)  # type: ignore[arg-type]
+    return Desired(DesiredCells.of(cells), managed, protected, {}, {}, "", **more)  # type: ignore[arg-type]
 
 
 def test_config_changes_name_the_settings_of_the_target(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ import pytest
 from reconciler.adapters.quickbi import models as m
 from reconciler.application.config import load_config
 from reconciler.application.workspace import client_settings
-from reconciler.core.snapshot import Snapshot, shared_rows
+from reconciler.core.snapshot import Snapshot
 from reconciler.interface.progress import progress
-from reconciler.vocabulary.cells import Target
+from reconciler.vocabulary.cells import Target, shared_rows
 from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import ROOT, CliResult
 

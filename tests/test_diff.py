@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Mapping, Set
+from pathlib import Path
 
 from reconciler.core.diff import DiffOptions, diff
+from reconciler.core.ledger import Ledger
 from reconciler.core.policy import UNKNOWN, Rolling
-from reconciler.core.resolve import CellExpiries, Desired
+from reconciler.core.resolve import Desired, DesiredCells
 from reconciler.core.snapshot import Snapshot
-from reconciler.vocabulary.cells import Target
+from reconciler.vocabulary.cells import CellRows, Target, shared_rows
 
 TODAY = dt.date(2026, 11, 23)
 NEVER = dt.date(2099, 12, 31)
@@ -17,7 +20,7 @@ SALES, OPS, Q4 = Target("llm_cube", "c-sales"), Target("llm_cube", "c-ops"), Tar
 
 
 def desired(cells: dict, protected: frozenset[str] = frozenset()) -> Desired:
-    return Desired(cells, frozenset({SALES, Q4}), protected, {}, {}, "sha256:x")
+    return Desired(DesiredCells.of(cells), frozenset({SALES, Q4}), protected, {}, {}, "sha256:x")
 
 
 def test_grants_revokes_protected_and_unmanaged() -> None:
@@ -85,7 +88,9 @@ def test_regrantable_cells_are_those_with_a_recorded_expiry() -> None:
     assert diff(want, live, {("alice", SALES): NEVER}, TODAY).regrantable == {}
 
 
-def _reference(want: Desired, live: Snapshot, ledger: dict, options: DiffOptions) -> tuple[dict, frozenset, int, int]:
+def _reference(
+    want: Desired, live: Snapshot, ledger: Mapping, options: DiffOptions, unconfirmed: Set = frozenset()
+) -> tuple[dict, frozenset, int, int]:
     """The diff's rules applied one cell at a time, as written in docs/reference.md."""
     grants: dict[dt.date, set] = {}
     unchanged = out_of_scope = 0
@@ -105,53 +110,92 @@ def _reference(want: Desired, live: Snapshot, ledger: dict, options: DiffOptions
             day = None if options.unrecorded == "trust" else expiry
         else:
             day = None if recorded == expiry else expiry
+        if day is None and cell in unconfirmed:
+            day = recorded  # sent once, never confirmed: sent again
         if day is None:
             unchanged += 1
         elif not options.in_scope(cell):
             out_of_scope += cell[0] in live.grants  # a user not read has no known changes
         else:
             grants.setdefault(day, set()).add(cell)
-    undesired = [c for c in live.cells() if c not in want.cells and c[0] not in want.protected]
+    undesired = [
+        c for c in live.cells() if c not in want.cells and want.is_managed(c[1]) and c[0] not in want.protected
+    ]
     out_of_scope += sum(not options.in_scope(c) for c in undesired)
     return grants, frozenset(filter(options.in_scope, undesired)), unchanged, out_of_scope
 
 
-def test_set_algebra_matches_the_rules_cell_by_cell() -> None:
-    """The diff works on whole sets (onboardings of millions of cells); every case it shortcuts is checked
-    against the rules applied one cell at a time, over mixes of live, recorded, rolling and scoped cells."""
+def test_the_diff_matches_the_rules_cell_by_cell(tmp_path: Path) -> None:
+    """The diff decides once per distinct (desired, live, recorded) row and shares the result among users;
+    every case is checked against the rules applied one cell at a time, over users who share rows (as a
+    tenant's do) or not, with live, recorded, unconfirmed, rolling and scoped cells."""
     rng = random.Random(7)
-    users = [f"u{i}" for i in range(12)]
-    targets = [SALES, Q4]
+    users = [f"u{i:02d}" for i in range(30)]
+    targets = [SALES, Q4, OPS]
     rolling = Rolling(ttl=30, renew_within=7)
     expiries: list = [NEVER, dt.date(2027, 6, 30), rolling]
+    days = [NEVER, TODAY + dt.timedelta(days=3), TODAY + dt.timedelta(days=20)]
     for case in range(300):
-        shared = rng.sample(expiries, rng.choice((1, 1, 2, 3)))  # one expiry for all: the onboarding shortcut
-        cells = {(u, t): rng.choice(shared) for u in users for t in targets if rng.random() < 0.6}
-        live = Snapshot({u: frozenset(t for t in targets if rng.random() < 0.4) for u in users if rng.random() < 0.8})
-        ledger = {c: rng.choice([NEVER, TODAY + dt.timedelta(days=rng.choice((3, 20)))]) for c in live.cells()}
+        # a few patterns each of desired, live and recorded rows, shared by the users drawing them
+        wanted_rows = [{t: rng.randrange(3) for t in targets if rng.random() < 0.6} for _ in range(3)]
+        live_rows = [frozenset(t for t in targets if rng.random() < 0.5) for _ in range(3)]
+        recorded_rows = [{t: rng.choice(days) for t in targets if rng.random() < 0.7} for _ in range(3)]
+        rows = {u: rng.choice(wanted_rows) for u in users if rng.random() < 0.9}
+        want = Desired(
+            DesiredCells({u: row for u, row in rows.items() if row}, expiries),
+            frozenset({SALES, Q4}),
+            frozenset({"u11"}),
+            {},
+            {},
+            "sha256:x",
+        )
+        live = Snapshot(shared_rows((u, rng.choice(live_rows)) for u in users if rng.random() < 0.8))
+        lines = [
+            f"{u}\t{day}\t{' '.join(str(t) for t, d in row.items() if d == day)}\n"
+            for u in users
+            for row in [rng.choice(recorded_rows)]
+            for day in sorted(set(row.values()))
+        ]
+        (tmp_path / "ledger.tsv").write_text("".join(lines))
+        ledger = Ledger(tmp_path / "ledger.tsv")
+        unconfirmed = {c for c in live.cells() if c in ledger and rng.random() < 0.1}
         options = rng.choice(
             [
                 DiffOptions(),
                 DiffOptions(unrecorded="regrant"),
-                DiffOptions(users=frozenset(users[:4])),
+                DiffOptions(users=frozenset(users[:8])),
                 DiffOptions(targets=frozenset({Q4})),
+                DiffOptions(additive=True),
             ]
         )
-        want = desired(cells, frozenset({"u11"}))
-        changes = diff(want, live, ledger, TODAY, options)
-        grants, revokes, unchanged, out_of_scope = _reference(want, live, ledger, options)
+        changes = diff(want, live, ledger, TODAY, options, unconfirmed)
+        grants, revokes, unchanged, out_of_scope = _reference(want, live, ledger, options, unconfirmed)
+        if options.additive:
+            assert changes.skipped_revokes == len(revokes), case
+            revokes = frozenset()
         assert {day: set(c) for day, c in changes.grants.items()} == grants, case
         assert changes.revokes == revokes, case
         assert (changes.unchanged, changes.out_of_scope) == (unchanged, out_of_scope), case
+        assert changes.unmanaged == {c for c in live.cells() if c[1] == OPS and c not in want.cells}, case
 
 
-def test_the_distinct_expiries_are_those_some_cell_has() -> None:
+def test_users_with_the_same_rows_share_their_changes_as_rows() -> None:
     june = dt.date(2027, 6, 30)
-    plain = desired({("alice", SALES): NEVER, ("bob", Q4): june, ("carol", Q4): june})
-    assert sorted(plain.distinct_expiries()) == [june, NEVER]
-    unused = dt.date(2030, 1, 1)  # a statement that wins no cell
-    viewed = desired(CellExpiries({("alice", SALES): 0, ("bob", Q4): 2}, [NEVER, unused, june]))
-    assert viewed.distinct_expiries() == [NEVER, june]
-    # every cell not live is granted on the one day they share, found from those few expiries
-    changes = diff(viewed, Snapshot({"alice": frozenset(), "bob": frozenset()}), {}, TODAY)
-    assert changes.grants == {NEVER: frozenset({("alice", SALES)}), june: frozenset({("bob", Q4)})}
+    row = {SALES: 0, Q4: 1}
+    want = Desired(
+        DesiredCells({"alice": row, "bob": row, "carol": row, "dave": {SALES: 1}}, [NEVER, june]),
+        frozenset({SALES, Q4}),
+        frozenset(),
+        {},
+        {},
+        "sha256:x",
+    )
+    held = frozenset({SALES})
+    live = Snapshot({"alice": held, "bob": held, "carol": held, "dave": frozenset()})
+    changes = diff(want, live, {}, TODAY, unconfirmed={("carol", SALES)})
+    assert changes.grants == {
+        june: {("alice", Q4), ("bob", Q4), ("carol", Q4), ("dave", SALES)},
+    }
+    granted = changes.grants[june]
+    assert isinstance(granted, CellRows) and granted.rows["alice"] is granted.rows["bob"]
+    assert changes.unchanged == 3  # carol's unconfirmed cell has no recorded day to send again

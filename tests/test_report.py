@@ -13,7 +13,7 @@ from reconciler.core.diff import Changes, diff
 from reconciler.core.drift import drift
 from reconciler.core.plan import Batch, Plan, PlanInputs, PlanSummary, build_plan
 from reconciler.core.policy import Rolling
-from reconciler.core.resolve import Desired
+from reconciler.core.resolve import Desired, DesiredCells
 from reconciler.core.snapshot import Snapshot
 from reconciler.interface import render
 from reconciler.interface.render import _counts, drift_html, drift_json, drift_text, plan_text
@@ -25,13 +25,15 @@ NEVER = dt.date(2099, 12, 31)
 A, B, X = Target("llm_cube", "a"), Target("theme", "b"), Target("llm_cube", "x")
 C, R, GONE = Target("llm_cube", "c"), Target("theme", "r"), Target("llm_cube", "gone")
 DESIRED = Desired(
-    {
-        ("u1", A): NEVER,
-        ("u2", B): NEVER,
-        ("u4", C): dt.date(2027, 1, 1),
-        ("u5", R): Rolling(ttl=30, renew_within=7),
-        ("u6", A): NEVER,
-    },
+    DesiredCells.of(
+        {
+            ("u1", A): NEVER,
+            ("u2", B): NEVER,
+            ("u4", C): dt.date(2027, 1, 1),
+            ("u5", R): Rolling(ttl=30, renew_within=7),
+            ("u6", A): NEVER,
+        }
+    ),
     frozenset({A, B, C, R}),
     frozenset({"root"}),
     {"u1": "alice", "u2": "bob<script>"},
@@ -85,7 +87,7 @@ def test_drift_reports_every_kind_a_plan_acts_on() -> None:
 
 def test_clean_drift_when_only_informational_kinds_remain() -> None:
     live = Snapshot({"u6": frozenset({A}), "root": frozenset({A})})
-    desired = Desired({("u6", A): NEVER}, frozenset({A}), frozenset({"root"}), {}, {}, "sha256:p")
+    desired = Desired(DesiredCells.of({("u6", A): NEVER}), frozenset({A}), frozenset({"root"}), {}, {}, "sha256:p")
     report = drift("demo", desired, live, {}, TODAY, ["a note"])
     assert report.clean and report.findings["unrecorded_expiry"] and "Note: a note" in drift_text(report)
 

@@ -13,7 +13,7 @@ from reconciler.adapters.quickbi import QuickBIAccess
 from reconciler.core.policy import load_policy
 from reconciler.core.resolve import Desired, resolve
 from reconciler.emulator import Emulator
-from reconciler.vocabulary.cells import Target
+from reconciler.vocabulary.cells import CellRows, Target
 from reconciler.vocabulary.errors import ReconcilerError
 from tests.conftest import ROOT
 
@@ -110,6 +110,32 @@ def test_overlapping_statements_each_cell_goes_to_the_latest_expiry_then_the_fir
     assert desired.cells.get(("u-dave", hr)) is None
     assert sorted(desired.cells.values()) == sorted(dict(desired.cells).values())
     assert desired.cells.keys() - {("u-alice", hr)} == set(desired.cells) - {("u-alice", hr)}
+
+
+def test_users_given_the_same_statements_share_one_row(demo: Emulator, tmp_path: Path) -> None:
+    desired = resolved(
+        demo,
+        tmp_path,
+        """
+        version: 1
+        manage_all_targets: true
+        grants:
+          - {to: [id:u-alice, id:u-bob, id:u-carol], llm_cubes: [id:c-hr, id:c-sales], expires: 2030-01-01}
+          - {to: [id:u-carol], llm_cubes: [id:c-sales], expires: 2031-01-01}
+        """,
+    )
+    hr, sales = Target("llm_cube", "c-hr"), Target("llm_cube", "c-sales")
+    rows = desired.cells.rows
+    assert rows["u-alice"] is rows["u-bob"] and rows["u-carol"] is not rows["u-alice"]
+    assert rows["u-carol"] == {hr: 0, sales: 1}
+    assert desired.cells.targets() == {hr, sales}
+    assert desired.managed_record() == {hr, sales}
+    # statements' cells counted from rows of cells (a plan's grants) and from plain cells alike
+    granted = CellRows(
+        {"u-alice": frozenset({hr, sales}), "u-bob": frozenset({hr, sales}), "u-carol": frozenset({sales})}
+    )
+    assert desired.cells.sources_of(granted) == {0: 4, 1: 1}
+    assert desired.cells.sources_of([("u-carol", hr), ("u-dave", hr)]) == {0: 1, None: 1}
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from reconciler.vocabulary import bitsets
 from reconciler.vocabulary.base import StrictModel, utc_timestamp
-from reconciler.vocabulary.cells import Target
+from reconciler.vocabulary.cells import CellRows, Target, shared_rows, users_of
 from reconciler.vocabulary.errors import ReconcilerError
 from reconciler.vocabulary.files import read_regular_file, write_text_file
 
@@ -94,3 +94,15 @@ def test_bitsets_transpose_rows_into_columns() -> None:
     rows = {0: bitsets.mask([1, 2]), 3: bitsets.mask([2])}
     assert bitsets.transposed(rows) == {1: bitsets.mask([0]), 2: bitsets.mask([0, 3])}
     assert bitsets.transposed(bitsets.transposed(rows)) == rows
+
+
+def test_cell_rows_are_a_set_of_cells_held_per_user() -> None:
+    a, b = Target("theme", "a"), Target("llm_cube", "b")
+    rows = shared_rows([("u1", frozenset({a, b})), ("u2", frozenset({b, a})), ("u3", frozenset({a}))])
+    assert rows["u1"] is rows["u2"]
+    cells = CellRows(rows)
+    plain = {("u1", a), ("u1", b), ("u2", a), ("u2", b), ("u3", a)}
+    assert cells == plain and plain == cells and len(cells) == 5
+    assert ("u3", b) not in cells and ("u9", a) not in cells and "u1" not in cells
+    assert cells - {("u1", a)} == plain - {("u1", a)} and isinstance(cells | {("u4", a)}, frozenset)
+    assert users_of(cells) == {"u1", "u2", "u3"} == users_of(plain)

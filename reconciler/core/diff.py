@@ -6,14 +6,14 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
-from itertools import filterfalse
-from typing import Literal
+from itertools import chain, filterfalse, product
+from typing import Literal, NamedTuple
 
 from reconciler.core.ledger import Ledger
 from reconciler.core.policy import Expiry, Rolling, UnknownExpiry, latest_day
 from reconciler.core.resolve import Desired
 from reconciler.core.snapshot import Snapshot
-from reconciler.vocabulary.cells import Cell, Target
+from reconciler.vocabulary.cells import Cell, CellRows, Target
 
 UnrecordedRule = Literal["trust", "regrant"]
 
@@ -72,94 +72,52 @@ def diff(
     unconfirmed: Set[Cell] = frozenset(),
 ) -> Changes:
     """Every change the policy needs. `unconfirmed` are live cells whose recorded expiry was sent once and cannot
-    be read back to confirm (see `ledger`): they are granted again with the policy's day."""
+    be read back to confirm (see `ledger`): they are granted again with the policy's day.
+
+    Decided a user at a time, once per distinct (desired row, live row, ledger row): a tenant's users share a
+    few hundred of each, so millions of cells cost a lookup per user, and the changes are rows too."""
     options = options or DiffOptions()
-    grants: dict[dt.date, set[Cell]] = defaultdict(set)
-    regrantable: dict[dt.date, set[Cell]] = defaultdict(set)
+    wanted = desired.cells
+    recorded = ledger.rows() if isinstance(ledger, Ledger) else _rows(ledger)
+    pending: dict[str, set[Target]] = defaultdict(set)
+    for user, target in unconfirmed:
+        pending[user].add(target)
+    decide = _RowDiff(desired, today, options)
+    grants: dict[dt.date, dict[str, frozenset[Target]]] = defaultdict(dict)
+    regrantable: dict[dt.date, dict[str, frozenset[Target]]] = defaultdict(dict)
+    revoked: dict[str, frozenset[Target]] = {}
+    protected: list[Cell] = []
+    unmanaged: list[Cell] = []
+    beyond: list[Cell] = []
     unchanged = skipped = out_of_scope = 0
-    wanted = desired.cells.keys()
-    # millions of cells: split at C speed, no set of the live cells is built, only what needs a decision is
-    # looped over (an onboarding grants the desired cells themselves; a steady state keeps them)
-    fresh: Set[Cell] = set(filterfalse(snapshot.has, wanted)) if any(snapshot.grants.values()) else wanted
-    kept: Set[Cell]
-    if fresh is wanted:  # nothing live: an onboarding
-        kept = frozenset()
-    elif fresh:
-        kept = wanted - fresh
-    else:  # a steady state keeps every desired cell: the desired cells themselves, not millions copied
-        kept = wanted
-    only_day = None if options.partial or not fresh else _only_fresh_day(desired, today)
-    if only_day is None:
-        read = snapshot.grants.keys()
-        for cell, expiry in desired.expiries_of(fresh):
-            if isinstance(expiry, UnknownExpiry):
-                continue  # kept while live, never granted
-            if options.in_scope(cell):
-                grants[latest_day(expiry, today)].add(cell)
-            elif cell[0] in read:  # a user not read has changes nobody knows: not counted as known ones
-                out_of_scope += 1
-    trust = options.unrecorded == "trust"
-    beyond: set[Cell] = set()
-    # the ledger's own rows when it has them: two lookups in C per cell rather than a method call
-    row_of = ledger.rows().get if isinstance(ledger, Ledger) else _rows(ledger).get
-    nothing: Mapping[Target, dt.date] = {}
-    for cell, expiry in desired.expiries_of(kept):
-        recorded = row_of(cell[0], nothing).get(cell[1])
-        # a steady state is millions of live cells with their recorded expiry: decided inline, no call
-        if type(expiry) is dt.date and (recorded == expiry or (recorded is None and trust)):
-            day = None
-        else:
-            # a rolling grant can never have been set later than today + ttl: such a ledger day was edited, and
-            # is ignored (state only narrows); a later fixed day is a policy change, granted again as usual
-            if isinstance(expiry, Rolling) and recorded is not None and recorded > latest_day(expiry, today):
-                beyond.add(cell)
-            day = _wanted_day(expiry, recorded, today, options.unrecorded)
-        if unconfirmed and day is None and cell in unconfirmed:
-            day = recorded  # sent once to a live cell, which no read can confirm: the same day again
-        if day is None:
-            unchanged += 1
-            if (
-                options.regrant
-                and recorded is not None
-                and options.in_scope(cell)
-                and not isinstance(expiry, UnknownExpiry)
-            ):
-                regrantable[recorded].add(cell)  # (an unknown expiry is never sent, not even as a don't-care)
-        elif not options.in_scope(cell):
-            out_of_scope += 1
-        else:
-            grants[day].add(cell)
-    revokes: set[Cell] = set()
-    protected: set[Cell] = set()
-    unmanaged: set[Cell] = set()
-    for cell in filterfalse(wanted.__contains__, snapshot.cells()):
-        user, target = cell
-        if not desired.is_managed(target):
-            unmanaged.add(cell)
-        elif user in desired.protected:
-            protected.add(cell)
-        elif not options.in_scope(cell):
-            out_of_scope += 1
-        elif options.additive:
-            skipped += 1
-        else:
-            revokes.add(cell)
-    revocable: dict[str, frozenset[Target]] = {}
-    if revokes:
-        every = frozenset(t for _, t in revokes)
-        managed = every if desired.managed is None else desired.managed | desired.removed
-        if options.targets is not None:
-            managed &= options.targets
-        targets_of: dict[str, set[Target]] = defaultdict(set)
-        for user, target in wanted:
-            targets_of[user].add(target)
-        for user in {u for u, _ in revokes}:
-            revocable[user] = frozenset(managed - targets_of.get(user, set()))
+    users = chain(wanted.rows, filterfalse(wanted.rows.__contains__, snapshot.grants))
+    for user in users:
+        rows = _UserRows(
+            wanted.row(user),
+            snapshot.grants.get(user),
+            recorded.get(user, _NOTHING_RECORDED),
+            user in desired.protected,
+            options.users is None or user in options.users,
+        )
+        row = decide(rows, pending.get(user))
+        for day, targets in row.grants:
+            grants[day][user] = targets
+        for day, targets in row.regrantable:
+            regrantable[day][user] = targets
+        if row.revokes:
+            revoked[user] = row.revokes
+        protected.extend(product((user,), row.protected))
+        unmanaged.extend(product((user,), row.unmanaged))
+        beyond.extend(product((user,), row.beyond))
+        unchanged += row.unchanged
+        skipped += row.skipped
+        out_of_scope += row.out_of_scope
+    revokes = CellRows(revoked)
     return Changes(
-        grants=_with_fresh(grants, only_day, fresh),
+        grants={day: CellRows(rows) for day, rows in grants.items()},
         revokes=frozenset(revokes),
-        revocable=revocable,
-        regrantable=dict(regrantable),
+        revocable=_revocable(desired, revokes, options),
+        regrantable={day: CellRows(rows) for day, rows in regrantable.items()},
         protected=frozenset(protected),
         unmanaged=frozenset(unmanaged),
         unchanged=unchanged,
@@ -169,30 +127,154 @@ def diff(
     )
 
 
+_NOTHING_RECORDED: Mapping[Target, dt.date] = {}
+
+
+class _UserRows(NamedTuple):
+    """What the diff decides one user's changes from."""
+
+    wanted: Mapping[Target, int]  # the desired row: target -> winning statement
+    live: frozenset[Target] | None  # None: the user was not read
+    recorded: Mapping[Target, dt.date]
+    protected: bool
+    in_scope: bool  # the user is within the run's --user scope
+
+
+@dataclass(frozen=True)
+class _RowChanges:
+    """One user's changes, as targets: shared by every user with the same rows."""
+
+    grants: tuple[tuple[dt.date, frozenset[Target]], ...]
+    regrantable: tuple[tuple[dt.date, frozenset[Target]], ...]
+    revokes: frozenset[Target]
+    protected: frozenset[Target]
+    unmanaged: frozenset[Target]
+    beyond: frozenset[Target]
+    unchanged: int
+    skipped: int
+    out_of_scope: int
+
+
+class _RowDiff:
+    """A user's changes from their desired, live and recorded rows, remembered per distinct rows."""
+
+    def __init__(self, desired: Desired, today: dt.date, options: DiffOptions) -> None:
+        self.expiries = desired.cells.expiries
+        self.is_managed = desired.is_managed
+        self.today = today
+        self.options = options
+        self.trust = options.unrecorded == "trust"
+        # keyed by the rows' identities: every row is held by desired, snapshot or ledger for the whole diff
+        self.decided: dict[tuple[int, int, int, bool, bool], _RowChanges] = {}
+
+    def __call__(self, rows: _UserRows, pending: Set[Target] | None) -> _RowChanges:
+        if pending:  # a user with unconfirmed cells: their own decision
+            return self._decide(rows, pending)
+        key = (id(rows.wanted), id(rows.live), id(rows.recorded), rows.protected, rows.in_scope)
+        found = self.decided.get(key)
+        if found is None:
+            found = self.decided[key] = self._decide(rows, frozenset())
+        return found
+
+    def _decide(self, rows: _UserRows, pending: Set[Target]) -> _RowChanges:
+        wanted, live, recorded, protected, user_in_scope = rows
+        options, today = self.options, self.today
+        scoped = options.targets
+
+        def in_scope(target: Target) -> bool:
+            return user_in_scope and (scoped is None or target in scoped)
+
+        held = live if live is not None else frozenset()
+        grants: dict[dt.date, set[Target]] = defaultdict(set)
+        regrantable: dict[dt.date, set[Target]] = defaultdict(set)
+        beyond: set[Target] = set()
+        unchanged = out_of_scope = skipped = 0
+        for target, index in wanted.items():
+            expiry = self.expiries[index]
+            if target not in held:
+                if isinstance(expiry, UnknownExpiry):
+                    continue  # kept while live, never granted
+                if in_scope(target):
+                    grants[latest_day(expiry, today)].add(target)
+                elif live is not None:  # a user not read has changes nobody knows: not counted as known ones
+                    out_of_scope += 1
+                continue
+            was = recorded.get(target)
+            if type(expiry) is dt.date and (was == expiry or (was is None and self.trust)):
+                day = None
+            else:
+                # a rolling grant can never have been set later than today + ttl: such a ledger day was edited,
+                # and is ignored (state only narrows); a later fixed day is a policy change, granted again
+                if isinstance(expiry, Rolling) and was is not None and was > latest_day(expiry, today):
+                    beyond.add(target)
+                day = _wanted_day(expiry, was, today, options.unrecorded)
+            if day is None and target in pending:
+                day = was  # sent once to a live cell, which no read can confirm: the same day again
+            if day is None:
+                unchanged += 1
+                # (an unknown expiry is never sent, not even as a don't-care)
+                if options.regrant and was is not None and in_scope(target) and not isinstance(expiry, UnknownExpiry):
+                    regrantable[was].add(target)
+            elif not in_scope(target):
+                out_of_scope += 1
+            else:
+                grants[day].add(target)
+        revokes: set[Target] = set()
+        kept: set[Target] = set()
+        unmanaged: set[Target] = set()
+        for target in held:
+            if target in wanted:
+                continue
+            if not self.is_managed(target):
+                unmanaged.add(target)
+            elif protected:
+                kept.add(target)
+            elif not in_scope(target):
+                out_of_scope += 1
+            elif options.additive:
+                skipped += 1
+            else:
+                revokes.add(target)
+        return _RowChanges(
+            grants=tuple((day, frozenset(targets)) for day, targets in grants.items()),
+            regrantable=tuple((day, frozenset(targets)) for day, targets in regrantable.items()),
+            revokes=frozenset(revokes),
+            protected=frozenset(kept),
+            unmanaged=frozenset(unmanaged),
+            beyond=frozenset(beyond),
+            unchanged=unchanged,
+            skipped=skipped,
+            out_of_scope=out_of_scope,
+        )
+
+
+def _revocable(desired: Desired, revokes: CellRows, options: DiffOptions) -> dict[str, frozenset[Target]]:
+    """Per user with a revoke, the targets a revoke batch may touch: managed, not desired (the user is not
+    protected, or they would have no revoke)."""
+    if not revokes:
+        return {}
+    managed = (
+        frozenset(chain.from_iterable(revokes.rows.values()))
+        if desired.managed is None
+        else desired.managed | desired.removed
+    )
+    if options.targets is not None:
+        managed &= options.targets
+    left: dict[int, frozenset[Target]] = {}  # by desired row: users with the same row share the result
+    revocable: dict[str, frozenset[Target]] = {}
+    for user in revokes.rows:
+        row = desired.cells.row(user)
+        if id(row) not in left:
+            left[id(row)] = managed - row.keys()
+        revocable[user] = left[id(row)]
+    return revocable
+
+
 def _rows(recorded: Mapping[Cell, dt.date]) -> dict[str, dict[Target, dt.date]]:
     rows: dict[str, dict[Target, dt.date]] = defaultdict(dict)
     for (user, target), day in recorded.items():
         rows[user][target] = day
     return rows
-
-
-def _with_fresh(
-    grants: dict[dt.date, set[Cell]], only_day: dt.date | None, fresh: Set[Cell]
-) -> dict[dt.date, Set[Cell]]:
-    """The grants by day, with the cells not live added on their one day (when they all share one)."""
-    by_day: dict[dt.date, Set[Cell]] = dict(grants)
-    if only_day is not None and fresh:
-        by_day[only_day] = fresh | grants[only_day] if only_day in grants else fresh
-    return by_day
-
-
-def _only_fresh_day(desired: Desired, today: dt.date) -> dt.date | None:
-    """The one day every desired cell is granted on, if there is one (the expiries are a few shared objects)."""
-    distinct = desired.distinct_expiries()
-    if any(isinstance(expiry, UnknownExpiry) for expiry in distinct):
-        return None  # those cells are not granted at all: decided one by one
-    days = {latest_day(expiry, today) for expiry in distinct}
-    return days.pop() if len(days) == 1 else None
 
 
 def _wanted_day(

@@ -176,12 +176,12 @@ def _scope(
     in_sync = sorted(cell for cell in desired.cells if cell not in regranted and snapshot.has(cell))
     locations: dict[int, str] = {}
     why = {}
-    for cell in desired.cells:
-        index = desired.sources.get(cell)
-        if index is not None:
-            if index not in locations:
-                locations[index] = str(desired.rules[index].location)
-            why[(cell[0], str(cell[1]))] = locations[index]
+    if desired.rules:
+        for user, row in desired.cells.rows.items():
+            for target, index in row.items():
+                if index not in locations:
+                    locations[index] = str(desired.rules[index].location)
+                why[(user, str(target))] = locations[index]
     cells = [(u, str(t)) for u, t in in_sync]
     cells += [(u, t) for kind, found in findings.items() if kind not in EMBED_KINDS for u, t, _ in found]
     smallest_first = sorted(

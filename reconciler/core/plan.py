@@ -12,7 +12,6 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from itertools import chain
-from operator import itemgetter
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -31,7 +30,7 @@ from reconciler.core import planner
 from reconciler.core.diff import Changes
 from reconciler.core.embeds import EmbedChange
 from reconciler.vocabulary.base import bulk_data, utc_timestamp
-from reconciler.vocabulary.cells import Cell, Target, TargetKind, shared_target
+from reconciler.vocabulary.cells import Cell, CellRows, Target, TargetKind, shared_rows, shared_target
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 from reconciler.vocabulary.files import MAX_JSON_DEPTH, read_regular_file, write_text_file
 
@@ -337,21 +336,21 @@ def _to_batches(
     expire_day: dt.date | None,
     cap: int,
 ) -> list[Batch]:
+    rows = cells.rows if isinstance(cells, CellRows) else _rows(cells)
     # the planner works on integers; indices follow sorted names so that the plan is deterministic
-    targets = sorted(set(map(itemgetter(1), cells)).union(*(allowed or {}).values()))
+    distinct = {id(row): row for row in rows.values()}
+    targets = sorted(set().union(*distinct.values(), *(allowed or {}).values()))
     target_index = {t: i for i, t in enumerate(targets)}
-    by_user: dict[str, list[int]] = defaultdict(list)
-    for user, target in cells:
-        by_user[user].append(target_index[target])
-    users = sorted(set(by_user).union(allowed or {}))
+    users = sorted(set(rows).union(allowed or {}))
     user_index = {u: i for i, u in enumerate(users)}
     # users of one role share one row object: 100,000 rows of 30 targets are 60 sets, not 100,000
     shared: dict[frozenset[int], frozenset[int]] = {}
-    int_rows: dict[int, frozenset[int]] = {}
-    for user, row in by_user.items():
-        key = frozenset(row)
-        int_rows[user_index[user]] = shared.setdefault(key, key)
-    del by_user, shared
+    numbered: dict[int, frozenset[int]] = {}
+    for key, row in distinct.items():
+        numbers = frozenset(map(target_index.__getitem__, row))
+        numbered[key] = shared.setdefault(numbers, numbers)
+    int_rows = {user_index[user]: numbered[id(row)] for user, row in rows.items()}
+    del distinct, shared, numbered
     int_allowed = None
     if allowed is not None:
         int_allowed = {user_index[u]: frozenset(target_index[t] for t in r) for u, r in allowed.items()}
@@ -376,10 +375,11 @@ def exact_batches(
 
 
 def _rows(cells: Iterable[Cell]) -> dict[str, frozenset[Target]]:
-    rows: dict[str, set[Target]] = defaultdict(set)
+    """Each user's targets, one set object for users with the same ones."""
+    rows: dict[str, list[Target]] = defaultdict(list)
     for user, target in cells:
-        rows[user].add(target)
-    return {u: frozenset(t) for u, t in rows.items()}
+        rows[user].append(target)
+    return shared_rows((user, frozenset(targets)) for user, targets in rows.items())
 
 
 def lower_bound(changes: Changes, cap: int = planner.CAP) -> int:

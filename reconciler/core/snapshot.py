@@ -12,7 +12,7 @@ from pathlib import Path
 
 from reconciler.core.ports import AccessService
 from reconciler.vocabulary.base import utc_timestamp
-from reconciler.vocabulary.cells import Cell, Target
+from reconciler.vocabulary.cells import Cell, Target, shared_rows
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 from reconciler.vocabulary.files import read_json_file
 
@@ -102,10 +102,3 @@ async def refresh(
     pairs = await asyncio.gather(*(read(u) for u in sorted(set(user_ids))))
     taken_at = utc_timestamp()
     return Snapshot(shared_rows(pairs), taken_at)
-
-
-def shared_rows(pairs: Iterable[tuple[str, frozenset[Target]]]) -> dict[str, frozenset[Target]]:
-    """Each user's targets, one set object for all users with the same ones: a tenant's 100,000 users hold a
-    few hundred distinct sets of targets, and one set of 30 targets costs more memory than 30 cells do."""
-    seen: dict[frozenset[Target], frozenset[Target]] = {}
-    return {user: seen.setdefault(targets, targets) for user, targets in pairs}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Set
 from functools import lru_cache
+from itertools import chain, product
 from typing import Literal, NamedTuple
 
 # what a policy declares and the API lists: LlmCubes (Q&A resources) and analysis themes
@@ -42,3 +44,50 @@ def shared_target(kind: TargetKind, target_id: str) -> Target:
 
 
 Cell = tuple[str, Target]
+
+
+_NO_TARGETS: frozenset[Target] = frozenset()
+
+
+class CellRows(Set[Cell]):
+    """A set of cells held per user: {user: targets}, users with the same targets sharing one set object.
+
+    Millions of cells are a few hundred distinct rows in a real tenant: held this way they cost memory per user,
+    not per cell, and the planner takes the rows as they are. Rows are never empty and never change.
+    """
+
+    __slots__ = ("_size", "rows")
+
+    def __init__(self, rows: Mapping[str, frozenset[Target]]) -> None:
+        self.rows = rows
+        self._size = sum(map(len, rows.values()))
+
+    def __contains__(self, cell: object) -> bool:
+        return isinstance(cell, tuple) and len(cell) == 2 and cell[1] in self.rows.get(cell[0], _NO_TARGETS)
+
+    def __iter__(self) -> Iterator[Cell]:
+        return chain.from_iterable(product((user,), targets) for user, targets in self.rows.items())
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __repr__(self) -> str:
+        return f"CellRows({len(self.rows)} users, {self._size} cells)"
+
+    @classmethod
+    def _from_iterable(cls, cells: Iterable[Cell]) -> frozenset[Cell]:  # type: ignore[override]
+        return frozenset(cells)  # what set operators (|, &, -) build: plain cells
+
+
+def users_of(cells: Iterable[Cell]) -> set[str]:
+    """The users some cell names (a row set's users without a look at its cells)."""
+    if isinstance(cells, CellRows):
+        return set(cells.rows)
+    return {user for user, _ in cells}
+
+
+def shared_rows(pairs: Iterable[tuple[str, frozenset[Target]]]) -> dict[str, frozenset[Target]]:
+    """Each user's targets, one set object for all users with the same ones: a tenant's 100,000 users hold a
+    few hundred distinct sets of targets, and one set of 30 targets costs more memory than 30 cells do."""
+    seen: dict[frozenset[Target], frozenset[Target]] = {}
+    return {user: seen.setdefault(targets, targets) for user, targets in pairs}

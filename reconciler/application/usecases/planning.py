@@ -7,7 +7,6 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import replace
-from operator import itemgetter
 
 from reconciler.application.usecases._common import (
     PlanOptions,
@@ -32,6 +31,7 @@ from reconciler.core.resolve import Desired, resolve
 from reconciler.core.snapshot import Snapshot
 from reconciler.core.state import ManagedRecord
 from reconciler.vocabulary.base import bulk_data, plural
+from reconciler.vocabulary.cells import users_of
 
 
 def plan_from(
@@ -48,8 +48,7 @@ def plan_from(
         changes = diff(desired, snapshot, ledger, today, scope, ledger.unconfirmed)
         if changes.beyond_policy:
             notes = [*(notes or []), beyond_policy_note(len(changes.beyond_policy))]
-        user_of = itemgetter(0)
-        touched_set = set(map(user_of, changes.revokes)).union(*(map(user_of, c) for c in changes.grants.values()))
+        touched_set = users_of(changes.revokes).union(*map(users_of, changes.grants.values()))
         touched = sorted(touched_set)
         touched_state = {u: snapshot.grants.get(u, frozenset()) for u in touched}
         names = dict(desired.directory)
@@ -87,11 +86,8 @@ def beyond_policy_note(cells: int) -> str:
 
 def _by_statement(changes: Changes, desired: Desired) -> dict[str, int]:
     counts: Counter[int | None] = Counter()
-    if changes.grant_cells == len(desired.sources):  # every desired cell is granted (an onboarding): count fast
-        counts.update(desired.sources.values())
-    else:
-        for cells in changes.grants.values():
-            counts.update(map(desired.sources.get, cells))
+    for cells in changes.grants.values():
+        counts.update(desired.cells.sources_of(cells))
     counts.pop(None, None)
     labels = {}
     for index, count in sorted(counts.items(), key=lambda item: -item[1]):
