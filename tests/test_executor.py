@@ -116,7 +116,14 @@ def test_resume_is_judged_from_live_state(tmp_path: Path) -> None:
             _, now = await usecases.desired_and_snapshot(session, policy, TODAY)  # type: ignore[arg-type]
             resumed = outstanding(plan, now, ledger)
             assert resumed.already_done == len(half)
-            assert resumed.batches == [b for b in plan.batches if b not in half]
+            # batches may overlap: one that shares a cell with a batch sent is planned again for the rest
+            sent = {c for b in half if b.operation == "grant" for c in b.cells()}
+            untouched = [
+                b for b in plan.batches if b not in half and not (b.operation == "grant" and sent & {*b.cells()})
+            ]
+            assert [b for b in resumed.batches if b in plan.batches] == untouched
+            left = {c for b in plan.batches if b not in half and b.operation == "grant" for c in b.cells()} - sent
+            assert {c for b in resumed.batches if b.operation == "grant" for c in b.cells()} == left
             # a grant that is live but unrecorded (killed between the call and the ledger) is not done
             user, target = next(iter(half[0].cells()))
             del ledger[(user, target)]

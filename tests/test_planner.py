@@ -227,3 +227,41 @@ def test_shared_remainders_cover_exactly_within_the_cap(columns: dict[int, froze
         assert sorted(cells_of(shared)) == wanted  # a partition: every cell once, nothing stray
         assert all(0 < len(u) * len(t) <= 100 for u, t in shared)
     assert len(planner.cover(rows)) <= min(plain, naive(rows))
+
+
+def test_a_rectangle_whose_cells_a_neighbour_can_take_is_dropped() -> None:
+    rows = {u: frozenset(range(10)) for u in range(3)}
+    split = [((0, 1), tuple(range(10))), ((2,), tuple(range(10)))]
+    assert planner.eliminate(split, rows, rows) == [((0, 1, 2), tuple(range(10)))]
+    # widening by targets too: user 0 alone on 0-4 and 5-9
+    halves = [((0,), (0, 1, 2, 3, 4)), ((0,), (5, 6, 7, 8, 9))]
+    assert planner.eliminate(halves, {0: frozenset(range(10))}, {0: frozenset(range(10))}) == [((0,), tuple(range(10)))]
+    # not where the widened rectangle would pass the cap or touch a cell that is not permitted
+    assert planner.eliminate(split, rows, rows, cap=25) == split
+    narrower = {**rows, 2: frozenset(range(9))}
+    kept = [((0, 1), tuple(range(10))), ((2,), tuple(range(9)))]
+    assert planner.eliminate(kept, narrower, narrower) == kept
+    # three rectangles to two: user 2 joins the first on what it may have, user 3 takes the column left over
+    three = [*kept, ((3,), (9,))]
+    assert planner.eliminate(three, narrower | {3: frozenset({9})}, narrower | {3: frozenset({9})}) == [
+        ((0, 1, 2), tuple(range(9))),
+        ((0, 1, 3), (9,)),
+    ]
+
+
+@given(rows_strategy, st.dictionaries(st.integers(0, 40), st.frozensets(st.integers(0, 160), max_size=80)))
+@settings(max_examples=150, deadline=None)
+def test_elimination_keeps_a_valid_cover_of_no_more_calls(
+    rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]]
+) -> None:
+    """From one-user strips (where most rectangles can give way), with and without don't-cares."""
+    allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
+    strips = [((u,), tuple(sorted(r))[i : i + 7]) for u, r in sorted(rows.items()) for i in range(0, len(r), 7)]
+    wanted = {(u, t) for u, r in rows.items() for t in r}
+    for permitted in (rows, allowed):
+        rects = planner.eliminate(strips, rows, permitted)
+        touched = set(cells_of(rects))
+        assert wanted <= touched and all(t in permitted.get(u, frozenset()) for u, t in touched)
+        assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
+        assert len(rects) <= len(strips)
+        assert all(list(u) == sorted(u) and list(t) == sorted(t) for u, t in rects)
