@@ -250,7 +250,7 @@ def test_a_rectangle_whose_cells_a_neighbour_can_take_is_dropped() -> None:
 
 
 @given(rows_strategy, st.dictionaries(st.integers(0, 40), st.frozensets(st.integers(0, 160), max_size=80)))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_elimination_keeps_a_valid_cover_of_no_more_calls(
     rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]]
 ) -> None:
