@@ -9,14 +9,14 @@ import datetime as dt
 import html
 import json
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from reconciler.core.access import AccessLine
 from reconciler.core.drift import ACTIONABLE, HEADINGS, INFORMATIONAL, DriftReport
 from reconciler.core.embeds import EmbedChange
-from reconciler.core.plan import Plan
+from reconciler.core.plan import Batch, Plan
 from reconciler.core.ticket_audit import HEADINGS as AUDIT_HEADINGS
 from reconciler.core.ticket_audit import KINDS as AUDIT_KINDS
 from reconciler.core.ticket_audit import AuditReport
@@ -65,7 +65,8 @@ class _Counts:
     """Per target: cells granted new, granted again (expiry set), revoked; and deletes of cells not live."""
 
     per_target: dict[Target, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
-    per_user: Counter[str] = field(default_factory=Counter)
+    # the batches naming each user (lines per user are counted only for the users shown)
+    batches_of: dict[str, list[Batch]] = field(default_factory=lambda: defaultdict(list))
     no_op_deletes: int = 0
 
     @property
@@ -98,25 +99,36 @@ def _counts(plan: Plan) -> _Counts:
                 row = counts.per_target[target]
                 row[0] += len(users) - len(hit)
                 row[1] += len(hit)
-                counts.per_user.update(users)
             else:
                 if hit:
                     counts.per_target[target][2] += len(hit)
-                    counts.per_user.update(hit)
                 counts.no_op_deletes += len(users) - len(hit)
+    for batch in plan.batches:
+        for user in batch.user_ids:
+            counts.batches_of[user].append(batch)
     return counts
 
 
-def _first_users(counts: _Counts, lines: int) -> set[str]:
-    """Users in name order whose changes make up the first `lines` lines."""
+def _first_users(plan: Plan, counts: _Counts, lines: int) -> set[str]:
+    """Users in name order whose changes make up the first `lines` lines (counted for those users only)."""
     chosen: set[str] = set()
     total = 0
-    for user in sorted(counts.per_user):
+    for user in sorted(counts.batches_of):
         if total >= lines:
             break
-        chosen.add(user)
-        total += counts.per_user[user]
+        changed = _changed_cells(plan, user, counts.batches_of[user])
+        if changed:
+            chosen.add(user)
+            total += changed
     return chosen
+
+
+def _changed_cells(plan: Plan, user: str, batches: list[Batch]) -> int:
+    """The user's distinct changed cells: batches may overlap, and a revoke counts only where the user had the
+    target."""
+    granted = set().union(*(b.targets for b in batches if b.operation == "grant"))
+    revoked = set().union(*(b.targets for b in batches if b.operation == "revoke"))
+    return len(granted) + len(plan.touched_state.get(user, frozenset()).intersection(revoked))
 
 
 def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) -> str:
@@ -125,14 +137,14 @@ def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) 
     counts = _counts(plan)
     footer = _footer(plan, counts, markdown)
     if max_chars is not None:
-        shown = _first_users(counts, max_chars // 40)
+        shown = _first_users(plan, counts, max_chars // 40)
         return _bounded(plan, counts, _by_user(plan, shown), footer, max_chars)
     lines = (
         [f"### reconciler plan for `{_code(plan.target)}`", "", *_policy_lines(plan, True), "```diff"]
         if markdown
         else [f"reconciler plan for target '{plan.target}'", *_policy_lines(plan, False)]
     )
-    changes = _change_lines(plan, _by_user(plan, _first_users(counts, MAX_LISTED_LINES)))[:MAX_LISTED_LINES]
+    changes = _change_lines(plan, _by_user(plan, _first_users(plan, counts, MAX_LISTED_LINES)))[:MAX_LISTED_LINES]
     lines += [_code(line) for line in changes] if markdown else changes
     total = counts.changes + len(plan.embed_changes)
     if total > len(changes):
