@@ -96,8 +96,8 @@ def _in_file_order(target: Target) -> tuple[int, str]:
 
 @lru_cache(maxsize=4096)
 def _wire_ids(targets: tuple[Target, ...]) -> tuple[list[str], list[str], list[str]]:
-    """A batch's target IDs per kind, as its file lists them: the batches of one role (thousands, in a large
-    onboarding) carry the same targets, split once."""
+    """A batch's target IDs per kind, in `_WIRE_KINDS` order, as its file and the API list them: the batches of
+    one role (thousands, in a large onboarding) carry the same targets, split once. Shared: never changed."""
     ids: dict[str, list[str]] = {kind: [] for kind, _ in _WIRE_KINDS}
     for target in targets:
         ids[target.kind].append(target.id)
@@ -160,7 +160,7 @@ class Batch(BaseModel):
 
     def ids(self, kind: TargetKind) -> list[str]:
         """The IDs of one kind of target, as the API takes them."""
-        return [t.id for t in self.targets if t.kind == kind]
+        return list(_wire_ids(self.targets)[_KIND_RANK[kind]])
 
     @property
     def size(self) -> int:
