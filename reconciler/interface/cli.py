@@ -497,11 +497,16 @@ async def _apply(
             increment,
             head.commit,
         )
-    detailed_exitcode = flags.detailed_exitcode
     if outcome.full_reason:
         _say(f"note: {outcome.full_reason}")
-    if outcome.recorded:
+    status = _report_apply(outcome, saved, flags.detailed_exitcode)
+    if outcome.recorded:  # after the summary, which it qualifies
         _say(f"state: commit {outcome.recorded[:12]} recorded as applied (an --incremental apply starts from it)")
+    return status
+
+
+def _report_apply(outcome: usecases.ApplyOutcome, saved: Plan | None, detailed_exitcode: bool) -> int:
+    """What the apply did, and its exit status."""
     if outcome.unread and saved is not None:
         _say(
             f"note: the plan is partial: live grants were read only for the users it touches; changes today's "
