@@ -35,7 +35,13 @@ class DiffOptions:
         return self.users is not None or self.targets is not None
 
     def in_scope(self, cell: Cell) -> bool:
-        return (self.users is None or cell[0] in self.users) and (self.targets is None or cell[1] in self.targets)
+        return self.user_in_scope(cell[0]) and self.target_in_scope(cell[1])
+
+    def user_in_scope(self, user: str) -> bool:
+        return self.users is None or user in self.users
+
+    def target_in_scope(self, target: Target) -> bool:
+        return self.targets is None or target in self.targets
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ def diff(
             snapshot.grants.get(user),
             recorded.get(user, _NOTHING_RECORDED),
             user in desired.protected,
-            options.users is None or user in options.users,
+            options.user_in_scope(user),
         )
         row = decide(rows, pending.get(user))
         for day, targets in row.grants:
@@ -179,10 +185,9 @@ class _RowDiff:
     def _decide(self, rows: _UserRows, pending: Set[Target]) -> _RowChanges:
         wanted, live, recorded, protected, user_in_scope = rows
         options, today = self.options, self.today
-        scoped = options.targets
 
-        def in_scope(target: Target) -> bool:
-            return user_in_scope and (scoped is None or target in scoped)
+        def in_scope(target: Target) -> bool:  # the user's part is decided once per row
+            return user_in_scope and options.target_in_scope(target)
 
         held = live if live is not None else frozenset()
         grants: dict[dt.date, set[Target]] = defaultdict(set)
