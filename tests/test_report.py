@@ -16,7 +16,7 @@ from reconciler.core.policy import Rolling
 from reconciler.core.resolve import Desired, DesiredCells
 from reconciler.core.snapshot import Snapshot
 from reconciler.interface import render
-from reconciler.interface.render import _changed_cells, _counts, drift_html, drift_json, drift_text, plan_text
+from reconciler.interface.render import _counts, _user_lines, drift_html, drift_json, drift_text, plan_text
 from reconciler.vocabulary.cells import Target
 from tests.conftest import CliResult
 
@@ -195,7 +195,7 @@ def test_counts_per_batch_match_the_cells_one_by_one() -> None:
                 per_user[user] = per_user.get(user, 0) + 1
         counts = _counts(plan)
         assert (dict(counts.per_target), counts.no_op_deletes) == (per_target, no_op), case
-        lines = {u: _changed_cells(plan, u, b) for u, b in counts.batches_of.items()}
+        lines = {u: _user_lines(plan, u, b).size for u, b in counts.batches_of.items()}
         assert {u: n for u, n in lines.items() if n} == per_user, case
         text = plan_text(plan)
         for _, user, target in {c for c in seen if c[0] == "grant"}:

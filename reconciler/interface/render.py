@@ -38,26 +38,22 @@ class _UserLines:
     regranted: set[tuple[Target, dt.date]] = field(default_factory=set)  # live already: expiry set again
     revoked: set[Target] = field(default_factory=set)
 
+    @property
+    def size(self) -> int:
+        return len(self.granted) + len(self.regranted) + len(self.revoked)
 
-def _by_user(plan: Plan, only: set[str]) -> dict[str, _UserLines]:
-    """The cells of the batches per user, for the users in `only` (a plan can hold millions of cells; only a
-    few thousand lines are ever shown)."""
-    users: dict[str, _UserLines] = defaultdict(_UserLines)
-    nothing: frozenset[Target] = frozenset()
-    for batch in plan.batches:
-        if only.isdisjoint(batch.user_ids):
-            continue
-        for user in batch.user_ids:
-            if user not in only:
-                continue
-            was_live = plan.touched_state.get(user, nothing)
-            lines = users[user]
-            for target in batch.targets:
-                if batch.operation == "grant":
-                    (lines.regranted if target in was_live else lines.granted).add((target, batch.day()))
-                elif target in was_live:
-                    lines.revoked.add(target)
-    return dict(sorted(users.items()))
+
+def _user_lines(plan: Plan, user: str, batches: list[Batch]) -> _UserLines:
+    """The user's changes in the batches that name them."""
+    lines = _UserLines()
+    was_live = plan.touched_state.get(user, frozenset())
+    for batch in batches:
+        for target in batch.targets:
+            if batch.operation == "grant":
+                (lines.regranted if target in was_live else lines.granted).add((target, batch.day()))
+            elif target in was_live:
+                lines.revoked.add(target)
+    return lines
 
 
 @dataclass
@@ -109,26 +105,19 @@ def _counts(plan: Plan) -> _Counts:
     return counts
 
 
-def _first_users(plan: Plan, counts: _Counts, lines: int) -> set[str]:
-    """Users in name order whose changes make up the first `lines` lines (counted for those users only)."""
-    chosen: set[str] = set()
+def _first_users(plan: Plan, counts: _Counts, lines: int) -> dict[str, _UserLines]:
+    """Users in name order whose changes make up the first `lines` lines, with their changes (a plan can hold
+    millions of cells; only a few thousand lines are ever shown, so only those users' batches are read)."""
+    chosen: dict[str, _UserLines] = {}
     total = 0
     for user in sorted(counts.batches_of):
         if total >= lines:
             break
-        changed = _changed_cells(plan, user, counts.batches_of[user])
-        if changed:
-            chosen.add(user)
-            total += changed
+        found = _user_lines(plan, user, counts.batches_of[user])
+        if found.size:
+            chosen[user] = found
+            total += found.size
     return chosen
-
-
-def _changed_cells(plan: Plan, user: str, batches: list[Batch]) -> int:
-    """The user's distinct changed cells: batches may overlap, and a revoke counts only where the user had the
-    target."""
-    granted = set().union(*(b.targets for b in batches if b.operation == "grant"))
-    revoked = set().union(*(b.targets for b in batches if b.operation == "revoke"))
-    return len(granted) + len(plan.touched_state.get(user, frozenset()).intersection(revoked))
 
 
 def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) -> str:
@@ -138,13 +127,13 @@ def plan_text(plan: Plan, markdown: bool = False, max_chars: int | None = None) 
     footer = _footer(plan, counts, markdown)
     if max_chars is not None:
         shown = _first_users(plan, counts, max_chars // 40)
-        return _bounded(plan, counts, _by_user(plan, shown), footer, max_chars)
+        return _bounded(plan, counts, shown, footer, max_chars)
     lines = (
         [f"### reconciler plan for `{_code(plan.target)}`", "", *_policy_lines(plan, True), "```diff"]
         if markdown
         else [f"reconciler plan for target '{plan.target}'", *_policy_lines(plan, False)]
     )
-    changes = _change_lines(plan, _by_user(plan, _first_users(plan, counts, MAX_LISTED_LINES)))[:MAX_LISTED_LINES]
+    changes = _change_lines(plan, _first_users(plan, counts, MAX_LISTED_LINES))[:MAX_LISTED_LINES]
     lines += [_code(line) for line in changes] if markdown else changes
     total = counts.changes + len(plan.embed_changes)
     if total > len(changes):
