@@ -59,6 +59,11 @@ def test_directory(demo: Emulator) -> None:
     assert len(page["Data"]) == 2
     with pytest.raises(ApiError):
         backend.query_user_list(None, 1, 1001)
+    assert backend.query_user_list("A", 1, 2)["TotalNum"] == page["TotalNum"]  # the keyword ignores case
+    last = backend.query_user_list(None, 1, 2)["TotalPages"]
+    pages = [backend.query_user_list(None, n, 2)["Data"] for n in range(1, last + 2)]
+    listed = [user["UserId"] for data in pages for user in data]
+    assert listed == list(backend.users) and not pages[-1]  # every user once, in order; then nothing
     roots = backend.query_user_group_list_by_parent_id("-1")
     assert {g["UserGroupName"] for g in roots} == {"Finance", "People"}
     assert backend.query_user_group_list_by_parent_id("g-fin")[0]["IdentifiedPath"] == "g-fin/g-fpa"

@@ -295,11 +295,11 @@ class Backend:
             raise invalid("PageNum")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise invalid(f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
-        users = [
-            u
-            for u in self.users.values()
-            if not keyword or keyword.lower() in u.account.lower() or keyword.lower() in u.nick.lower()
-        ]
+        if keyword:
+            wanted = keyword.lower()
+            users = [u for u in self.users.values() if wanted in u.account.lower() or wanted in u.nick.lower()]
+        else:  # a copy of the values at C speed: a tenant of 100,000 users is read in 100 pages
+            users = list(self.users.values())
         start = (page_num - 1) * page_size
         page = users[start : start + page_size]
         return {
