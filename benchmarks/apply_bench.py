@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import tempfile
 import time
+from collections.abc import Set
 from pathlib import Path
 
 from alibabacloud_quickbi_public20220101 import models as sdk_models
@@ -44,7 +45,7 @@ def organisation(users: int, cubes: int) -> OrgFile:
     )
 
 
-def wrong_cells(emulator: Emulator, wanted: set[tuple[str, str, str]]) -> int:
+def wrong_cells(emulator: Emulator, wanted: Set[tuple[str, str, str]]) -> int:
     return len(wanted - set(emulator.backend.live_grants()))
 
 

@@ -24,6 +24,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from reconciler.core.diff import Changes
@@ -192,7 +193,7 @@ def families(quick: bool, scale_only: bool, matrices: Path | None) -> list[Famil
     if not scale_only:
         for width in (1, 3, 7, 51, 101, 150):
             for size in (100, 1000) if quick else (100, 1000, 10000):
-                found.append(("role", f"1 role {size} users x {width}", lambda s=size, w=width: roles([(s, w)])))
+                found.append(("role", f"1 role {size} users x {width}", partial(roles, [(size, width)])))
         mixed = [(100 + 37 * i, w) for i, w in enumerate((3, 7, 51, 101, 150, 13, 29))]
         found.append(("role", "7 roles, 100-322 users, mixed widths", lambda: roles(mixed)))
         small = [(10 + 13 * i, w) for i, w in enumerate((3, 7, 51, 101, 150, 13, 29))]
@@ -203,7 +204,7 @@ def families(quick: bool, scale_only: bool, matrices: Path | None) -> list[Famil
                 (
                     "overlap",
                     f"2000 users, 25 roles, 5% exceptions, seed {seed}",
-                    lambda s=seed: overlapping_roles(2000, 25, 400, 0.05, s),
+                    partial(overlapping_roles, 2000, 25, 400, 0.05, seed),
                 )
             )
         found.append(
@@ -220,13 +221,11 @@ def families(quick: bool, scale_only: bool, matrices: Path | None) -> list[Famil
         found.append(
             ("revoke", "1000 users x 500 targets, 10 revokes each", lambda: scattered_revokes(1000, 500, 10, 0.05, 9))
         )
-        for name in RBAC_FILES if matrices else ():
-            path = matrices / f"{name}.txt"
-            if path.exists():
-                found.append(("rbac", name, lambda p=path: rbac(p)))
+        paths = [matrices / f"{name}.txt" for name in RBAC_FILES] if matrices is not None else []
+        found.extend(("rbac", path.stem, partial(rbac, path)) for path in paths if path.exists())
     sizes = (375_000, 750_000, 1_500_000, 3_000_000) if not quick else (375_000, 750_000)
     for size in sizes:
-        found.append(("scale", f"{size // 30:,} users in roles, {size:,} cells", lambda s=size: scale(s)))
+        found.append(("scale", f"{size // 30:,} users in roles, {size:,} cells", partial(scale, size)))
     return found
 
 
