@@ -249,6 +249,20 @@ def test_a_rectangle_whose_cells_a_neighbour_can_take_is_dropped() -> None:
     ]
 
 
+def test_a_full_rectangle_gives_way_to_neighbours_with_room_enough() -> None:
+    """User 0 on targets 0-99 is a full batch, all its own cells; users 1 and 2 hold one half each, alone in a
+    batch of 50 with room for one more user: each takes user 0 on its half."""
+    rows = {0: frozenset(range(100)), 1: frozenset(range(50)), 2: frozenset(range(50, 100))}
+    cover = [((0,), tuple(range(100))), ((1,), tuple(range(50))), ((2,), tuple(range(50, 100)))]
+    assert planner.eliminate(cover, rows, rows) == [((0, 1), tuple(range(50))), ((0, 2), tuple(range(50, 100)))]
+    # with no room anywhere (full neighbours), nothing is searched and nothing moves
+    full = {u: frozenset(range(50)) for u in range(6)}
+    tiling = [((0, 1), tuple(range(50))), ((2, 3), tuple(range(50))), ((4, 5), tuple(range(50)))]
+    assert planner.eliminate(tiling, full, full) == tiling
+    # but a rectangle whose every cell others cover goes, room or not
+    assert planner.eliminate([*tiling, ((1, 2), tuple(range(50)))], full, full) == tiling
+
+
 @given(rows_strategy, st.dictionaries(st.integers(0, 40), st.frozensets(st.integers(0, 160), max_size=80)))
 @settings(max_examples=80, deadline=None)
 def test_elimination_keeps_a_valid_cover_of_no_more_calls(

@@ -30,7 +30,7 @@ near-exact on the structures real organisations have, and keeps the cheapest res
 
 6. **Elimination** (covers of up to 5,000 rectangles). Smallest first, drop a rectangle wherever widening up
    to three others by users or targets (within the cap, over permitted cells) covers the cells only it
-   covered (apj 478 -> 475, fire1 375 -> 369).
+   covered (apj 478 -> 475, fire1 375 -> 369, americas_small 1,184 -> 1,171).
 
 Every strategy is at least as good as the naive "one user at a time" (rows) or "one target at a time"
 (columns), so the result never costs more than the better naive plan. Ties go to the earlier strategy, and all
@@ -46,7 +46,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache, reduce
 from itertools import accumulate, chain, combinations
-from operator import and_
+from operator import and_, or_
 
 from reconciler.vocabulary import bitsets
 
@@ -59,7 +59,6 @@ SET_COVER_PATTERN_LIMIT = 600  # distinct rows, and distinct columns: the candid
 SHARED_REMAINDER_SCAN = 200  # targets tried per shared call: bounds the work on 10^4-target inputs
 SHARED_REMAINDER_CELL_LIMIT = 1_000_000
 MERGE_LIMIT = 20000
-ELIMINATE_OWN_CELLS = 50  # a rectangle covering more cells alone is not tried
 ELIMINATE_STEPS = 3  # other rectangles widened to drop one
 ELIMINATE_RECT_LIMIT = 5000  # rectangles in a cover worth searching
 MERGE_WINDOW = 64
@@ -205,11 +204,12 @@ def eliminate(rects: list[Rect], rows: Rows, allowed: Rows, cap: int = CAP) -> l
     of `rows` only it covered; smallest rectangles first, one pass.
 
     The strategies above each build their rectangles whole; a cover of overlapping roles often has a batch whose
-    own cells a neighbour could take by adding a user or two, or a target or two (apj: 478 -> 475 calls, fire1:
-    375 -> 369, americas_large: 2,061 -> 2,054). Tried only where a rectangle covers at most
-    ELIMINATE_OWN_CELLS cells alone, widening at most ELIMINATE_STEPS others, on covers of at most
-    ELIMINATE_RECT_LIMIT rectangles: beyond that it almost never succeeds, and the search would cost more than
-    the planning (a role-structured onboarding's full rectangles never give way)."""
+    own cells neighbours could take by adding a user or two, or a target or two (apj: 478 -> 475 calls, fire1:
+    375 -> 369, americas_small: 1,184 -> 1,171). Widening at most ELIMINATE_STEPS others, on covers of at most
+    ELIMINATE_RECT_LIMIT rectangles. Only rectangles with room for one more user or target can widen, so a
+    rectangle is searched only when the room of its roomiest neighbours adds up to its own cells, and the
+    search gives up once the widenings left could not take what is left at the rate of the last one: in a
+    tiling of full rectangles (a role-structured onboarding) nothing is searched at all."""
     if len(rects) > ELIMINATE_RECT_LIMIT:
         return rects
     search = _Elimination(rects, rows, allowed, cap)
@@ -218,8 +218,14 @@ def eliminate(rects: list[Rect], rows: Rows, allowed: Rows, cap: int = CAP) -> l
     return search.result()
 
 
+# a rectangle's users, its targets, and the targets all its users may have (never empty: its own targets)
+_Widened = tuple[frozenset[int], int, int]
+
+
 class _Elimination:
-    """The rectangles (users as sets, targets as bits), and which of them touch each user and each target."""
+    """The rectangles (users as sets, targets as bits), which of them touch each user, and which of those with
+    room for one more user or target (the only ones that can take cells over: most of a cover is full) touch
+    each user and each target."""
 
     def __init__(self, rects: list[Rect], rows: Rows, allowed: Rows, cap: int) -> None:
         self.rects = list(rects)
@@ -230,13 +236,31 @@ class _Elimination:
         self.rows = rows
         self.allowed = allowed
         self.masks: dict[tuple[int, bool], int] = {}  # (user, allowed?) -> targets as bits
+        self._shared: dict[int, int] = {}  # rectangle -> the targets all its users may be given, as bits
         self.at_user: dict[int, set[int]] = defaultdict(set)
-        self.at_target: dict[int, set[int]] = defaultdict(set)
+        self.roomy_at_user: dict[int, set[int]] = defaultdict(set)
+        self.roomy_at_target: dict[int, set[int]] = defaultdict(set)
         for index, (users, targets) in enumerate(rects):
             for user in users:
                 self.at_user[user].add(index)
-            for target in targets:
-                self.at_target[target].add(index)
+            if self._has_room(len(users), len(targets)):
+                self._index_roomy(index, users, targets)
+
+    def _has_room(self, height: int, width: int) -> bool:
+        return (height + 1) * width <= self.cap or height * (width + 1) <= self.cap
+
+    def _index_roomy(self, index: int, users: Iterable[int], targets: Iterable[int]) -> None:
+        for user in users:
+            self.roomy_at_user[user].add(index)
+        for target in targets:
+            self.roomy_at_target[target].add(index)
+
+    def _unindex_roomy(self, index: int) -> None:
+        users, targets = self.rects[index]
+        for user in users:
+            self.roomy_at_user[user].discard(index)
+        for target in targets:
+            self.roomy_at_target[target].discard(index)
 
     def result(self) -> list[Rect]:
         return [rect for rect, alive in zip(self.rects, self.alive, strict=True) if alive]
@@ -249,9 +273,17 @@ class _Elimination:
             found = self.masks[(user, permitted)] = bitsets.mask(row)
         return found
 
-    def _own_cells(self, index: int) -> dict[int, int] | None:
+    def _permitted_to_all(self, index: int) -> int:
+        """The targets every user of rectangle `index` may be given: a target joins it only if in here."""
+        found = self._shared.get(index)
+        if found is None:
+            found = reduce(and_, (self._mask(user, True) for user in self.users[index]), -1)
+            self._shared[index] = found
+        return found
+
+    def _own_cells(self, index: int, most: int) -> dict[int, int] | None:
         """Per user, the wanted targets of rectangle `index` that no other rectangle covers (None: more than
-        ELIMINATE_OWN_CELLS cells)."""
+        `most` cells)."""
         own = {}
         counted = 0
         for user in self.rects[index][0]:
@@ -263,81 +295,108 @@ class _Elimination:
             if left:
                 own[user] = left
                 counted += left.bit_count()
-                if counted > ELIMINATE_OWN_CELLS:
+                if counted > most:
                     return None
         return own
 
+    def _room_over(self, other: int, index: int) -> int:
+        """The most cells of rectangle `index` that rectangle `other` could take over by one widening: more of
+        `index`'s users on the targets both have, or more of its targets for the users both have."""
+        users, targets = self.users[other], self.targets[other]
+        height, width = len(users), targets.bit_count()
+        their_users, their_targets = self.users[index], self.targets[index]
+        by_users = min(self.cap // width - height, len(their_users - users)) * (targets & their_targets).bit_count()
+        by_targets = min(self.cap // height - width, (their_targets & ~targets).bit_count()) * len(users & their_users)
+        return max(by_users, by_targets)
+
+    def _neighbours_room(self, index: int) -> int:
+        """The most cells of rectangle `index` the ELIMINATE_STEPS roomiest rectangles touching it could take
+        over, one widening each: cheap, and too small for almost every rectangle of a cover (zero in a tiling of
+        full rectangles), so the search runs only where it may succeed."""
+        users, targets = self.rects[index]
+        nearby = set().union(*(self.roomy_at_user[u] for u in users), *(self.roomy_at_target[t] for t in targets))
+        nearby.discard(index)
+        return sum(heapq.nlargest(ELIMINATE_STEPS, (self._room_over(other, index) for other in nearby)))
+
     def try_dropping(self, index: int) -> None:
-        left = self._own_cells(index)
+        left = self._own_cells(index, self._neighbours_room(index))
         if left is None:
             return
-        widened: dict[int, tuple[frozenset[int], int]] = {}
-        for _ in range(ELIMINATE_STEPS):
+        widened: dict[int, _Widened] = {}
+        for steps_left in range(ELIMINATE_STEPS - 1, -1, -1):
             if not left:
                 break
             step = self._best_widening(index, left, widened)
             if step is None:
                 return
-            other, users, targets = step
-            widened[other] = (users, targets)
+            other, (users, targets, permitted) = step
+            widened[other] = (users, targets, permitted)
+            before = sum(bits.bit_count() for bits in left.values())
             for user in [u for u in left if u in users]:
                 left[user] &= ~targets
                 if not left[user]:
                     del left[user]
+            taken = before - sum(bits.bit_count() for bits in left.values())
+            if before - taken > steps_left * taken:  # later widenings seldom take more than the last one
+                return
         if left:
             return
         self.alive[index] = False
+        self._unindex_roomy(index)
         for user in self.rects[index][0]:
             self.at_user[user].discard(index)
-        for target in self.rects[index][1]:
-            self.at_target[target].discard(index)
-        for other, (users, targets) in widened.items():
+        for other, (users, targets, permitted) in widened.items():
             new_users = sorted(users - self.users[other])
             new_targets = bitsets.members(targets & ~self.targets[other])
             for user in new_users:
                 self.at_user[user].add(other)
-            for target in new_targets:
-                self.at_target[target].add(other)
             old_users, old_targets = self.rects[other]
             self.rects[other] = (tuple(sorted((*old_users, *new_users))), tuple(sorted((*old_targets, *new_targets))))
-            self.users[other], self.targets[other] = users, targets
+            self.users[other], self.targets[other], self._shared[other] = users, targets, permitted
+            if self._has_room(len(users), targets.bit_count()):
+                self._index_roomy(other, new_users, new_targets)
+            else:
+                self._unindex_roomy(other)
 
     def _best_widening(
-        self, index: int, left: dict[int, int], widened: dict[int, tuple[frozenset[int], int]]
-    ) -> tuple[int, frozenset[int], int] | None:
+        self, index: int, left: dict[int, int], widened: dict[int, _Widened]
+    ) -> tuple[int, _Widened] | None:
         """The one widening of another rectangle, by users or by targets, that covers most of `left`."""
         columns: dict[int, set[int]] = defaultdict(set)
         for user, bits in left.items():
             for target in bitsets.members(bits):
                 columns[target].add(user)
-        nearby = set().union(*(self.at_target[t] for t in columns), *(self.at_user[u] for u in left))
+        nearby = set().union(*(self.roomy_at_target[t] for t in columns), *(self.roomy_at_user[u] for u in left))
         nearby.discard(index)
-        best: tuple[int, int, frozenset[int], int] | None = None  # (cells covered, rectangle, users, targets)
+        wanted = reduce(or_, left.values(), 0)
+        permits = {user: self._mask(user, True) for user in left}
+        best: tuple[int, int, _Widened] | None = None  # (cells covered, rectangle, its widened form)
         for other in sorted(nearby):
-            users, targets = widened.get(other, (self.users[other], self.targets[other]))
+            users, targets, permitted = widened.get(other) or (self.users[other], self.targets[other], 0)
             height, width = len(users), targets.bit_count()
             room = self.cap // width - height
-            if room > 0:  # more users: each must be permitted every target of the rectangle
+            if room > 0 and targets & wanted:  # more users: each must be permitted every target of the rectangle
                 gains = sorted(
                     ((bits & targets).bit_count(), user)
                     for user, bits in left.items()
-                    if user not in users and bits & targets and not targets & ~self._mask(user, True)
+                    if bits & targets and user not in users and not targets & ~permits[user]
                 )[-room:]
                 gain = sum(g for g, _ in gains)
                 if gain and (best is None or gain > best[0]):
-                    best = (gain, other, users | {u for _, u in gains}, targets)
+                    joining = [u for _, u in gains]
+                    joined = reduce(and_, (permits[u] for u in joining), permitted or self._permitted_to_all(other))
+                    best = (gain, other, (users.union(joining), targets, joined))
             room = self.cap // height - width
-            if room > 0:  # more targets: every user of the rectangle must be permitted each
+            if room > 0 and not users.isdisjoint(left):  # more targets: every user of it must be permitted each
+                permitted = permitted or self._permitted_to_all(other)
                 gains = sorted(
                     (len(holders & users), target)
                     for target, holders in columns.items()
-                    if not targets >> target & 1
-                    and not holders.isdisjoint(users)
-                    and all(self._mask(u, True) >> target & 1 for u in users)
+                    if permitted >> target & 1 and not targets >> target & 1 and not holders.isdisjoint(users)
                 )[-room:]
                 gain = sum(g for g, _ in gains)
                 if gain and (best is None or gain > best[0]):
-                    best = (gain, other, users, targets | bitsets.mask(t for _, t in gains))
+                    best = (gain, other, (users, targets | bitsets.mask(t for _, t in gains), permitted))
         return None if best is None else best[1:]
 
 
