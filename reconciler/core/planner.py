@@ -230,9 +230,11 @@ class _Elimination:
     def __init__(self, rects: list[Rect], rows: Rows, allowed: Rows, cap: int) -> None:
         self.rects = list(rects)
         self.users = [frozenset(users) for users, _ in rects]
+        self.user_bits = [bitsets.mask(users) for users, _ in rects]  # the same as bits, to intersect in C
         self.targets = [bitsets.mask(targets) for _, targets in rects]
         self.alive = [True] * len(rects)
         self.cap = cap
+        self.rooms = [self._room(index) for index in range(len(rects))]
         self.rows = rows
         self.allowed = allowed
         self.masks: dict[tuple[int, bool], int] = {}  # (user, allowed?) -> targets as bits
@@ -302,25 +304,47 @@ class _Elimination:
     def _room_over(self, other: int, index: int) -> int:
         """The most cells of rectangle `index` that rectangle `other` could take over by one widening: more of
         `index`'s users on the targets both have, or more of its targets for the users both have."""
-        users, targets = self.users[other], self.targets[other]
-        height, width = len(users), targets.bit_count()
-        their_users, their_targets = self.users[index], self.targets[index]
-        by_users = min(self.cap // width - height, len(their_users - users)) * (targets & their_targets).bit_count()
-        by_targets = min(self.cap // height - width, (their_targets & ~targets).bit_count()) * len(users & their_users)
+        users, targets = self.user_bits[other], self.targets[other]
+        height, width = users.bit_count(), targets.bit_count()
+        their_users, their_targets = self.user_bits[index], self.targets[index]
+        by_users = (
+            min(self.cap // width - height, (their_users & ~users).bit_count()) * (targets & their_targets).bit_count()
+        )
+        by_targets = (
+            min(self.cap // height - width, (their_targets & ~targets).bit_count()) * (users & their_users).bit_count()
+        )
         return max(by_users, by_targets)
 
-    def _neighbours_room(self, index: int) -> int:
-        """The most cells of rectangle `index` the ELIMINATE_STEPS roomiest rectangles touching it could take
-        over, one widening each: cheap, and too small for almost every rectangle of a cover (zero in a tiling of
-        full rectangles), so the search runs only where it may succeed."""
-        users, targets = self.rects[index]
-        nearby = set().union(*(self.roomy_at_user[u] for u in users), *(self.roomy_at_target[t] for t in targets))
-        nearby.discard(index)
-        return sum(heapq.nlargest(ELIMINATE_STEPS, (self._room_over(other, index) for other in nearby)))
+    def _room(self, index: int) -> int:
+        """The most cells rectangle `index` could take over by one widening, whatever they are."""
+        height, width = len(self.users[index]), self.targets[index].bit_count()
+        return max((self.cap // width - height) * width, (self.cap // height - width) * height)
+
+    def _room_enough(self, index: int, nearby: set[int], cells: int) -> bool:
+        """Whether the ELIMINATE_STEPS rectangles of `nearby` with most room over rectangle `index` could take
+        `cells` of it, one widening each: cheap, and false for almost every rectangle of a cover, so the search
+        runs only where it may succeed. Neighbours are bounded roomiest first, stopping once decided."""
+        best: list[int] = []  # the largest rooms over `index` so far, smallest first
+        for room, other in sorted(((self.rooms[other], other) for other in nearby), reverse=True):
+            if len(best) == ELIMINATE_STEPS:
+                if sum(best) >= cells:
+                    return True
+                if sum(heapq.nlargest(ELIMINATE_STEPS, [*best, *[room] * ELIMINATE_STEPS])) < cells:
+                    return False  # even if each neighbour left took as much as this one could
+            heapq.heappush(best, self._room_over(other, index))
+            if len(best) > ELIMINATE_STEPS:
+                heapq.heappop(best)
+        return sum(best) >= cells
 
     def try_dropping(self, index: int) -> None:
-        left = self._own_cells(index, self._neighbours_room(index))
-        if left is None:
+        its_users, its_targets = self.rects[index]
+        nearby = set().union(
+            *(self.roomy_at_user[u] for u in its_users), *(self.roomy_at_target[t] for t in its_targets)
+        )
+        nearby.discard(index)
+        # with no neighbour that can widen (all of a full tiling) only a rectangle with no cells of its own goes
+        left = self._own_cells(index, len(its_users) * len(its_targets) if nearby else 0)
+        if left is None or not self._room_enough(index, nearby, sum(bits.bit_count() for bits in left.values())):
             return
         widened: dict[int, _Widened] = {}
         for steps_left in range(ELIMINATE_STEPS - 1, -1, -1):
@@ -353,6 +377,8 @@ class _Elimination:
             old_users, old_targets = self.rects[other]
             self.rects[other] = (tuple(sorted((*old_users, *new_users))), tuple(sorted((*old_targets, *new_targets))))
             self.users[other], self.targets[other], self._shared[other] = users, targets, permitted
+            self.user_bits[other] |= bitsets.mask(new_users)
+            self.rooms[other] = self._room(other)
             if self._has_room(len(users), targets.bit_count()):
                 self._index_roomy(other, new_users, new_targets)
             else:
