@@ -343,7 +343,7 @@ class _Elimination:
         )
         nearby.discard(index)
         # with no neighbour that can widen (all of a full tiling) only a rectangle with no cells of its own goes
-        left = self._own_cells(index, len(its_users) * len(its_targets) if nearby else 0)
+        left = self._own_cells(index, sum(heapq.nlargest(ELIMINATE_STEPS, (self.rooms[o] for o in nearby))))
         if left is None or not self._room_enough(index, nearby, sum(bits.bit_count() for bits in left.values())):
             return
         widened: dict[int, _Widened] = {}
