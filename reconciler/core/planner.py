@@ -329,7 +329,7 @@ class _Elimination:
             if len(best) == ELIMINATE_STEPS:
                 if sum(best) >= cells:
                     return True
-                if sum(heapq.nlargest(ELIMINATE_STEPS, [*best, *[room] * ELIMINATE_STEPS])) < cells:
+                if sum(max(found, room) for found in best) < cells:
                     return False  # even if each neighbour left took as much as this one could
             heapq.heappush(best, self._room_over(other, index))
             if len(best) > ELIMINATE_STEPS:
