@@ -245,11 +245,8 @@ class _Elimination:
         for index, (users, targets) in enumerate(rects):
             for user in users:
                 self.at_user[user].add(index)
-            if self._has_room(len(users), len(targets)):
+            if self.rooms[index]:  # room for one more user or target
                 self._index_roomy(index, users, targets)
-
-    def _has_room(self, height: int, width: int) -> bool:
-        return (height + 1) * width <= self.cap or height * (width + 1) <= self.cap
 
     def _index_roomy(self, index: int, users: Iterable[int], targets: Iterable[int]) -> None:
         for user in users:
@@ -379,7 +376,7 @@ class _Elimination:
             self.users[other], self.targets[other], self._shared[other] = users, targets, permitted
             self.user_bits[other] |= bitsets.mask(new_users)
             self.rooms[other] = self._room(other)
-            if self._has_room(len(users), targets.bit_count()):
+            if self.rooms[other]:
                 self._index_roomy(other, new_users, new_targets)
             else:
                 self._unindex_roomy(other)
