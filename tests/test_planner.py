@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import math
 import random
 
@@ -279,3 +281,64 @@ def test_elimination_keeps_a_valid_cover_of_no_more_calls(
         assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
         assert len(rects) <= len(strips)
         assert all(list(u) == sorted(u) and list(t) == sorted(t) for u, t in rects)
+
+
+def test_essential_rectangles_are_taken_and_make_others_essential() -> None:
+    """Users 1 and 2 hold targets 0-1, which user 0 holds with target 2; user 3 holds 2-3. The only rectangles
+    through (1, 0) lie in users 0-2 x targets 0-1, and through (3, 3) in user 3 x targets 2-3: both are taken,
+    and then user 0's target 2 is needed by no one else around it, so it goes alone (three calls: the fewest)."""
+    rows = {0: frozenset({0, 1, 2}), 1: frozenset({0, 1}), 2: frozenset({0, 1}), 3: frozenset({2, 3})}
+    essential, rest = planner.essentials(rows, rows)
+    assert essential == [((0, 1, 2), (0, 1)), ((3,), (2, 3)), ((0,), (2,))] and rest == {}
+    # past the cap the 3 x 2 rectangle is not one call: user 0 then takes its own row, and users 1-2 theirs
+    assert planner.essentials(rows, rows, cap=5) == ([((3,), (2, 3)), ((0,), (0, 1, 2)), ((1, 2), (0, 1))], {})
+    # and at 3 users 1-2 on targets 0-1 are not one call either: they are left for the cover
+    assert planner.essentials(rows, rows, cap=3) == ([((3,), (2, 3)), ((0,), (0, 1, 2))], {1: rows[1], 2: rows[2]})
+    # don't-cares count as permitted: users 0 and 1 each need one of two targets both may have
+    wanted = {0: frozenset({0}), 1: frozenset({1})}
+    both = {0: frozenset({0, 1}), 1: frozenset({0, 1})}
+    assert planner.essentials(wanted, both) == ([((0, 1), (0, 1))], {})
+    assert len(planner.cover(wanted, both)) == 1
+
+
+def fewest_calls(needed: set[tuple[int, int]], permitted: dict[int, frozenset[int]], cap: int) -> int:
+    """The true minimum, by search: the first needed cell not yet covered must be in one of the rectangles."""
+    users = sorted(permitted)
+    targets = sorted(set().union(*permitted.values()))
+    rects = []
+    for user_count in range(1, len(users) + 1):
+        for user_set in itertools.combinations(users, user_count):
+            for target_count in range(1, cap // user_count + 1):
+                for target_set in itertools.combinations(targets, target_count):
+                    if all(t in permitted[u] for u in user_set for t in target_set):
+                        rects.append({(u, t) for u in user_set for t in target_set})
+
+    @functools.cache
+    def search(covered: frozenset[tuple[int, int]]) -> int:
+        left = sorted(needed - covered)
+        if not left:
+            return 0
+        return 1 + min(search(covered | {c for c in rect if c in needed}) for rect in rects if left[0] in rect)
+
+    return search(frozenset())
+
+
+small_rows = st.dictionaries(st.integers(0, 3), st.frozensets(st.integers(0, 3), min_size=1), min_size=1, max_size=4)
+
+
+@given(small_rows, st.dictionaries(st.integers(0, 3), st.frozensets(st.integers(0, 3))), st.sampled_from([2, 3, 4, 6]))
+@settings(max_examples=120, deadline=None)
+def test_essential_rectangles_keep_the_fewest_calls_reachable(
+    rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]], cap: int
+) -> None:
+    """Against an exhaustive search on small matrices: the essential rectangles plus the fewest calls for what they
+    leave are exactly the fewest calls for the whole, with and without don't-cares."""
+    allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
+    needed = {(u, t) for u, r in rows.items() for t in r}
+    for permitted in (rows, allowed):
+        essential, rest = planner.essentials(rows, permitted, cap)
+        touched = set(cells_of(essential))
+        assert all(t in permitted[u] for u, t in touched) and all(len(u) * len(t) <= cap for u, t in essential)
+        assert {(u, t) for u, r in rest.items() for t in r} == needed - touched
+        left = {(u, t) for u, r in rest.items() for t in r}
+        assert len(essential) + fewest_calls(left, permitted, cap) == fewest_calls(needed, permitted, cap)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
+_FEW = 16  # items below which taking the lowest bit off, one at a time, is the faster way to list a set
+
 
 def mask(items: Iterable[int]) -> int:
     """The set of `items` as bits."""
@@ -26,9 +28,18 @@ def transposed(rows: Mapping[int, int]) -> dict[int, int]:
 
 def members(bits: int) -> list[int]:
     """The items of a set, in increasing order."""
+    if bits.bit_count() <= _FEW:
+        found = []
+        while bits:
+            lowest = bits & -bits
+            found.append(lowest.bit_length() - 1)
+            bits ^= lowest
+        return found
+    # each `^=` above copies the whole int: past a few items, finding the ones in its binary text is faster
+    text = bin(bits)[:1:-1]  # item i at index i
     found = []
-    while bits:
-        lowest = bits & -bits
-        found.append(lowest.bit_length() - 1)
-        bits ^= lowest
+    index = text.find("1")
+    while index >= 0:
+        found.append(index)
+        index = text.find("1", index + 1)
     return found
