@@ -363,12 +363,13 @@ class _Elimination:
         self.allowed = allowed
         self.masks: dict[tuple[int, bool], int] = {}  # (user, allowed?) -> targets as bits
         self._shared: dict[int, int] = {}  # rectangle -> the targets all its users may be given, as bits
-        self.at_user: dict[int, set[int]] = defaultdict(set)
+        # per user, how many rectangles cover each target, as a binary counter of bit planes (ones, twos, ...)
+        self.coverage: dict[int, list[int]] = defaultdict(list)
         self.roomy_at_user: dict[int, set[int]] = defaultdict(set)
         self.roomy_at_target: dict[int, set[int]] = defaultdict(set)
         for index, (users, targets) in enumerate(rects):
             for user in users:
-                self.at_user[user].add(index)
+                self._count(user, self.targets[index])
             if self.rooms[index]:  # room for one more user or target
                 self._index_roomy(index, users, targets)
 
@@ -404,17 +405,30 @@ class _Elimination:
             self._shared[index] = found
         return found
 
+    def _count(self, user: int, targets: int) -> None:
+        planes = self.coverage[user]
+        carry, plane = targets, 0
+        while carry:
+            if plane == len(planes):
+                planes.append(0)
+            planes[plane], carry = planes[plane] ^ carry, planes[plane] & carry
+            plane += 1
+
+    def _uncount(self, user: int, targets: int) -> None:
+        planes = self.coverage[user]
+        borrow, plane = targets, 0
+        while borrow:
+            planes[plane], borrow = planes[plane] ^ borrow, ~planes[plane] & borrow
+            plane += 1
+
     def _own_cells(self, index: int, most: int) -> dict[int, int] | None:
         """Per user, the wanted targets of rectangle `index` that no other rectangle covers (None: more than
         `most` cells)."""
         own = {}
         counted = 0
         for user in self.rects[index][0]:
-            others = 0
-            for other in self.at_user[user]:
-                if other != index:
-                    others |= self.targets[other]
-            left = self.targets[index] & ~others & self._mask(user, False)
+            covered_twice = reduce(or_, self.coverage[user][1:], 0)
+            left = self.targets[index] & ~covered_twice & self._mask(user, False)
             if left:
                 own[user] = left
                 counted += left.bit_count()
@@ -489,12 +503,14 @@ class _Elimination:
         self.alive[index] = False
         self._unindex_roomy(index)
         for user in self.rects[index][0]:
-            self.at_user[user].discard(index)
+            self._uncount(user, self.targets[index])
         for other, (users, targets, permitted) in widened.items():
             new_users = sorted(users - self.users[other])
             new_targets = bitsets.members(targets & ~self.targets[other])
+            for user in self.users[other]:
+                self._count(user, targets & ~self.targets[other])
             for user in new_users:
-                self.at_user[user].add(other)
+                self._count(user, targets)
             old_users, old_targets = self.rects[other]
             self.rects[other] = (tuple(sorted((*old_users, *new_users))), tuple(sorted((*old_targets, *new_targets))))
             self.users[other], self.targets[other], self._shared[other] = users, targets, permitted
