@@ -216,9 +216,10 @@ class _Essentials:
             self.left.update(dict.fromkeys(users, bits))
             for target in row:
                 self.needing[target] |= users_bits
-        self.permitted_users = dict(self.needing)  # target -> users permitted it
-        if permitted is not rows:
-            self.permitted_users.clear()
+        self.permitted_users: dict[int, int] = {}  # target -> users permitted it
+        if permitted is rows:
+            self.permitted_users.update(self.needing)
+        else:
             for row, users in _groups(permitted).items():
                 users_bits = bitsets.mask(users)
                 for target in row:
@@ -260,7 +261,7 @@ class _Essentials:
         candidates = [t for t in bitsets.members(self.left[user]) if self.height[t] * own <= self.cap]
         if not candidates:
             return None
-        around = sorted(self.permitted[user])
+        around = self.permitted[user]
         needing_around = 0
         for target in around:
             needing_around |= self.needing.get(target, 0)
