@@ -354,9 +354,9 @@ _Widened = tuple[frozenset[int], int, int]
 
 
 class _Elimination:
-    """The rectangles (users as sets, targets as bits), which of them touch each user, and which of those with
-    room for one more user or target (the only ones that can take cells over: most of a cover is full) touch
-    each user and each target."""
+    """The rectangles (users as sets, targets as bits), how many of them cover each user's targets, and which
+    of them with room for one more user or target (the only ones that can take cells over: most of a cover is
+    full) touch each user and each target."""
 
     def __init__(self, rects: list[Rect], rows: Rows, allowed: Rows, cap: int) -> None:
         self.rects = list(rects)
@@ -513,9 +513,11 @@ class _Elimination:
             self._uncount(user, self.targets[index])
         for other, (users, targets, permitted) in widened.items():
             new_users = sorted(users - self.users[other])
-            new_targets = bitsets.members(targets & ~self.targets[other])
-            for user in self.users[other]:
-                self._count(user, targets & ~self.targets[other])
+            added = targets & ~self.targets[other]
+            new_targets = bitsets.members(added)
+            if added:
+                for user in self.users[other]:
+                    self._count(user, added)
             for user in new_users:
                 self._count(user, targets)
             old_users, old_targets = self.rects[other]
