@@ -156,6 +156,41 @@ def cover(rows: Rows, allowed: Rows | None = None, cap: int = CAP) -> list[Rect]
     rows = {u: r for u, r in rows.items() if r}
     if not rows:
         return []
+    users, targets = _by_frequency(rows, allowed)
+    user_number = {user: number for number, user in enumerate(users)}
+    target_number = {target: number for number, target in enumerate(targets)}
+    renumbered: dict[int, frozenset[int]] = {}  # users of one role keep sharing one row object
+    numbered_rows = {
+        user_number[user]: renumbered.setdefault(id(row), frozenset(map(target_number.__getitem__, row)))
+        for user, row in rows.items()
+    }
+    numbered_allowed = None
+    if allowed is not None:
+        numbered_allowed = {user_number[u]: frozenset(map(target_number.__getitem__, r)) for u, r in allowed.items()}
+    return [
+        (tuple(sorted(users[u] for u in rect_users)), tuple(sorted(targets[t] for t in rect_targets)))
+        for rect_users, rect_targets in _cover(numbered_rows, numbered_allowed, cap)
+    ]
+
+
+def _by_frequency(rows: Rows, allowed: Rows | None) -> tuple[list[int], list[int]]:
+    """Users from the fewest needed cells to the most, and targets from the fewest users needing them to the
+    most (ties in the given order). Rows are cut into strips in this order, so the targets most users share
+    fall into the same strips of different users' rows, where merging and elimination can combine them:
+    americas_large 2,044 -> 1,979 calls against the order the names happened to give."""
+    shared_rows = Counter(id(row) for row in rows.values())
+    row_of = {id(row): row for row in rows.values()}
+    holders: Counter[int] = Counter()
+    for key, count in shared_rows.items():
+        for target in row_of[key]:
+            holders[target] += count
+    everyone = set(rows).union(allowed or ())
+    every_target = set(holders).union(*(allowed or {}).values())
+    users = sorted(everyone, key=lambda user: (len(rows.get(user, ())), user))
+    return users, sorted(every_target, key=lambda target: (holders[target], target))
+
+
+def _cover(rows: Rows, allowed: Rows | None, cap: int) -> list[Rect]:
     permitted = allowed or rows
     essential, rest = essentials(rows, permitted, cap)
     # an essential rectangle is in some fewest-call cover, so the rest is covered on its own (only the naive
