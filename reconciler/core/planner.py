@@ -163,16 +163,17 @@ def cover(rows: Rows, allowed: Rows | None = None, cap: int = CAP) -> list[Rect]
     users, targets = _by_frequency(rows, allowed)
     user_number = {user: number for number, user in enumerate(users)}
     target_number = {target: number for number, target in enumerate(targets)}
-    renumbered: dict[int, frozenset[int]] = {}  # users of one role keep sharing one row object
-    numbered_rows = {
-        user_number[user]: renumbered.setdefault(id(row), frozenset(map(target_number.__getitem__, row)))
-        for user, row in rows.items()
-    }
+    number_targets = target_number.__getitem__
+    # each distinct row is renumbered once, and users of one role keep sharing one row object
+    distinct = {id(row): row for row in rows.values()}
+    renumbered = {key: frozenset(map(number_targets, row)) for key, row in distinct.items()}
+    numbered_rows = {user_number[user]: renumbered[id(row)] for user, row in rows.items()}
     numbered_allowed = None
     if allowed is not None:
-        numbered_allowed = {user_number[u]: frozenset(map(target_number.__getitem__, r)) for u, r in allowed.items()}
+        numbered_allowed = {user_number[u]: frozenset(map(number_targets, r)) for u, r in allowed.items()}
+    user_of, target_of = users.__getitem__, targets.__getitem__
     return [
-        (tuple(sorted(users[u] for u in rect_users)), tuple(sorted(targets[t] for t in rect_targets)))
+        (tuple(sorted(map(user_of, rect_users))), tuple(sorted(map(target_of, rect_targets))))
         for rect_users, rect_targets in _cover(numbered_rows, numbered_allowed, cap)
     ]
 
