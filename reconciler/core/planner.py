@@ -160,12 +160,12 @@ def cover(rows: Rows, allowed: Rows | None = None, cap: int = CAP) -> list[Rect]
     rows = {u: r for u, r in rows.items() if r}
     if not rows:
         return []
-    users, targets = _by_frequency(rows, allowed)
+    # each distinct row is counted and renumbered once, and users of one role keep sharing one row object
+    distinct = {id(row): row for row in rows.values()}
+    users, targets = _by_frequency(rows, allowed, distinct)
     user_number = {user: number for number, user in enumerate(users)}
     target_number = {target: number for number, target in enumerate(targets)}
     number_targets = target_number.__getitem__
-    # each distinct row is renumbered once, and users of one role keep sharing one row object
-    distinct = {id(row): row for row in rows.values()}
     renumbered = {key: frozenset(map(number_targets, row)) for key, row in distinct.items()}
     numbered_rows = {user_number[user]: renumbered[id(row)] for user, row in rows.items()}
     numbered_allowed = None
@@ -178,16 +178,17 @@ def cover(rows: Rows, allowed: Rows | None = None, cap: int = CAP) -> list[Rect]
     ]
 
 
-def _by_frequency(rows: Rows, allowed: Rows | None) -> tuple[list[int], list[int]]:
+def _by_frequency(
+    rows: Rows, allowed: Rows | None, distinct: Mapping[int, frozenset[int]]
+) -> tuple[list[int], list[int]]:
     """Users from the fewest needed cells to the most, and targets from the fewest users needing them to the
     most (ties in the given order). Rows are cut into strips in this order, so the targets most users share
     fall into the same strips of different users' rows, where merging and elimination can combine them:
-    americas_large 1,979-1,981 calls under six random renamings, where the names' order gave 2,036-2,048."""
-    shared_rows = Counter(id(row) for row in rows.values())
-    row_of = {id(row): row for row in rows.values()}
+    americas_large 1,979-1,981 calls under six random renamings, where the names' order gave 2,036-2,048.
+    `distinct` holds each row object of `rows` by its id."""
     holders: Counter[int] = Counter()
-    for key, count in shared_rows.items():
-        for target in row_of[key]:
+    for key, count in Counter(id(row) for row in rows.values()).items():
+        for target in distinct[key]:
             holders[target] += count
     everyone = set(rows).union(allowed or ())
     every_target = set(holders).union(*(allowed or {}).values())
