@@ -844,28 +844,61 @@ def _best_cut(
     """The capped sub-rectangle of a concept covering the most uncovered cells: (cells, users, targets).
 
     Either the w targets most users still need, with the cap // w users needing most of them, or the same with
-    users and targets swapped; w ranges over the strip widths."""
+    users and targets swapped; w ranges over the strip widths. Ties go to targets first, then the narrower."""
     users, targets, users_mask, targets_mask = concept
-    best: tuple[int, tuple[int, ...], tuple[int, ...]] = (0, (), ())
-    for by_targets, side, others, need, need_other, other_mask in (
-        (True, targets, users, left_of_target, left, users_mask),
-        (False, users, targets, left, left_of_target, targets_mask),
+    # per way round: whether by targets, the side ranked, the others needing some of it, all others
+    sides: list[tuple[bool, list[tuple[int, int]], list[tuple[int, int]], tuple[int, ...]]] = []
+    # -(the most cells it could cover), its place in the tie order, way round, width
+    options: list[tuple[int, int, int, int]] = []
+    for by_targets, side, others, need, need_other, other_mask, side_mask in (
+        (True, targets, users, left_of_target, left, users_mask, targets_mask),
+        (False, users, targets, left, left_of_target, targets_mask, users_mask),
     ):
+        needing = [(bits, o) for o in others if (bits := need_other[o] & side_mask)]
+        if not needing:
+            continue
         ranked = sorted((-(need[x] & other_mask).bit_count(), x) for x in side)
         reach = list(accumulate(-count for count, _ in ranked))
+        reach_across = list(accumulate(sorted((bits.bit_count() for bits, _ in needing), reverse=True)))
         longest = min(len(ranked), cap)
         for width in sorted({*_strip_widths(longest, cap), longest}):
             per_call = cap // width
-            if min(reach[width - 1], width * per_call) <= best[0]:  # cannot beat the best so far
-                continue
-            chosen = bitsets.mask(x for _, x in ranked[:width])
-            scored = heapq.nsmallest(per_call, ((-(need_other[o] & chosen).bit_count(), o) for o in others))
-            gain = -sum(score for score, _ in scored)
-            if gain > best[0]:
-                picked = tuple(sorted(x for _, x in ranked[:width]))
-                across = tuple(sorted(o for _, o in scored))
-                best = (gain, across, picked) if by_targets else (gain, picked, across)
-    return best
+            most = min(reach[width - 1], width * per_call, reach_across[min(per_call, len(needing)) - 1])
+            if most:
+                options.append((-most, len(options), len(sides), width))
+        sides.append((by_targets, ranked, needing, others))
+    # the likeliest first, so that the rest can be skipped on their bounds alone
+    options.sort()
+    best: tuple[int, int, int, int, list[tuple[int, int]]] = (0, len(options), 0, 0, [])
+    for negative_most, order, way, width in options:
+        if -negative_most < best[0]:
+            break
+        if -negative_most == best[0] and order > best[1]:
+            continue
+        _, ranked, needing, _ = sides[way]
+        chosen = bitsets.mask(x for _, x in ranked[:width])
+        scored = heapq.nsmallest(cap // width, ((-(bits & chosen).bit_count(), o) for bits, o in needing))
+        gain = -sum(score for score, _ in scored)
+        if gain > best[0] or (gain == best[0] and order < best[1]):
+            best = (gain, order, way, width, scored)
+    gain, _, way, width, scored = best
+    if not gain:
+        return 0, (), ()
+    by_targets, ranked, _, others = sides[way]
+    picked = tuple(sorted(x for _, x in ranked[:width]))
+    across = _fill(scored, others, cap // width)
+    return (gain, across, picked) if by_targets else (gain, picked, across)
+
+
+def _fill(scored: list[tuple[int, int]], others: tuple[int, ...], size: int) -> tuple[int, ...]:
+    """The `size` others with the best scores (negated, so smallest first), ties and a shortfall going to the
+    lowest-numbered: those that scored, then any others (all score nothing), in increasing order."""
+    picked = {o for score, o in scored if score < 0}
+    for o in others:
+        if len(picked) == size:
+            break
+        picked.add(o)
+    return tuple(sorted(picked))
 
 
 def _drop_redundant(rects: list[Rect]) -> list[Rect]:
