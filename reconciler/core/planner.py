@@ -23,22 +23,19 @@ whatever the names: americas_large 1,979 calls, where the order its names gave c
    Then with shared remainders: a target whose last partial call has k <= 50 users shares one k x w call
    with targets that can give up k users and still need one call less (see `_shared_remainders`); a group
    of w targets saves w - 1 calls (customer: 648 -> 626).
-3. **Greedy roles.** Repeatedly take the rectangle (T, every user whose remaining row contains T) with the
-   most cells, T ranging over the remaining distinct rows, tile it, and remove it; finish the residue with 1-2.
-   This recovers roles hidden under per-user exceptions (a role plus or minus a few targets per user).
-4. **Don't-cares** (revokes, and grants when re-granting unchanged cells is allowed). A revoke may delete
+3. **Don't-cares** (revokes, and grants when re-granting unchanged cells is allowed). A revoke may delete
    cells that are neither granted nor desired. Targets with revokes, most frequent first, are cut into
    blocks of b targets; in each block every user with a revoke there who may be revoked on the whole block
    joins one b-wide strip, packed floor(100/b) users to a call, and the rest is covered exactly; a block
    keeps whichever of that and plain exact cover is cheaper. The best b is kept if it beats exact cover.
-5. **Set cover** (small inputs: up to 10,000 cells, 600 distinct rows and columns). Rectangles may overlap:
+4. **Set cover** (small inputs: up to 10,000 cells, 600 distinct rows and columns). Rectangles may overlap:
    a cell granted twice costs nothing. Starting from the essential rectangles, candidates are the concepts
    (a set of targets with every user that has them all) from the distinct rows, the distinct columns and
    their pairwise intersections. Greedily take the capped cut of a concept that covers the most uncovered
    cells, drop rectangles the others cover, then replace any two rectangles by one where the cells only they
-   cover fit one permitted rectangle. It competes with the best of 1-4 after both are through step 6.
+   cover fit one permitted rectangle. It competes with the best of 1-3 after both are through step 5.
 
-6. **Elimination** (covers of up to 5,000 rectangles). Smallest first, drop a rectangle wherever widening up
+5. **Elimination** (covers of up to 5,000 rectangles). Smallest first, drop a rectangle wherever widening up
    to three others by users or targets (within the cap, over permitted cells) covers the cells only it
    covered (apj 478 -> 475, fire1 375 -> 369, americas_small 1,184 -> 1,171, before step 0 existed).
 
@@ -61,8 +58,6 @@ from operator import and_, or_
 from reconciler.vocabulary import bitsets
 
 CAP = 100
-GREEDY_PATTERN_LIMIT = 3000
-GREEDY_CANDIDATES = 400
 DONT_CARE_CELL_LIMIT = 1_000_000
 SET_COVER_CELL_LIMIT = 10_000
 SET_COVER_PATTERN_LIMIT = 600  # distinct rows, and distinct columns: the candidates grow with their square
@@ -624,10 +619,6 @@ def cover_exact(rows: Rows, cap: int = CAP) -> list[Rect]:
         shared = _shared_remainders(column_patterns, columns, len(best), cap)
         if shared is not None and len(shared) < len(best):
             best = shared
-    if len(best) > floor and 1 < len(patterns) <= GREEDY_PATTERN_LIMIT:
-        greedy = _greedy(patterns, cap)
-        if len(greedy) < len(best):
-            best = greedy
     return best
 
 
@@ -745,34 +736,6 @@ def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, 
             rest[holders[target]].append(target)
     left = sorted((tuple(targets), users) for users, targets in rest.items())
     return rects + [(u, t) for t, u in _by_rows(left, cap)]
-
-
-def _greedy(patterns: list[Pattern], cap: int) -> list[Rect]:
-    groups: dict[frozenset[int], list[int]] = {frozenset(row): list(users) for users, row in patterns}
-    rects: list[Rect] = []
-    while len(groups) > 1:
-        ranked = sorted(groups.items(), key=lambda item: (-len(item[0]) * len(item[1]), sorted(item[0])))
-        best_value, best_targets, best_rows = 0, frozenset[int](), list[frozenset[int]]()
-        for candidate, _ in ranked[:GREEDY_CANDIDATES]:
-            supporting = [row for row in groups if candidate <= row]
-            value = sum(len(groups[row]) for row in supporting) * len(candidate)
-            if value > best_value:
-                best_value, best_targets, best_rows = value, candidate, supporting
-        if best_value < 2 * cap:
-            break
-        users: list[int] = []
-        for row in best_rows:
-            moved = groups.pop(row)
-            users.extend(moved)
-            if row != best_targets:
-                groups.setdefault(row - best_targets, []).extend(moved)
-        rects.extend(tile(sorted(users), sorted(best_targets), cap))
-    residue = [(tuple(sorted(users)), tuple(sorted(row))) for row, users in groups.items()]
-    if residue:
-        by_rows = _by_rows(sorted(residue), cap)
-        by_columns = [(u, t) for t, u in _by_rows(_column_patterns(sorted(residue)), cap)]
-        rects.extend(by_rows if len(by_rows) <= len(by_columns) else by_columns)
-    return rects
 
 
 # ---- set cover with overlap (small inputs) ------------------------------------------------------------
