@@ -401,10 +401,13 @@ class _Elimination:
         self.targets = [bitsets.mask(targets) for _, targets in rects]
         self.alive = [True] * len(rects)
         self.cap = cap
+        self.more_users = [0] * len(rects)
+        self.more_targets = [0] * len(rects)
         self.rooms = [self._room(index) for index in range(len(rects))]
         self.rows = rows
         self.allowed = allowed
-        self.masks: dict[tuple[int, bool], int] = {}  # (user, allowed?) -> targets as bits
+        self._wanted: dict[int, int] = {}  # user -> the targets of `rows`, as bits
+        self._permits: dict[int, int] = {}  # user -> the targets of `allowed`, as bits
         self._shared: dict[int, int] = {}  # rectangle -> the targets all its users may be given, as bits
         # per user, how many rectangles cover each target, as a binary counter of bit planes (ones, twos, ...)
         self.coverage: dict[int, list[int]] = defaultdict(list)
@@ -432,19 +435,18 @@ class _Elimination:
     def result(self) -> list[Rect]:
         return [rect for rect, alive in zip(self.rects, self.alive, strict=True) if alive]
 
-    def _mask(self, user: int, permitted: bool) -> int:
-        """The user's wanted targets, or (`permitted`) every target a rectangle may touch for them, as bits."""
-        found = self.masks.get((user, permitted))
+    def _permitted(self, user: int) -> int:
+        """Every target a rectangle may touch for the user, as bits."""
+        found = self._permits.get(user)
         if found is None:
-            row = (self.allowed if permitted else self.rows).get(user, ())
-            found = self.masks[(user, permitted)] = bitsets.mask(row)
+            found = self._permits[user] = bitsets.mask(self.allowed.get(user, ()))
         return found
 
     def _permitted_to_all(self, index: int) -> int:
         """The targets every user of rectangle `index` may be given: a target joins it only if in here."""
         found = self._shared.get(index)
         if found is None:
-            found = reduce(and_, (self._mask(user, True) for user in self.users[index]), -1)
+            found = reduce(and_, map(self._permitted, self.users[index]), -1)
             self._shared[index] = found
         return found
 
@@ -469,9 +471,15 @@ class _Elimination:
         `most` cells)."""
         own = {}
         counted = 0
+        targets, coverage, wanted = self.targets[index], self.coverage, self._wanted
         for user in self.rects[index][0]:
-            covered_twice = reduce(or_, self.coverage[user][1:], 0)
-            left = self.targets[index] & ~covered_twice & self._mask(user, False)
+            planes = coverage[user]
+            # most users are covered at most twice anywhere: one plane past the first, or none
+            covered_twice = planes[1] if len(planes) == 2 else reduce(or_, planes[1:], 0)
+            found = wanted.get(user)
+            if found is None:
+                found = wanted[user] = bitsets.mask(self.rows.get(user, ()))
+            left = targets & ~covered_twice & found
             if left:
                 own[user] = left
                 counted += left.bit_count()
@@ -479,50 +487,49 @@ class _Elimination:
                     return None
         return own
 
-    def _room_over(self, other: int, index: int) -> int:
-        """The most cells of rectangle `index` that rectangle `other` could take over by one widening: more of
-        `index`'s users on the targets both have, or more of its targets for the users both have."""
-        users, targets = self.user_bits[other], self.targets[other]
-        height, width = users.bit_count(), targets.bit_count()
-        their_users, their_targets = self.user_bits[index], self.targets[index]
-        by_users = (
-            min(self.cap // width - height, (their_users & ~users).bit_count()) * (targets & their_targets).bit_count()
-        )
-        by_targets = (
-            min(self.cap // height - width, (their_targets & ~targets).bit_count()) * (users & their_users).bit_count()
-        )
-        return max(by_users, by_targets)
-
     def _room(self, index: int) -> int:
-        """The most cells rectangle `index` could take over by one widening, whatever they are."""
+        """The most cells rectangle `index` could take over by one widening, whatever they are; and how many
+        more users, and how many more targets, it has room for."""
         height, width = len(self.users[index]), self.targets[index].bit_count()
-        return max((self.cap // width - height) * width, (self.cap // height - width) * height)
+        self.more_users[index], self.more_targets[index] = self.cap // width - height, self.cap // height - width
+        return max(self.more_users[index] * width, self.more_targets[index] * height)
 
-    def _room_enough(self, index: int, nearby: set[int], cells: int) -> bool:
-        """Whether the ELIMINATE_STEPS rectangles of `nearby` with most room over rectangle `index` could take
-        `cells` of it, one widening each: cheap, and false for almost every rectangle of a cover, so the search
-        runs only where it may succeed. Neighbours are bounded roomiest first, stopping once decided."""
-        best: list[int] = []  # the largest rooms over `index` so far, smallest first
-        for room, other in sorted(((self.rooms[other], other) for other in nearby), reverse=True):
-            if len(best) == ELIMINATE_STEPS:
-                if sum(best) >= cells:
-                    return True
-                if sum(max(found, room) for found in best) < cells:
-                    return False  # even if each neighbour left took as much as this one could
-            heapq.heappush(best, self._room_over(other, index))
-            if len(best) > ELIMINATE_STEPS:
-                heapq.heappop(best)
-        return sum(best) >= cells
+    def _neighbours(self, index: int) -> tuple[Counter[int], Counter[int]]:
+        """The other rectangles with room that share users or targets with rectangle `index`, each with how
+        many users, and how many targets, it shares (counted in C: this runs for every rectangle)."""
+        its_users, its_targets = self.rects[index]
+        sharing_users = Counter(chain.from_iterable(map(self.roomy_at_user.__getitem__, its_users)))
+        sharing_targets = Counter(chain.from_iterable(map(self.roomy_at_target.__getitem__, its_targets)))
+        del sharing_users[index], sharing_targets[index]
+        return sharing_users, sharing_targets
+
+    def _room_enough(self, index: int, sharing_users: Counter[int], sharing_targets: Counter[int], cells: int) -> bool:
+        """Whether the ELIMINATE_STEPS neighbours with most room over rectangle `index` could take `cells` of
+        it, one widening each: cheap, and false for almost every rectangle of a cover, so the search runs only
+        where it may succeed. A neighbour can take more of its users on the targets both have, or more of its
+        targets for the users both have."""
+        height, width = len(self.rects[index][0]), len(self.rects[index][1])
+        more_users, more_targets = self.more_users, self.more_targets
+        rooms = [
+            max(
+                min(more_users[other], height - users) * targets,
+                min(more_targets[other], width - targets) * users,
+            )
+            for other in sharing_users.keys() | sharing_targets.keys()
+            for users, targets in ((sharing_users[other], sharing_targets[other]),)
+        ]
+        return sum(heapq.nlargest(ELIMINATE_STEPS, rooms)) >= cells
 
     def try_dropping(self, index: int) -> None:
-        its_users, its_targets = self.rects[index]
-        nearby = set().union(
-            *(self.roomy_at_user[u] for u in its_users), *(self.roomy_at_target[t] for t in its_targets)
-        )
-        nearby.discard(index)
+        sharing_users, sharing_targets = self._neighbours(index)
+        nearby = sharing_users.keys() | sharing_targets.keys()
         # with no neighbour that can widen (all of a full tiling) only a rectangle with no cells of its own goes
         left = self._own_cells(index, sum(heapq.nlargest(ELIMINATE_STEPS, (self.rooms[o] for o in nearby))))
-        if left is None or not self._room_enough(index, nearby, sum(bits.bit_count() for bits in left.values())):
+        if left is None:
+            return
+        if not self._room_enough(
+            index, sharing_users, sharing_targets, sum(bits.bit_count() for bits in left.values())
+        ):
             return
         widened: dict[int, _Widened] = {}
         for steps_left in range(ELIMINATE_STEPS - 1, -1, -1):
@@ -577,7 +584,7 @@ class _Elimination:
         nearby = set().union(*(self.roomy_at_target[t] for t in columns), *(self.roomy_at_user[u] for u in left))
         nearby.discard(index)
         wanted = reduce(or_, left.values(), 0)
-        permits = {user: self._mask(user, True) for user in left}
+        permits = {user: self._permitted(user) for user in left}
         best: tuple[int, int, _Widened] | None = None  # (cells covered, rectangle, its widened form)
         for other in sorted(nearby):
             users, targets, permitted = widened.get(other) or (self.users[other], self.targets[other], 0)
