@@ -298,6 +298,15 @@ def test_a_full_rectangle_gives_way_to_neighbours_with_room_enough() -> None:
     assert planner.eliminate([*tiling, ((1, 2), tuple(range(50)))], full, full) == tiling
 
 
+def test_one_neighbour_may_widen_twice_to_take_a_rectangle() -> None:
+    """Cap 6: user 2 joins user 0's batch on targets 2-3 (it may have 3, a don't-care), then the batch takes
+    target 0 for both, and user 0 on 2-3 is covered without any other batch growing."""
+    rows = {0: frozenset({2, 3}), 1: frozenset({1, 2}), 2: frozenset({0, 2})}
+    allowed = {0: frozenset({0, 2, 3}), 1: frozenset({1, 2}), 2: frozenset({0, 1, 2, 3})}
+    strips = [((0,), (2, 3)), ((1,), (1, 2)), ((2,), (0, 2))]
+    assert sorted(planner.eliminate(strips, rows, allowed, cap=6)) == [((0, 2), (0, 2, 3)), ((1,), (1, 2))]
+
+
 @given(rows_strategy, st.dictionaries(st.integers(0, 40), st.frozensets(st.integers(0, 160), max_size=80)))
 @settings(max_examples=80, deadline=None)
 def test_elimination_keeps_a_valid_cover_of_no_more_calls(

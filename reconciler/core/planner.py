@@ -50,7 +50,7 @@ import heapq
 import math
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from functools import lru_cache, reduce
 from itertools import accumulate, chain, combinations
 from operator import and_, or_
@@ -372,9 +372,10 @@ def eliminate(rects: list[Rect], rows: Rows, allowed: Rows, cap: int = CAP) -> l
 
     The strategies above each build their rectangles whole; a cover of overlapping roles often has a batch whose
     own cells neighbours could take by adding a user or two, or a target or two (apj: 478 -> 475 calls, fire1:
-    375 -> 369, americas_small: 1,184 -> 1,171). Widening at most ELIMINATE_STEPS others, on covers of at most
-    ELIMINATE_RECT_LIMIT rectangles. Only rectangles with room for one more user or target can widen, so a
-    rectangle is searched only when the room of its roomiest neighbours adds up to its own cells, and the
+    375 -> 369, americas_small: 1,184 -> 1,171). At most ELIMINATE_STEPS widenings (one neighbour may widen
+    twice: by users, then by targets), on covers of at most ELIMINATE_RECT_LIMIT rectangles. Only rectangles
+    with room for one more user or target can widen, so a rectangle is searched only when the rooms of its
+    roomiest neighbours over it add up to its own cells, and only those neighbours are searched; the
     search gives up once the widenings left could not take what is left at the rate of the last one: in a
     tiling of full rectangles (a role-structured onboarding) nothing is searched at all."""
     if len(rects) > ELIMINATE_RECT_LIMIT:
@@ -503,22 +504,22 @@ class _Elimination:
         del sharing_users[index], sharing_targets[index]
         return sharing_users, sharing_targets
 
-    def _room_enough(self, index: int, sharing_users: Counter[int], sharing_targets: Counter[int], cells: int) -> bool:
-        """Whether the ELIMINATE_STEPS neighbours with most room over rectangle `index` could take `cells` of
-        it, one widening each: cheap, and false for almost every rectangle of a cover, so the search runs only
-        where it may succeed. A neighbour can take more of its users on the targets both have, or more of its
-        targets for the users both have."""
+    def _rooms_over(self, index: int, sharing_users: Counter[int], sharing_targets: Counter[int]) -> dict[int, int]:
+        """The neighbours that could take cells of rectangle `index` by one widening, each with the most it
+        could take: more of its users on the targets both have, or more of its targets for the users both
+        have. Cheap: if the ELIMINATE_STEPS largest do not add up to its own cells (almost every rectangle of a
+        cover), nothing is searched, and the search looks only at these neighbours."""
         height, width = len(self.rects[index][0]), len(self.rects[index][1])
         more_users, more_targets = self.more_users, self.more_targets
-        rooms = [
-            max(
-                min(more_users[other], height - users) * targets,
-                min(more_targets[other], width - targets) * users,
+        rooms = {}
+        for other in sharing_users.keys() | sharing_targets.keys():
+            users, targets = sharing_users[other], sharing_targets[other]
+            room = max(
+                min(more_users[other], height - users) * targets, min(more_targets[other], width - targets) * users
             )
-            for other in sharing_users.keys() | sharing_targets.keys()
-            for users, targets in ((sharing_users[other], sharing_targets[other]),)
-        ]
-        return sum(heapq.nlargest(ELIMINATE_STEPS, rooms)) >= cells
+            if room > 0:
+                rooms[other] = room
+        return rooms
 
     def try_dropping(self, index: int) -> None:
         sharing_users, sharing_targets = self._neighbours(index)
@@ -527,15 +528,14 @@ class _Elimination:
         left = self._own_cells(index, sum(heapq.nlargest(ELIMINATE_STEPS, (self.rooms[o] for o in nearby))))
         if left is None:
             return
-        if not self._room_enough(
-            index, sharing_users, sharing_targets, sum(bits.bit_count() for bits in left.values())
-        ):
+        rooms = self._rooms_over(index, sharing_users, sharing_targets)
+        if sum(heapq.nlargest(ELIMINATE_STEPS, rooms.values())) < sum(bits.bit_count() for bits in left.values()):
             return
         widened: dict[int, _Widened] = {}
         for steps_left in range(ELIMINATE_STEPS - 1, -1, -1):
             if not left:
                 break
-            step = self._best_widening(index, left, widened)
+            step = self._best_widening(rooms.keys(), left, widened)
             if step is None:
                 return
             other, (users, targets, permitted) = step
@@ -574,15 +574,13 @@ class _Elimination:
                 self._unindex_roomy(other)
 
     def _best_widening(
-        self, index: int, left: dict[int, int], widened: dict[int, _Widened]
+        self, nearby: Set[int], left: dict[int, int], widened: dict[int, _Widened]
     ) -> tuple[int, _Widened] | None:
-        """The one widening of another rectangle, by users or by targets, that covers most of `left`."""
+        """The one widening of a `nearby` rectangle, by users or by targets, that covers most of `left`."""
         columns: dict[int, set[int]] = defaultdict(set)
         for user, bits in left.items():
             for target in bitsets.members(bits):
                 columns[target].add(user)
-        nearby = set().union(*(self.roomy_at_target[t] for t in columns), *(self.roomy_at_user[u] for u in left))
-        nearby.discard(index)
         wanted = reduce(or_, left.values(), 0)
         permits = {user: self._permitted(user) for user in left}
         best: tuple[int, int, _Widened] | None = None  # (cells covered, rectangle, its widened form)
