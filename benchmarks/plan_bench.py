@@ -3,7 +3,8 @@
 Run: python -m benchmarks.plan_bench [--quick] [--scale-only] [--only FAMILY] [--rbac DIR]
 The `rbac` family reads the HP Labs user-permission matrices (`user permission` per line) from DIR, or from
 $RECONCILER_RBAC_DATA: the role-mining datasets redistributed in github.com/RoleMining/ConstrainedRM
-(`datasets/realWorld/`). Without either it is skipped with a note.
+(`datasets/realWorld/`). Without either it is skipped with a note. The `sampled` family plans two random halves of
+each matrix's users, targets renamed: inputs with real structure that no one tuned the planner on.
 Every family is generated with a fixed seed, so the table is reproducible; times are wall-clock seconds of
 `make_batches` (Changes -> Batches), and peak memory is the process's maximum RSS measured in a child process.
 Two lower bounds on calls: Σ ceil(cells/100) (with, for the real matrices, their minimum role count), and the
@@ -115,6 +116,18 @@ def rbac(path: Path) -> Changes:
     return grants(rbac_cells(path))
 
 
+def sampled(path: Path, seed: int) -> Changes:
+    """Half of a real matrix's users chosen at random, its targets renamed at random: real structure in inputs
+    the planner was not tuned on, and an order its names do not give."""
+    cells = rbac_cells(path)
+    rng = random.Random(seed)
+    users = sorted({u for u, _ in cells})
+    kept = set(rng.sample(users, len(users) // 2))
+    targets = sorted({t for _, t in cells})
+    renamed = dict(zip(targets, rng.sample(targets, len(targets)), strict=True))
+    return grants({(u, renamed[t]) for u, t in cells if u in kept})
+
+
 def scale(cells_wanted: int) -> Changes:
     """Role-structured: 100,000 users in roles of 500 over 2,000 targets (3,000,000 cells at full size)."""
     per_user = 30
@@ -223,6 +236,12 @@ def families(quick: bool, scale_only: bool, matrices: Path | None) -> list[Famil
         )
         paths = [matrices / f"{name}.txt" for name in RBAC_FILES] if matrices is not None else []
         found.extend(("rbac", path.stem, partial(rbac, path)) for path in paths if path.exists())
+        found.extend(
+            ("sampled", f"{path.stem}, half the users, seed {seed}", partial(sampled, path, seed))
+            for path in paths
+            if path.exists()
+            for seed in (1, 2)
+        )
     sizes = (375_000, 750_000, 1_500_000, 3_000_000) if not quick else (375_000, 750_000)
     for size in sizes:
         found.append(("scale", f"{size // 30:,} users in roles, {size:,} cells", partial(scale, size)))
@@ -233,11 +252,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Smaller sizes, for a fast look.")
     parser.add_argument("--scale-only", action="store_true", help="Only the scale family.")
-    parser.add_argument("--only", help="Only this family (role, small-role, overlap, random, revoke, rbac, scale).")
+    parser.add_argument(
+        "--only", help="Only this family (role, small-role, overlap, random, revoke, rbac, sampled, scale)."
+    )
     parser.add_argument("--rbac", help="Folder of the HP Labs matrices (default: $RECONCILER_RBAC_DATA).")
     args = parser.parse_args()
     matrices = rbac_dir(args.rbac)
-    if matrices is None and args.only in (None, "rbac"):
+    if matrices is None and args.only in (None, "rbac", "sampled"):
         print("note: no --rbac folder or $RECONCILER_RBAC_DATA, so the real matrices are skipped", file=sys.stderr)
     context = multiprocessing.get_context("fork")
     columns = ["family", "case", "cells", "lower bound", "calls", "calls/bound", "cell bound", "calls/cell bound"]
