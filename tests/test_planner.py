@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from reconciler.core import planner
 from reconciler.core.diff import Changes
 from reconciler.core.plan import make_batches
+from reconciler.vocabulary import bitsets
 from reconciler.vocabulary.cells import Cell, Target
 
 rows_strategy = st.dictionaries(
@@ -312,17 +313,53 @@ def test_one_neighbour_may_widen_twice_to_take_a_rectangle() -> None:
 def test_elimination_keeps_a_valid_cover_of_no_more_calls(
     rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]]
 ) -> None:
-    """From one-user strips (where most rectangles can give way), with and without don't-cares."""
+    """From one-user strips and from one-target strips (where most rectangles can give way; the coverage is
+    then kept per user and per target), with and without don't-cares."""
     allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
-    strips = [((u,), tuple(sorted(r))[i : i + 7]) for u, r in sorted(rows.items()) for i in range(0, len(r), 7)]
+    by_user = [((u,), tuple(sorted(r))[i : i + 7]) for u, r in sorted(rows.items()) for i in range(0, len(r), 7)]
+    holders = sorted({t: tuple(sorted(u for u, r in rows.items() if t in r)) for r in rows.values() for t in r}.items())
+    by_target = [(users[i : i + 7], (t,)) for t, users in holders for i in range(0, len(users), 7)]
     wanted = {(u, t) for u, r in rows.items() for t in r}
-    for permitted in (rows, allowed):
+    for strips, permitted in itertools.product((by_user, by_target), (rows, allowed)):
         rects = planner.eliminate(strips, rows, permitted)
         touched = set(cells_of(rects))
         assert wanted <= touched and all(t in permitted.get(u, frozenset()) for u, t in touched)
         assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
         assert len(rects) <= len(strips)
         assert all(list(u) == sorted(u) and list(t) == sorted(t) for u, t in rects)
+
+
+@given(rows_strategy, st.randoms(use_true_random=False))
+@settings(max_examples=60, deadline=None)
+def test_cells_only_one_rectangle_covers_are_the_same_counted_per_user_or_per_target(
+    rows: dict[int, frozenset[int]], rng: random.Random
+) -> None:
+    """Random rectangles over the rows (overlapping, some removed again): per user and per target, the
+    coverage finds exactly the wanted cells that one rectangle alone covers."""
+    if not rows:
+        return
+    users, targets = sorted(rows), sorted(set().union(*rows.values()))
+
+    def some(items: list[int], most: int) -> tuple[int, ...]:
+        return tuple(sorted(rng.sample(items, rng.randint(1, min(most, len(items))))))
+
+    rects = [(some(users, 25), some(targets, 4)) for _ in range(8)]
+    kept = rects[::2]
+    counts: dict[tuple[int, int], int] = {}
+    for rect in kept:
+        for cell in cells_of([rect]):
+            counts[cell] = counts.get(cell, 0) + 1
+    for by_target in (False, True):
+        coverage = planner._Coverage(rows, by_target)
+        for u, t in rects:
+            coverage.add(u, bitsets.mask(u), t, bitsets.mask(t))
+        for u, t in rects[1::2]:
+            coverage.remove(u, bitsets.mask(u), t, bitsets.mask(t))
+        for u, t in kept:
+            own = coverage.own(u, bitsets.mask(u), t, bitsets.mask(t), most=10_000)
+            assert own is not None
+            found = {(user, target) for user, bits in coverage.by_user(own).items() for target in bitsets.members(bits)}
+            assert found == {(x, y) for x, y in cells_of([(u, t)]) if counts[(x, y)] == 1 and y in rows[x]}
 
 
 def test_essential_rectangles_are_taken_and_make_others_essential() -> None:

@@ -50,7 +50,7 @@ import heapq
 import math
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache, reduce
 from itertools import accumulate, chain, combinations
 from operator import and_, or_
@@ -390,6 +390,77 @@ def eliminate(rects: list[Rect], rows: Rows, allowed: Rows, cap: int = CAP) -> l
 _Widened = tuple[frozenset[int], int, int]
 
 
+class _Coverage:
+    """How many rectangles cover each cell, kept per line (each user, or each target) as a binary counter of bit
+    planes over the other side (ones, twos, ...), and which cells of a rectangle only it covers. Lines are the
+    side the rectangles are short in: a cover of one-target batches of 100 users keeps 1 line per batch, not 100.
+    """
+
+    def __init__(self, rows: Rows, by_target: bool) -> None:
+        self.by_target = by_target
+        self.planes: dict[int, list[int]] = defaultdict(list)
+        self.wanted: dict[int, int] = defaultdict(int)  # line -> the other side's wanted cells on it, as bits
+        if by_target:
+            for row, users in _groups(rows).items():
+                users_bits = bitsets.mask(users)
+                for target in row:
+                    self.wanted[target] |= users_bits
+        else:
+            self.wanted.update((user, bitsets.mask(row)) for user, row in rows.items())
+
+    def add(self, users: Iterable[int], user_bits: int, targets: Iterable[int], target_bits: int) -> None:
+        self._count(users, user_bits, targets, target_bits, subtract=False)
+
+    def remove(self, users: Iterable[int], user_bits: int, targets: Iterable[int], target_bits: int) -> None:
+        self._count(users, user_bits, targets, target_bits, subtract=True)
+
+    def _count(
+        self, users: Iterable[int], user_bits: int, targets: Iterable[int], target_bits: int, subtract: bool
+    ) -> None:
+        """Add one to (or take one from) the count of every cell of `users` x `targets`, with carries (borrows)
+        from plane to plane."""
+        lines, across = (targets, user_bits) if self.by_target else (users, target_bits)
+        for line in lines:
+            planes = self.planes[line]
+            carry, plane = across, 0
+            while carry:
+                if plane == len(planes):
+                    planes.append(0)
+                current = planes[plane]
+                planes[plane], carry = current ^ carry, (~current if subtract else current) & carry
+                plane += 1
+
+    def own(
+        self, users: Sequence[int], user_bits: int, targets: Sequence[int], target_bits: int, most: int
+    ) -> dict[int, int] | None:
+        """Per line, the wanted cells among `users` x `targets` that one rectangle alone covers, as bits over the
+        other side (None: more than `most` such cells)."""
+        lines, across = (targets, user_bits) if self.by_target else (users, target_bits)
+        own = {}
+        counted = 0
+        for line in lines:
+            planes = self.planes[line]
+            # most cells are covered at most twice: one plane past the first, or none
+            covered_twice = planes[1] if len(planes) == 2 else reduce(or_, planes[1:], 0)
+            left = across & ~covered_twice & self.wanted[line]
+            if left:
+                own[line] = left
+                counted += left.bit_count()
+                if counted > most:
+                    return None
+        return own
+
+    def by_user(self, cells: dict[int, int]) -> dict[int, int]:
+        """Cells as `own` gives them, per user: each user's targets as bits."""
+        if not self.by_target:
+            return cells
+        by_user: dict[int, int] = defaultdict(int)
+        for target, holders in cells.items():
+            for user in bitsets.members(holders):
+                by_user[user] |= 1 << target
+        return dict(sorted(by_user.items()))
+
+
 class _Elimination:
     """The rectangles (users as sets, targets as bits), how many of them cover each user's targets, and which
     of them with room for one more user or target (the only ones that can take cells over: most of a cover is
@@ -407,16 +478,14 @@ class _Elimination:
         self.rooms = [self._room(index) for index in range(len(rects))]
         self.rows = rows
         self.allowed = allowed
-        self._wanted: dict[int, int] = {}  # user -> the targets of `rows`, as bits
         self._permits: dict[int, int] = {}  # user -> the targets of `allowed`, as bits
         self._shared: dict[int, int] = {}  # rectangle -> the targets all its users may be given, as bits
-        # per user, how many rectangles cover each target, as a binary counter of bit planes (ones, twos, ...)
-        self.coverage: dict[int, list[int]] = defaultdict(list)
+        by_target = sum(map(len, (targets for _, targets in rects))) < sum(map(len, (users for users, _ in rects)))
+        self.coverage = _Coverage(rows, by_target)
         self.roomy_at_user: dict[int, set[int]] = defaultdict(set)
         self.roomy_at_target: dict[int, set[int]] = defaultdict(set)
         for index, (users, targets) in enumerate(rects):
-            for user in users:
-                self._count(user, self.targets[index])
+            self.coverage.add(users, self.user_bits[index], targets, self.targets[index])
             if self.rooms[index]:  # room for one more user or target
                 self._index_roomy(index, users, targets)
 
@@ -450,43 +519,6 @@ class _Elimination:
             found = reduce(and_, map(self._permitted, self.users[index]), -1)
             self._shared[index] = found
         return found
-
-    def _count(self, user: int, targets: int) -> None:
-        planes = self.coverage[user]
-        carry, plane = targets, 0
-        while carry:
-            if plane == len(planes):
-                planes.append(0)
-            planes[plane], carry = planes[plane] ^ carry, planes[plane] & carry
-            plane += 1
-
-    def _uncount(self, user: int, targets: int) -> None:
-        planes = self.coverage[user]
-        borrow, plane = targets, 0
-        while borrow:
-            planes[plane], borrow = planes[plane] ^ borrow, ~planes[plane] & borrow
-            plane += 1
-
-    def _own_cells(self, index: int, most: int) -> dict[int, int] | None:
-        """Per user, the wanted targets of rectangle `index` that no other rectangle covers (None: more than
-        `most` cells)."""
-        own = {}
-        counted = 0
-        targets, coverage, wanted = self.targets[index], self.coverage, self._wanted
-        for user in self.rects[index][0]:
-            planes = coverage[user]
-            # most users are covered at most twice anywhere: one plane past the first, or none
-            covered_twice = planes[1] if len(planes) == 2 else reduce(or_, planes[1:], 0)
-            found = wanted.get(user)
-            if found is None:
-                found = wanted[user] = bitsets.mask(self.rows.get(user, ()))
-            left = targets & ~covered_twice & found
-            if left:
-                own[user] = left
-                counted += left.bit_count()
-                if counted > most:
-                    return None
-        return own
 
     def _room(self, index: int) -> int:
         """The most cells rectangle `index` could take over by one widening, whatever they are; and how many
@@ -525,17 +557,20 @@ class _Elimination:
         sharing_users, sharing_targets = self._neighbours(index)
         nearby = sharing_users.keys() | sharing_targets.keys()
         # with no neighbour that can widen (all of a full tiling) only a rectangle with no cells of its own goes
-        left = self._own_cells(index, sum(heapq.nlargest(ELIMINATE_STEPS, (self.rooms[o] for o in nearby))))
-        if left is None:
+        most = sum(heapq.nlargest(ELIMINATE_STEPS, (self.rooms[o] for o in nearby)))
+        its_users, its_targets = self.rects[index]
+        own = self.coverage.own(its_users, self.user_bits[index], its_targets, self.targets[index], most)
+        if own is None:
             return
         rooms = self._rooms_over(index, sharing_users, sharing_targets)
-        if sum(heapq.nlargest(ELIMINATE_STEPS, rooms.values())) < sum(bits.bit_count() for bits in left.values()):
+        if sum(heapq.nlargest(ELIMINATE_STEPS, rooms.values())) < sum(bits.bit_count() for bits in own.values()):
             return
+        left = self.coverage.by_user(own)
         widened: dict[int, _Widened] = {}
         for steps_left in range(ELIMINATE_STEPS - 1, -1, -1):
             if not left:
                 break
-            step = self._best_widening(rooms.keys(), left, widened)
+            step = self._best_widening(rooms, left, widened)
             if step is None:
                 return
             other, (users, targets, permitted) = step
@@ -552,17 +587,16 @@ class _Elimination:
             return
         self.alive[index] = False
         self._unindex_roomy(index)
-        for user in self.rects[index][0]:
-            self._uncount(user, self.targets[index])
+        its_users, its_targets = self.rects[index]
+        self.coverage.remove(its_users, self.user_bits[index], its_targets, self.targets[index])
         for other, (users, targets, permitted) in widened.items():
             new_users = sorted(users - self.users[other])
             added = targets & ~self.targets[other]
             new_targets = bitsets.members(added)
             if added:
-                for user in self.users[other]:
-                    self._count(user, added)
-            for user in new_users:
-                self._count(user, targets)
+                self.coverage.add(self.rects[other][0], self.user_bits[other], new_targets, added)
+            if new_users:
+                self.coverage.add(new_users, bitsets.mask(new_users), bitsets.members(targets), targets)
             old_users, old_targets = self.rects[other]
             self.rects[other] = (tuple(sorted((*old_users, *new_users))), tuple(sorted((*old_targets, *new_targets))))
             self.users[other], self.targets[other], self._shared[other] = users, targets, permitted
@@ -574,9 +608,11 @@ class _Elimination:
                 self._unindex_roomy(other)
 
     def _best_widening(
-        self, nearby: Set[int], left: dict[int, int], widened: dict[int, _Widened]
+        self, rooms: Mapping[int, int], left: dict[int, int], widened: dict[int, _Widened]
     ) -> tuple[int, _Widened] | None:
-        """The one widening of a `nearby` rectangle, by users or by targets, that covers most of `left`."""
+        """The one widening of a neighbour, by users or by targets, that covers most of `left` (ties: the lowest
+        numbered). `rooms` bounds what each could take; neighbours are tried from the largest bound down, and the
+        search stops where no bound left can beat the best found (a neighbour widened already has no bound)."""
         columns: dict[int, set[int]] = defaultdict(set)
         for user, bits in left.items():
             for target in bitsets.members(bits):
@@ -584,7 +620,10 @@ class _Elimination:
         wanted = reduce(or_, left.values(), 0)
         permits = {user: self._permitted(user) for user in left}
         best: tuple[int, int, _Widened] | None = None  # (cells covered, rectangle, its widened form)
-        for other in sorted(nearby):
+        unbounded = self.cap * self.cap
+        for negative_bound, other in sorted((-(unbounded if o in widened else r), o) for o, r in rooms.items()):
+            if best is not None and (-negative_bound, -other) < (best[0], -best[1]):
+                break
             users, targets, permitted = widened.get(other) or (self.users[other], self.targets[other], 0)
             height, width = len(users), targets.bit_count()
             room = self.cap // width - height
@@ -595,7 +634,7 @@ class _Elimination:
                     if bits & targets and user not in users and not targets & ~permits[user]
                 )[-room:]
                 gain = sum(g for g, _ in gains)
-                if gain and (best is None or gain > best[0]):
+                if gain and (best is None or (gain, -other) > (best[0], -best[1])):
                     joining = [u for _, u in gains]
                     joined = reduce(and_, (permits[u] for u in joining), permitted or self._permitted_to_all(other))
                     best = (gain, other, (users.union(joining), targets, joined))
@@ -608,7 +647,7 @@ class _Elimination:
                     if permitted >> target & 1 and not targets >> target & 1 and not holders.isdisjoint(users)
                 )[-room:]
                 gain = sum(g for g, _ in gains)
-                if gain and (best is None or gain > best[0]):
+                if gain and (best is None or (gain, -other) > (best[0], -best[1])):
                     best = (gain, other, (users, targets | bitsets.mask(t for _, t in gains), permitted))
         return None if best is None else best[1:]
 
