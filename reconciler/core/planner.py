@@ -35,9 +35,10 @@ whatever the names: americas_large 1,979 calls, where the order its names gave c
    cells, drop rectangles the others cover, then replace any two rectangles by one where the cells only they
    cover fit one permitted rectangle. It competes with the best of 1-3 after both are through step 5.
 
-5. **Elimination** (covers of up to 5,000 rectangles). Smallest first, drop a rectangle wherever widening up
-   to three others by users or targets (within the cap, over permitted cells) covers the cells only it
-   covered (apj 478 -> 475, fire1 375 -> 369, americas_small 1,184 -> 1,171, before step 0 existed).
+5. **Elimination** (covers of up to 5,000 rectangles). Smallest first, drop a rectangle wherever up to three
+   widenings of others by users or targets (within the cap, over permitted cells; one neighbour may widen
+   twice) cover the cells only it covered (apj 478 -> 475, fire1 375 -> 369, americas_small 1,184 -> 1,171,
+   before step 0 existed).
 
 Every strategy is at least as good as the naive "one user at a time" (rows) or "one target at a time"
 (columns), so the result never costs more than the better naive plan. Ties go to the earlier strategy, and all
@@ -462,7 +463,7 @@ class _Coverage:
 
 
 class _Elimination:
-    """The rectangles (users as sets, targets as bits), how many of them cover each user's targets, and which
+    """The rectangles (users as sets, targets as bits), how many of them cover each cell (`_Coverage`), and which
     of them with room for one more user or target (the only ones that can take cells over: most of a cover is
     full) touch each user and each target."""
 
@@ -476,7 +477,6 @@ class _Elimination:
         self.more_users = [0] * len(rects)
         self.more_targets = [0] * len(rects)
         self.rooms = [self._room(index) for index in range(len(rects))]
-        self.rows = rows
         self.allowed = allowed
         self._permits: dict[int, int] = {}  # user -> the targets of `allowed`, as bits
         self._shared: dict[int, int] = {}  # rectangle -> the targets all its users may be given, as bits
@@ -587,7 +587,6 @@ class _Elimination:
             return
         self.alive[index] = False
         self._unindex_roomy(index)
-        its_users, its_targets = self.rects[index]
         self.coverage.remove(its_users, self.user_bits[index], its_targets, self.targets[index])
         for other, (users, targets, permitted) in widened.items():
             new_users = sorted(users - self.users[other])
