@@ -249,18 +249,10 @@ class _Essentials:
         self.needing: dict[int, int] = defaultdict(int)  # target -> users still needing it
         patterns = _groups(rows)
         for row, users in patterns.items():
-            bits, users_bits = bitsets.mask(row), bitsets.mask(users)
-            self.left.update(dict.fromkeys(users, bits))
-            for target in row:
-                self.needing[target] |= users_bits
-        self.permitted_users: dict[int, int] = {}  # target -> users permitted it
-        if permitted is rows:
-            self.permitted_users.update(self.needing)
-        else:
-            for row, users in _groups(permitted).items():
-                users_bits = bitsets.mask(users)
-                for target in row:
-                    self.permitted_users[target] = self.permitted_users.get(target, 0) | users_bits
+            self.left.update(dict.fromkeys(users, bitsets.mask(row)))
+        self.needing.update(_holders(patterns))
+        # target -> users permitted it
+        self.permitted_users = dict(self.needing) if permitted is rows else _holders(_groups(permitted))
         self.rects: list[Rect] = []
         self.narrowed: set[int] = set()  # users with cells taken
         self.height = {target: users.bit_count() for target, users in self.needing.items()}
@@ -402,10 +394,7 @@ class _Coverage:
         self.planes: dict[int, list[int]] = defaultdict(list)
         self.wanted: dict[int, int] = defaultdict(int)  # line -> the other side's wanted cells on it, as bits
         if by_target:
-            for row, users in _groups(rows).items():
-                users_bits = bitsets.mask(users)
-                for target in row:
-                    self.wanted[target] |= users_bits
+            self.wanted.update(_holders(_groups(rows)))
         else:
             self.wanted.update((user, bitsets.mask(row)) for user, row in rows.items())
 
@@ -536,7 +525,9 @@ class _Elimination:
         del sharing_users[index], sharing_targets[index]
         return sharing_users, sharing_targets
 
-    def _rooms_over(self, index: int, sharing_users: Counter[int], sharing_targets: Counter[int]) -> dict[int, int]:
+    def _rooms_over(
+        self, index: int, nearby: Iterable[int], sharing_users: Counter[int], sharing_targets: Counter[int]
+    ) -> dict[int, int]:
         """The neighbours that could take cells of rectangle `index` by one widening, each with the most it
         could take: more of its users on the targets both have, or more of its targets for the users both
         have. Cheap: if the ELIMINATE_STEPS largest do not add up to its own cells (almost every rectangle of a
@@ -544,7 +535,7 @@ class _Elimination:
         height, width = len(self.rects[index][0]), len(self.rects[index][1])
         more_users, more_targets = self.more_users, self.more_targets
         rooms = {}
-        for other in sharing_users.keys() | sharing_targets.keys():
+        for other in nearby:
             users, targets = sharing_users[other], sharing_targets[other]
             room = max(
                 min(more_users[other], height - users) * targets, min(more_targets[other], width - targets) * users
@@ -562,7 +553,7 @@ class _Elimination:
         own = self.coverage.own(its_users, self.user_bits[index], its_targets, self.targets[index], most)
         if own is None:
             return
-        rooms = self._rooms_over(index, sharing_users, sharing_targets)
+        rooms = self._rooms_over(index, nearby, sharing_users, sharing_targets)
         if sum(heapq.nlargest(ELIMINATE_STEPS, rooms.values())) < sum(bits.bit_count() for bits in own.values()):
             return
         left = self.coverage.by_user(own)
@@ -688,6 +679,16 @@ def _groups(rows: Rows) -> dict[frozenset[int], list[int]]:
         if rows[user]:
             groups[rows[user]].append(user)
     return groups
+
+
+def _holders(groups: Mapping[frozenset[int], list[int]]) -> dict[int, int]:
+    """Each target's users as bits, from the users of each distinct row (`_groups`)."""
+    holders: dict[int, int] = defaultdict(int)
+    for row, users in groups.items():
+        users_bits = bitsets.mask(users)
+        for target in row:
+            holders[target] |= users_bits
+    return holders
 
 
 def _patterns(rows: Rows) -> list[Pattern]:
