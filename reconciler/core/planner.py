@@ -248,8 +248,7 @@ class _Essentials:
         self.left: dict[int, int] = {}
         self.needing: dict[int, int] = defaultdict(int)  # target -> users still needing it
         patterns = _groups(rows)
-        for row, users in patterns.items():
-            self.left.update(dict.fromkeys(users, bitsets.mask(row)))
+        self.left.update(_row_bits(patterns))
         self.needing.update(_holders(patterns))
         # target -> users permitted it
         self.permitted_users = dict(self.needing) if permitted is rows else _holders(_groups(permitted))
@@ -393,10 +392,7 @@ class _Coverage:
         self.by_target = by_target
         self.planes: dict[int, list[int]] = defaultdict(list)
         self.wanted: dict[int, int] = defaultdict(int)  # line -> the other side's wanted cells on it, as bits
-        if by_target:
-            self.wanted.update(_holders(_groups(rows)))
-        else:
-            self.wanted.update((user, bitsets.mask(row)) for user, row in rows.items())
+        self.wanted.update((_holders if by_target else _row_bits)(_groups(rows)))
 
     def add(self, users: Iterable[int], user_bits: int, targets: Iterable[int], target_bits: int) -> None:
         self._count(users, user_bits, targets, target_bits, subtract=False)
@@ -679,6 +675,14 @@ def _groups(rows: Rows) -> dict[frozenset[int], list[int]]:
         if rows[user]:
             groups[rows[user]].append(user)
     return groups
+
+
+def _row_bits(groups: Mapping[frozenset[int], list[int]]) -> dict[int, int]:
+    """Each user's targets as bits, from the users of each distinct row (`_groups`): one mask per row."""
+    bits: dict[int, int] = {}
+    for row, users in groups.items():
+        bits.update(dict.fromkeys(users, bitsets.mask(row)))
+    return bits
 
 
 def _holders(groups: Mapping[frozenset[int], list[int]]) -> dict[int, int]:
