@@ -265,6 +265,58 @@ def test_shared_remainders_cover_exactly_within_the_cap(columns: dict[int, froze
     assert len(planner.cover(rows)) <= min(plain, naive(rows))
 
 
+def test_targets_pair_up_as_a_largest_matching_not_greedily() -> None:
+    """Greedy grouping leads with the largest remainder: 40 users left over on target 0 share a call with the
+    30 left on target 1, the first it could take. But target 3 (35 left) could share only with target 1, and
+    target 0 could as well have shared with target 2 (25 left): two shared calls, not one."""
+    left_a, left_e, rest = range(0, 40), range(40, 75), range(100, 400)
+    columns = {
+        0: frozenset(left_a),  # 40 users: one partial call, r = 40
+        1: frozenset([*left_a, *left_e, *rest[:55]]),  # 130: r = 30, holds both leads' users
+        2: frozenset([*left_a, *rest[100:185]]),  # 125: r = 25, holds only target 0's users
+        3: frozenset(left_e),  # 35: r = 35
+    }
+    rows = rows_of(columns)
+    column_patterns = planner._column_patterns(planner._patterns(rows))
+    holders = {t: users for targets, users in column_patterns for t in targets}
+    assert planner._greedy_groups(holders, 100) == [[0, 1]]
+    assert planner._rematched(holders, [[0, 1]], 100) == [[0, 2], [1, 3]]
+    shared = planner._shared_remainders(column_patterns, 6, 6, 100)
+    assert shared is not None and len(shared) == 4 == planner.lower_bound(330)
+    assert sorted(cells_of(shared)) == sorted((u, t) for t, users in columns.items() for u in users)
+    assert len(planner.cover(rows)) == 4
+
+
+@given(
+    st.dictionaries(
+        st.integers(0, 15),
+        st.tuples(st.integers(0, 3), st.integers(1, 99), st.integers(0, 60)),  # hundreds, remainder, offset
+        min_size=2,
+        max_size=12,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_matched_pairs_never_cost_more_calls_than_greedy_groups(shapes: dict[int, tuple[int, int, int]]) -> None:
+    """Overlapping runs of users, so that many targets could share their last call with several others. More
+    pairs need not mean fewer calls (targets of one column pattern share their partial call anyway), so the
+    planner keeps whichever grouping makes fewer calls."""
+    columns = {t: frozenset(range(offset, offset + 100 * q + r)) for t, (q, r, offset) in shapes.items()}
+    column_patterns = planner._column_patterns(planner._patterns(rows_of(columns)))
+    holders = {t: users for targets, users in column_patterns for t in targets}
+    greedy = planner._greedy_groups(holders, 100)
+    matched = planner._rematched(holders, greedy, 100)
+    assert sorted(itertools.chain(*matched)) == sorted(set(itertools.chain(*matched)))  # one group each
+    assert sum(len(g) - 1 for g in matched) >= sum(len(g) - 1 for g in greedy)
+    wanted = sorted((u, t) for t, users in columns.items() for u in users)
+    for groups in (greedy, matched):
+        calls = planner._shared_calls(dict(holders), groups, 100)
+        assert sorted(cells_of(calls)) == wanted
+        assert all(0 < len(u) * len(t) <= 100 for u, t in calls)
+    shared = planner._shared_remainders(column_patterns, 10**6, 10**6, 100)
+    if greedy:
+        assert shared is not None and len(shared) <= len(planner._shared_calls(dict(holders), greedy, 100))
+
+
 def test_a_rectangle_whose_cells_a_neighbour_can_take_is_dropped() -> None:
     rows = {u: frozenset(range(10)) for u in range(3)}
     split = [((0, 1), tuple(range(10))), ((2,), tuple(range(10)))]
