@@ -53,7 +53,7 @@ import math
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache, reduce
+from functools import cached_property, lru_cache, reduce
 from itertools import accumulate, chain, combinations
 from operator import and_, or_
 
@@ -194,7 +194,10 @@ def _by_frequency(
     return users, sorted(every_target, key=lambda target: (holders[target], target))
 
 
-def _cover(rows: Rows, allowed: Rows | None, cap: int) -> list[Rect]:
+def _cover(plain_rows: Rows, plain_allowed: Rows | None, cap: int) -> list[Rect]:
+    # every step below reads the same rows: their distinct rows, and both sides as bits, are made once
+    rows = _Shaped(plain_rows)
+    allowed = None if plain_allowed is None else _Shaped(plain_allowed)
     permitted = allowed or rows
     essential, rest = essentials(rows, permitted, cap)
     # an essential rectangle is in some fewest-call cover, so the rest is covered on its own (only the naive
@@ -249,11 +252,12 @@ class _Essentials:
         self.permitted = permitted
         self.left: dict[int, int] = {}
         self.needing: dict[int, int] = defaultdict(int)  # target -> users still needing it
-        patterns = _groups(rows)
-        self.left.update(_row_bits(patterns))
-        self.needing.update(_holders(patterns))
+        shaped = _shaped(rows)
+        patterns = shaped.groups
+        self.left.update(shaped.bits)
+        self.needing.update(shaped.holders)
         # target -> users permitted it
-        self.permitted_users = dict(self.needing) if permitted is rows else _holders(_groups(permitted))
+        self.permitted_users = shaped.holders if permitted is rows else _shaped(permitted).holders
         self.rects: list[Rect] = []
         self.narrowed: set[int] = set()  # users with cells taken
         self.height = {target: users.bit_count() for target, users in self.needing.items()}
@@ -394,7 +398,8 @@ class _Coverage:
         self.by_target = by_target
         self.planes: dict[int, list[int]] = defaultdict(list)
         self.wanted: dict[int, int] = defaultdict(int)  # line -> the other side's wanted cells on it, as bits
-        self.wanted.update((_holders if by_target else _row_bits)(_groups(rows)))
+        shaped = _shaped(rows)
+        self.wanted.update(shaped.holders if by_target else shaped.bits)
 
     def add(self, users: Iterable[int], user_bits: int, targets: Iterable[int], target_bits: int) -> None:
         self._count(users, user_bits, targets, target_bits, subtract=False)
@@ -465,7 +470,8 @@ class _Elimination:
         self.more_targets = [0] * len(rects)
         self.rooms = [self._room(index) for index in range(len(rects))]
         self.allowed = allowed
-        self._permits: dict[int, int] = {}  # user -> the targets of `allowed`, as bits
+        # user -> the targets of `allowed`, as bits (made per user, unless made for all already)
+        self._permits: dict[int, int] = dict(allowed.bits) if isinstance(allowed, _Shaped) else {}
         self._shared: dict[int, int] = {}  # rectangle -> the targets all its users may be given, as bits
         by_target = sum(map(len, (targets for _, targets in rects))) < sum(map(len, (users for users, _ in rects)))
         self.coverage = _Coverage(rows, by_target)
@@ -527,17 +533,19 @@ class _Elimination:
         self, index: int, nearby: Iterable[int], sharing_users: Counter[int], sharing_targets: Counter[int]
     ) -> dict[int, int]:
         """The neighbours that could take cells of rectangle `index` by one widening, each with the most it
-        could take: more of its users on the targets both have, or more of its targets for the users both
-        have. Cheap: if the ELIMINATE_STEPS largest do not add up to its own cells (almost every rectangle of a
-        cover), nothing is searched, and the search looks only at these neighbours."""
-        height, width = len(self.rects[index][0]), len(self.rects[index][1])
+        could take: more of its users on the targets both have, or more of its targets (of those all its users
+        may have) for the users both have. Cheap: if the ELIMINATE_STEPS largest do not add up to its own cells
+        (almost every rectangle of a cover), nothing is searched, and the search looks only at these neighbours."""
+        height = len(self.rects[index][0])
+        its_targets = self.targets[index]
         more_users, more_targets = self.more_users, self.more_targets
         rooms = {}
         for other in nearby:
             users, targets = sharing_users[other], sharing_targets[other]
-            room = max(
-                min(more_users[other], height - users) * targets, min(more_targets[other], width - targets) * users
-            )
+            room = min(more_users[other], height - users) * targets
+            if users and more_targets[other]:
+                takeable = its_targets & ~self.targets[other] & self._permitted_to_all(other)
+                room = max(room, min(more_targets[other], takeable.bit_count()) * users)
             if room > 0:
                 rooms[other] = room
         return rooms
@@ -670,6 +678,26 @@ def _naive(patterns: list[Pattern], cap: int) -> tuple[list[Rect], list[Pattern]
     return best, column_patterns, len(columns)
 
 
+class _Shaped(dict[int, frozenset[int]]):
+    """Rows, with the forms of them that several steps read, each made the first time it is asked for."""
+
+    @cached_property
+    def groups(self) -> dict[frozenset[int], list[int]]:
+        return _groups(self)
+
+    @cached_property
+    def bits(self) -> dict[int, int]:
+        return _row_bits(self.groups)
+
+    @cached_property
+    def holders(self) -> dict[int, int]:
+        return _holders(self.groups)
+
+
+def _shaped(rows: Rows) -> _Shaped:
+    return rows if isinstance(rows, _Shaped) else _Shaped(rows)
+
+
 def _groups(rows: Rows) -> dict[frozenset[int], list[int]]:
     """The users of each distinct non-empty row, in increasing order."""
     groups: dict[frozenset[int], list[int]] = defaultdict(list)
@@ -699,7 +727,7 @@ def _holders(groups: Mapping[frozenset[int], list[int]]) -> dict[int, int]:
 
 def _patterns(rows: Rows) -> list[Pattern]:
     """Distinct rows, each with the sorted users that have it, in a stable order."""
-    return sorted((tuple(users), tuple(sorted(row))) for row, users in _groups(rows).items())
+    return sorted((tuple(users), tuple(sorted(row))) for row, users in _shaped(rows).groups.items())
 
 
 def _column_patterns(patterns: Sequence[Pattern]) -> list[Pattern]:
