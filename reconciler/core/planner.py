@@ -343,9 +343,9 @@ def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
         nearby.update(range(max(0, len(merged) - MERGE_WINDOW), len(merged)))
         for index in sorted(nearby):
             group_users, group_targets = merged[index]
-            width = len(group_targets) + sum(t not in group_targets for t in targets)
-            height = len(group_users) + sum(u not in group_users for u in users)
-            if width * height > cap:
+            if max(len(group_users), len(users)) * max(len(group_targets), len(targets)) > cap:
+                continue  # the union is at least as tall and as wide as either
+            if len(group_users.union(users)) * len(group_targets.union(targets)) > cap:
                 continue
             # each side already fits its own cells, so only the cross cells need checking
             if all(allowed.get(u, frozenset()).issuperset(group_targets) for u in users) and all(
@@ -481,6 +481,11 @@ class _Elimination:
             self.coverage.add(users, self.user_bits[index], targets, self.targets[index])
             if self.rooms[index]:  # room for one more user or target
                 self._index_roomy(index, users, targets)
+        self.may_take: dict[int, set[int]] = defaultdict(set)
+        for index in range(len(rects)):
+            if self.more_targets[index] > 0:
+                for target in bitsets.members(self._permitted_to_all(index) & ~self.targets[index]):
+                    self.may_take[target].add(index)
 
     def _index_roomy(self, index: int, users: Iterable[int], targets: Iterable[int]) -> None:
         for user in users:
@@ -540,14 +545,17 @@ class _Elimination:
         its_targets = self.targets[index]
         more_users, more_targets = self.more_users, self.more_targets
         rooms = {}
-        for other in nearby:
-            users, targets = sharing_users[other], sharing_targets[other]
-            room = min(more_users[other], height - users) * targets
-            if users and more_targets[other]:
-                takeable = its_targets & ~self.targets[other] & self._permitted_to_all(other)
-                room = max(room, min(more_targets[other], takeable.bit_count()) * users)
+        for other in sharing_targets:
+            room = min(more_users[other], height - sharing_users[other]) * sharing_targets[other]
             if room > 0:
                 rooms[other] = room
+        may_take = set().union(*map(self.may_take.__getitem__, self.rects[index][1]))
+        for other in may_take.intersection(sharing_users):
+            if more_targets[other]:
+                takeable = its_targets & ~self.targets[other] & self._permitted_to_all(other)
+                room = min(more_targets[other], takeable.bit_count()) * sharing_users[other]
+                if room > rooms.get(other, 0):
+                    rooms[other] = room
         return rooms
 
     def try_dropping(self, index: int) -> None:
@@ -649,33 +657,29 @@ class _Elimination:
 
 
 def cover_exact(rows: Rows, cap: int = CAP) -> list[Rect]:
+    """Rectangles covering exactly the cells of `rows`: the better naive cover (strategies 1 and 2), or one with
+    shared remainders, of targets' last partial calls or of users' (the same on the transpose)."""
     rows = {u: r for u, r in rows.items() if r}
     if not rows:
         return []
     floor = lower_bound(sum(len(r) for r in rows.values()), cap)
     patterns = _patterns(rows)
-    best, column_patterns, columns = _naive(patterns, cap)
-    if len(best) > floor:
-        shared = _shared_remainders(column_patterns, columns, len(best), cap)
-        if shared is not None and len(shared) < len(best):
-            best = shared
+    column_patterns = _column_patterns(patterns)
+    by_rows, by_columns = _by_rows(patterns, cap), _by_rows(column_patterns, cap)
+    best = [(u, t) for t, u in by_columns] if len(by_columns) < len(by_rows) else by_rows
+    # a shared call is (holders, keys): users x targets for the columns' remainders, the transpose for the rows'
+    for keyed, calls, transpose in ((column_patterns, by_columns, False), (patterns, by_rows, True)):
+        if len(best) > floor:
+            shared = _shared_remainders(keyed, len(calls), len(best), cap)
+            if shared is not None and len(shared) < len(best):
+                best = [(u, t) for t, u in shared] if transpose else shared
     return best
 
 
 def _naive_calls(rows: Rows, cap: int = CAP) -> int:
-    """The calls of the better naive cover (`_naive`), counted without making it."""
+    """The calls of the better naive cover (`cover_exact`'s first), counted without making it."""
     patterns = _patterns(rows)
     return min(sum(_tile_calls(len(u), len(t), cap) for u, t in ps) for ps in (patterns, _column_patterns(patterns)))
-
-
-def _naive(patterns: list[Pattern], cap: int) -> tuple[list[Rect], list[Pattern], int]:
-    """The better naive cover, with the column patterns and the column cover's call count for later use."""
-    best = _by_rows(patterns, cap)
-    column_patterns = _column_patterns(patterns)
-    columns = _by_rows(column_patterns, cap)
-    if len(columns) < len(best):
-        best = [(u, t) for t, u in columns]
-    return best, column_patterns, len(columns)
 
 
 class _Shaped(dict[int, frozenset[int]]):
@@ -758,7 +762,8 @@ def _by_rows(patterns: Iterable[Pattern], cap: int) -> list[Rect]:
 
 
 def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, cap: int) -> list[Rect] | None:
-    """Strategy 2 with the partial last calls of several targets shared; None if it cannot beat `best`.
+    """Strategy 2 with the partial last calls of several targets shared; None if it cannot beat `best`. Given
+    the row patterns instead (users with the same targets), the same for users, as (targets, users) rectangles.
 
     A target's users chunked by 100 leave one partial call of r users. A target with r = k <= 50 can share a
     k x w call (w <= 100/k) with targets that have n = 100q + r' users, q >= 1 and 0 < r' <= k: taking k of
@@ -794,26 +799,31 @@ def _greedy_groups(holders: Mapping[int, tuple[int, ...]], cap: int) -> list[lis
     largest first, leads a group and takes in every target it can, of those with n > 100 users and r' <= r."""
     order = sorted((t for t in holders if len(holders[t]) % cap), key=lambda t: (-(len(holders[t]) % cap), t))
     absorbers = [t for t in order if len(holders[t]) > cap]
+    if not absorbers:  # every group has one
+        return []
     descending = [-(len(holders[t]) % cap) for t in absorbers]  # for bisect: remainders, largest first
     groups: list[list[int]] = []
     grouped: set[int] = set()
-    looked_up: dict[int, frozenset[int]] = {}
+    bits = _LazyBits(holders)
+    # leads of one pattern (the same users: the same tuple) that is no absorber find the same group: a lead that
+    # found none stands for all of them until a group forms
+    missed: set[int] = set()
     for lead in order:
         k = len(holders[lead]) % cap
-        if lead in grouped or k > cap // 2:
+        if lead in grouped or k > cap // 2 or id(holders[lead]) in missed:
             continue
-        group, common = [lead], set(holders[lead])
         first = bisect_left(descending, -k)  # the absorbers whose remainder is at most k
-        for target in absorbers[first : first + SHARED_REMAINDER_SCAN]:
+        window = absorbers[first : first + SHARED_REMAINDER_SCAN]
+        if not window:
+            continue
+        group, common = [lead], bits[lead]
+        for target in window:
             if len(group) == cap // k:
                 break
             if target == lead:
                 continue
-            held = looked_up.get(target)
-            if held is None:  # a set, so that intersecting costs the smaller side (lead users are few)
-                held = looked_up[target] = frozenset(holders[target])
-            both = common.intersection(held)
-            if len(both) >= k:
+            both = common & bits[target]
+            if both.bit_count() >= k:
                 group.append(target)
                 common = both
         if len(group) > 1:
@@ -821,6 +831,9 @@ def _greedy_groups(holders: Mapping[int, tuple[int, ...]], cap: int) -> list[lis
             grouped.update(group)
             absorbers = [t for t in absorbers if t not in grouped]
             descending = [-(len(holders[t]) % cap) for t in absorbers]
+            missed.clear()
+        elif len(holders[lead]) <= cap:
+            missed.add(id(holders[lead]))
     return groups
 
 
@@ -840,23 +853,31 @@ def _rematched(holders: Mapping[int, tuple[int, ...]], groups: list[list[int]], 
     descending = [-remainder[t] for t in absorbers]
     bits = _LazyBits(holders)
     edges: set[tuple[int, int]] = set(pairs)
+    partners: dict[int, list[int]] = {}  # pattern (its users' tuple) -> the absorbers its leads can share with
     for lead in free:
         k = remainder[lead]
         if k > cap // 2:
             continue
-        first = bisect_left(descending, -k)
-        for target in absorbers[first : first + SHARED_REMAINDER_SCAN]:
-            if target != lead and (bits[lead] & bits[target]).bit_count() >= k:
-                edges.add((min(lead, target), max(lead, target)))
-    paired = set(chain.from_iterable(pairs))
-    if len({t for edge in edges for t in edge} - paired) >= 2 and len(edges) <= SHARED_REMAINDER_MATCH_LIMIT:
+        found = partners.get(id(holders[lead]))
+        if found is None:
+            first = bisect_left(descending, -k)
+            window = absorbers[first : first + SHARED_REMAINDER_SCAN]
+            found = [t for t in window if t != lead and (bits[lead] & bits[t]).bit_count() >= k]
+            if len(holders[lead]) <= cap:  # no absorber itself: the same for every lead of its pattern
+                partners[id(holders[lead])] = found
+        edges.update((min(lead, target), max(lead, target)) for target in found)
+    unsure = _augmentable(pairs, edges)
+    if unsure and len(edges) <= SHARED_REMAINDER_MATCH_LIMIT:
         import networkx  # only here: it costs 0.2 s to import, and most inputs never get this far
 
         graph: networkx.Graph[int] = networkx.Graph()
         greedy = set(pairs)  # of the largest matchings, the one keeping most greedy pairs: the least change
-        graph.add_weighted_edges_from((*edge, 2 if edge in greedy else 1) for edge in sorted(edges))
-        pairs = sorted((min(edge), max(edge)) for edge in networkx.max_weight_matching(graph, maxcardinality=True))
-        paired = set(chain.from_iterable(pairs))
+        graph.add_weighted_edges_from(
+            (*edge, 2 if edge in greedy else 1) for edge in sorted(edges) if edge[0] in unsure
+        )
+        matched = networkx.max_weight_matching(graph, maxcardinality=True)
+        pairs = sorted([pair for pair in pairs if pair[0] not in unsure] + [(min(e), max(e)) for e in matched])
+    paired = set(chain.from_iterable(pairs))
     grown = []
     for pair in pairs:
         group = list(pair)
@@ -872,6 +893,49 @@ def _rematched(holders: Mapping[int, tuple[int, ...]], groups: list[list[int]], 
                 common = both
         grown.append(group)
     return kept + grown
+
+
+def _augmentable(pairs: list[tuple[int, int]], edges: Iterable[tuple[int, int]]) -> set[int]:
+    """The targets of the connected parts of the graph where a larger matching than `pairs` may exist: those where
+    an alternating walk (unpaired edge, paired edge, ..., unpaired edge) joins two unpaired targets, as any
+    augmenting path is (Berge's lemma). In the rest, the pairs are a largest matching already."""
+    adjacent: dict[int, list[int]] = defaultdict(list)
+    for a, b in sorted(edges):
+        adjacent[a].append(b)
+        adjacent[b].append(a)
+    mate = dict(chain(pairs, ((b, a) for a, b in pairs)))
+    unsure: set[int] = set()
+    seen: set[int] = set()
+    for start in adjacent:
+        if start in seen:
+            continue
+        part = [start]
+        seen.add(start)
+        for node in part:  # grows as it goes: the connected part of `start`
+            fresh = [other for other in adjacent[node] if other not in seen]
+            seen.update(fresh)
+            part.extend(fresh)
+        if _has_alternating_walk([node for node in part if node not in mate], adjacent, mate):
+            unsure.update(part)
+    return unsure
+
+
+def _has_alternating_walk(loose: list[int], adjacent: Mapping[int, list[int]], mate: Mapping[int, int]) -> bool:
+    """Whether an alternating walk leads from one of the unpaired targets `loose` to an unpaired target: a
+    search over the targets reached by a paired edge, each left by its unpaired edges."""
+    reached = set(loose)
+    queue = list(loose)
+    for node in queue:
+        for other in adjacent[node]:
+            if other == mate.get(node):
+                continue
+            if other not in mate:
+                return True
+            after = mate[other]
+            if after not in reached:
+                reached.add(after)
+                queue.append(after)
+    return False
 
 
 def _shared_calls(holders: dict[int, tuple[int, ...]], groups: list[list[int]], cap: int) -> list[Rect]:
