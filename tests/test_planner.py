@@ -7,6 +7,7 @@ import functools
 import itertools
 import math
 import random
+from unittest import mock
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -315,6 +316,87 @@ def test_matched_pairs_never_cost_more_calls_than_greedy_groups(shapes: dict[int
     shared = planner._shared_remainders(column_patterns, 10**6, 10**6, 100)
     if greedy:
         assert shared is not None and len(shared) <= len(planner._shared_calls(dict(holders), greedy, 100))
+
+
+def test_users_share_their_partial_last_calls_too() -> None:
+    """The transpose of `test_targets_share_their_partial_last_calls`: users with 130, 120 and 110 targets, 30
+    of them held by all three. Naively 6 calls (and 6 by targets); 4 with one 3 x 30 call shared."""
+    rows = {0: frozenset(range(130)), 1: frozenset(range(120)), 2: frozenset(range(110))}
+    exact = planner.cover_exact(rows)
+    assert len(exact) == 4 == planner.lower_bound(360)
+    assert sorted(cells_of(exact)) == sorted((u, t) for u, r in rows.items() for t in r)
+    assert ((0, 1, 2), tuple(range(30))) in exact  # the shared call: users x targets, not the other way round
+    assert len(planner.cover(rows)) == 4
+
+
+def greedy_groups_by_definition(holders: dict[int, tuple[int, ...]], cap: int) -> list[list[int]]:
+    """`_greedy_groups` as its docstring says, with none of its shortcuts (bits, failures kept per pattern)."""
+    remainder = {t: len(h) % cap for t, h in holders.items()}
+    order = sorted((t for t in holders if remainder[t]), key=lambda t: (-remainder[t], t))
+    grouped: set[int] = set()
+    groups = []
+    for lead in order:
+        k = remainder[lead]
+        if lead in grouped or k > cap // 2:
+            continue
+        absorbers = [t for t in order if len(holders[t]) > cap and t not in grouped and remainder[t] <= k]
+        group, common = [lead], set(holders[lead])
+        for target in absorbers[: planner.SHARED_REMAINDER_SCAN]:
+            if len(group) < cap // k and target != lead and len(common & set(holders[target])) >= k:
+                group.append(target)
+                common &= set(holders[target])
+        if len(group) > 1:
+            groups.append(group)
+            grouped.update(group)
+    return groups
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.integers(1, 99), st.integers(0, 40), st.integers(1, 3)),  # a pattern, repeated
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from([1, 2, 3, planner.SHARED_REMAINDER_SCAN]),
+    st.data(),
+)
+@settings(max_examples=300, deadline=None)
+def test_greedy_groups_are_what_their_definition_says(
+    patterns: list[tuple[int, int, int, int]], scan: int, data: st.DataObject
+) -> None:
+    """Several targets of one pattern (the same users) share one tuple, as `_column_patterns` gives them; a
+    short scan makes which absorbers a lead sees depend on the groups formed before it."""
+    columns: list[tuple[int, ...]] = []
+    for q, r, offset, copies in patterns:
+        columns += [tuple(range(offset, offset + 100 * q + r))] * copies  # one tuple, several targets
+    holders = dict(zip(data.draw(st.permutations(range(len(columns)))), columns, strict=True))
+    with mock.patch.object(planner, "SHARED_REMAINDER_SCAN", scan):
+        assert planner._greedy_groups(holders, 100) == greedy_groups_by_definition(holders, 100)
+
+
+def test_a_pattern_that_found_no_partner_looks_again_once_a_group_forms() -> None:
+    """Targets 0 and 2 have the same 10 users (one tuple); scanning one absorber at a time, target 0 sees only
+    target 3, which shares none of them. Target 1 then takes target 3, and target 2 sees target 4."""
+    pattern = tuple(range(10))
+    holders = {0: pattern, 1: tuple(range(300, 310)), 2: pattern, 3: tuple(range(250, 355)), 4: tuple(range(105))}
+    with mock.patch.object(planner, "SHARED_REMAINDER_SCAN", 1):
+        assert planner._greedy_groups(holders, 100) == [[1, 3], [2, 4]] == greedy_groups_by_definition(holders, 100)
+
+
+@given(st.sets(st.tuples(st.integers(0, 11), st.integers(0, 11)).filter(lambda e: e[0] < e[1]), max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_pairs_are_left_alone_only_where_no_larger_matching_exists(edges: set[tuple[int, int]]) -> None:
+    """`_augmentable` may name too many targets, never too few: outside what it names, the pairs are a
+    largest matching of the graph (checked against networkx)."""
+    import networkx
+
+    pairs: list[tuple[int, int]] = []
+    for a, b in sorted(edges):  # a maximal matching, first come first paired
+        if all(a not in p and b not in p for p in pairs):
+            pairs.append((a, b))
+    unsure = planner._augmentable(pairs, edges)
+    settled = networkx.Graph(sorted(e for e in edges if e[0] not in unsure))
+    assert len(networkx.max_weight_matching(settled, maxcardinality=True)) == sum(p[0] not in unsure for p in pairs)
 
 
 def test_a_rectangle_whose_cells_a_neighbour_can_take_is_dropped() -> None:
