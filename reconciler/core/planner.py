@@ -23,7 +23,9 @@ whatever the names: americas_large 1,979 calls, where the order its names gave c
    Then with shared remainders: a target whose last partial call has k <= 50 users shares one k x w call
    with targets that can give up k users and still need one call less (see `_shared_remainders`); a group
    of w targets saves w - 1 calls (customer: 648 -> 626), and pairs are chosen as a largest matching of the
-   targets that could share (customer, after step 0: 550 -> 547 calls; 622 in all).
+   targets that could share (customer, after step 0: 550 -> 547 calls; 622 in all). The same for users,
+   on the transpose: users whose rows end in partial calls share one w x k call (firewall1 366 -> 359,
+   americas_large 1,978 -> 1,964); `cover_exact` keeps whichever of the two makes fewer calls.
 3. **Don't-cares** (revokes, and grants when re-granting unchanged cells is allowed). A revoke may delete
    cells that are neither granted nor desired. Targets with revokes, most frequent first, are cut into
    blocks of b targets; in each block every user with a revoke there who may be revoked on the whole block
@@ -54,7 +56,7 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property, lru_cache, reduce
-from itertools import accumulate, chain, combinations
+from itertools import accumulate, chain, combinations, filterfalse
 from operator import and_, or_
 
 from reconciler.vocabulary import bitsets
@@ -66,6 +68,7 @@ SET_COVER_PATTERN_LIMIT = 600  # distinct rows, and distinct columns: the candid
 SHARED_REMAINDER_SCAN = 200  # targets tried per shared call: bounds the work on 10^4-target inputs
 SHARED_REMAINDER_CELL_LIMIT = 1_000_000
 SHARED_REMAINDER_MATCH_LIMIT = 20_000  # pairs of targets the matching weighs (~10 us each)
+SHARED_REMAINDER_MATCH_CELL_LIMIT = 250_000
 MERGE_LIMIT = 20000
 ELIMINATE_STEPS = 3  # other rectangles widened to drop one
 ELIMINATE_RECT_LIMIT = 5000  # rectangles in a cover worth searching
@@ -784,6 +787,11 @@ def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, 
     if not greedy:
         return None
     shared = _shared_calls(dict(holders), greedy, cap)
+    # matching again saves at most a call per target the greedy groups left out: not worth its time where even
+    # that would leave the plan at `best` or above, or on inputs so large that testing every pair that could
+    # share costs more than the calls it may save (a 750,000-cell role tiling: 0.5 s for none)
+    if len(shared) - (partial - sum(map(len, greedy))) >= best or cells > SHARED_REMAINDER_MATCH_CELL_LIMIT:
+        return shared
     matched = _rematched(holders, greedy, cap)
     if sorted(map(sorted, matched)) != sorted(map(sorted, greedy)):
         # targets of one column pattern share a partial call already, which the calls saved per group do not
@@ -804,7 +812,7 @@ def _greedy_groups(holders: Mapping[int, tuple[int, ...]], cap: int) -> list[lis
     descending = [-(len(holders[t]) % cap) for t in absorbers]  # for bisect: remainders, largest first
     groups: list[list[int]] = []
     grouped: set[int] = set()
-    bits = _LazyBits(holders)
+    held = _LazySets(holders)
     # leads of one pattern (the same users: the same tuple) that is no absorber find the same group: a lead that
     # found none stands for all of them until a group forms
     missed: set[int] = set()
@@ -816,14 +824,14 @@ def _greedy_groups(holders: Mapping[int, tuple[int, ...]], cap: int) -> list[lis
         window = absorbers[first : first + SHARED_REMAINDER_SCAN]
         if not window:
             continue
-        group, common = [lead], bits[lead]
+        group, common = [lead], held[lead]
         for target in window:
             if len(group) == cap // k:
                 break
             if target == lead:
                 continue
-            both = common & bits[target]
-            if both.bit_count() >= k:
+            both = common & held[target]
+            if len(both) >= k:
                 group.append(target)
                 common = both
         if len(group) > 1:
@@ -851,7 +859,7 @@ def _rematched(holders: Mapping[int, tuple[int, ...]], groups: list[list[int]], 
     free = sorted((t for t in holders if remainder[t] and t not in in_kept), key=lambda t: (-remainder[t], t))
     absorbers = [t for t in free if len(holders[t]) > cap]
     descending = [-remainder[t] for t in absorbers]
-    bits = _LazyBits(holders)
+    held = _LazySets(holders)
     edges: set[tuple[int, int]] = set(pairs)
     partners: dict[int, list[int]] = {}  # pattern (its users' tuple) -> the absorbers its leads can share with
     for lead in free:
@@ -862,7 +870,7 @@ def _rematched(holders: Mapping[int, tuple[int, ...]], groups: list[list[int]], 
         if found is None:
             first = bisect_left(descending, -k)
             window = absorbers[first : first + SHARED_REMAINDER_SCAN]
-            found = [t for t in window if t != lead and (bits[lead] & bits[t]).bit_count() >= k]
+            found = [t for t in window if t != lead and len(held[lead] & held[t]) >= k]
             if len(holders[lead]) <= cap:  # no absorber itself: the same for every lead of its pattern
                 partners[id(holders[lead])] = found
         edges.update((min(lead, target), max(lead, target)) for target in found)
@@ -882,12 +890,12 @@ def _rematched(holders: Mapping[int, tuple[int, ...]], groups: list[list[int]], 
     for pair in pairs:
         group = list(pair)
         k = max(remainder[t] for t in pair)
-        common = bits[pair[0]] & bits[pair[1]]
+        common = held[pair[0]] & held[pair[1]]
         first = bisect_left(descending, -k)
         for target in absorbers[first : first + SHARED_REMAINDER_SCAN]:
             if len(group) == cap // k:
                 break
-            if target not in paired and (both := common & bits[target]).bit_count() >= k:
+            if target not in paired and len(both := common & held[target]) >= k:
                 group.append(target)
                 paired.add(target)
                 common = both
@@ -947,9 +955,9 @@ def _shared_calls(holders: dict[int, tuple[int, ...]], groups: list[list[int]], 
         common = frozenset(holders[group[0]]).intersection(*(holders[t] for t in group[1:]))
         sharing = sorted(common)[:k]
         rects.append((tuple(sharing), tuple(sorted(group))))
-        taken = set(sharing)
+        taken = set(sharing).__contains__
         for target in group:
-            holders[target] = tuple(u for u in holders[target] if u not in taken)
+            holders[target] = tuple(filterfalse(taken, holders[target]))
     rest: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for target in sorted(holders):
         if holders[target]:
@@ -958,15 +966,15 @@ def _shared_calls(holders: dict[int, tuple[int, ...]], groups: list[list[int]], 
     return rects + [(u, t) for t, u in _by_rows(left, cap)]
 
 
-class _LazyBits(dict[int, int]):
-    """Each target's users as bits, made the first time they are asked for."""
+class _LazySets(dict[int, frozenset[int]]):
+    """Each target's users as a set (intersections cost the smaller side), made the first time it is asked for."""
 
     def __init__(self, holders: Mapping[int, tuple[int, ...]]) -> None:
         super().__init__()
         self.holders = holders
 
-    def __missing__(self, target: int) -> int:
-        found = self[target] = bitsets.mask(self.holders[target])
+    def __missing__(self, target: int) -> frozenset[int]:
+        found = self[target] = frozenset(self.holders[target])
         return found
 
 
