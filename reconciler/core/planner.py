@@ -783,7 +783,8 @@ def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, 
     holders: dict[int, tuple[int, ...]] = {}
     for targets, users in column_patterns:
         holders.update(dict.fromkeys(targets, users))
-    greedy = _greedy_groups(holders, cap)
+    held = _HeldSets(holders)  # both groupings test the same pairs: they share the sets and the answers
+    greedy = _greedy_groups(holders, cap, held)
     if not greedy:
         return None
     shared = _shared_calls(dict(holders), greedy, cap)
@@ -792,7 +793,7 @@ def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, 
     # share costs more than the calls it may save (a 750,000-cell role tiling: 0.5 s for none)
     if len(shared) - (partial - sum(map(len, greedy))) >= best or cells > SHARED_REMAINDER_MATCH_CELL_LIMIT:
         return shared
-    matched = _rematched(holders, greedy, cap)
+    matched = _rematched(holders, greedy, cap, held)
     if sorted(map(sorted, matched)) != sorted(map(sorted, greedy)):
         # targets of one column pattern share a partial call already, which the calls saved per group do not
         # count: the matched groups are kept only where they make fewer calls
@@ -802,7 +803,7 @@ def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, 
     return shared
 
 
-def _greedy_groups(holders: Mapping[int, tuple[int, ...]], cap: int) -> list[list[int]]:
+def _greedy_groups(holders: Mapping[int, tuple[int, ...]], cap: int, held: _HeldSets | None = None) -> list[list[int]]:
     """Targets that can share their partial last call, grouped greedily: each target with r <= 50 left over,
     largest first, leads a group and takes in every target it can, of those with n > 100 users and r' <= r."""
     order = sorted((t for t in holders if len(holders[t]) % cap), key=lambda t: (-(len(holders[t]) % cap), t))
@@ -812,7 +813,7 @@ def _greedy_groups(holders: Mapping[int, tuple[int, ...]], cap: int) -> list[lis
     descending = [-(len(holders[t]) % cap) for t in absorbers]  # for bisect: remainders, largest first
     groups: list[list[int]] = []
     grouped: set[int] = set()
-    held = _LazySets(holders)
+    held = _HeldSets(holders) if held is None else held
     # leads of one pattern (the same users: the same tuple) that is no absorber find the same group: a lead that
     # found none stands for all of them until a group forms
     missed: set[int] = set()
@@ -830,8 +831,11 @@ def _greedy_groups(holders: Mapping[int, tuple[int, ...]], cap: int) -> list[lis
                 break
             if target == lead:
                 continue
-            both = common & held[target]
-            if len(both) >= k:
+            if len(group) == 1:  # the lead's own users: a test the matching makes again
+                if held.share(lead, target, k):
+                    group.append(target)
+                    common = common & held[target]
+            elif len(both := common & held[target]) >= k:
                 group.append(target)
                 common = both
         if len(group) > 1:
@@ -845,7 +849,9 @@ def _greedy_groups(holders: Mapping[int, tuple[int, ...]], cap: int) -> list[lis
     return groups
 
 
-def _rematched(holders: Mapping[int, tuple[int, ...]], groups: list[list[int]], cap: int) -> list[list[int]]:
+def _rematched(
+    holders: Mapping[int, tuple[int, ...]], groups: list[list[int]], cap: int, held: _HeldSets | None = None
+) -> list[list[int]]:
     """The greedy groups with their pairs chosen again: as many pairs as the targets outside the larger groups
     allow (a maximum matching of the graph of targets that could share a call), each then taking in any target
     left that it can. Greedy pairing, largest remainders first, can take the one partner a later target
@@ -859,7 +865,7 @@ def _rematched(holders: Mapping[int, tuple[int, ...]], groups: list[list[int]], 
     free = sorted((t for t in holders if remainder[t] and t not in in_kept), key=lambda t: (-remainder[t], t))
     absorbers = [t for t in free if len(holders[t]) > cap]
     descending = [-remainder[t] for t in absorbers]
-    held = _LazySets(holders)
+    held = _HeldSets(holders) if held is None else held
     edges: set[tuple[int, int]] = set(pairs)
     partners: dict[int, list[int]] = {}  # pattern (its users' tuple) -> the absorbers its leads can share with
     for lead in free:
@@ -870,7 +876,7 @@ def _rematched(holders: Mapping[int, tuple[int, ...]], groups: list[list[int]], 
         if found is None:
             first = bisect_left(descending, -k)
             window = absorbers[first : first + SHARED_REMAINDER_SCAN]
-            found = [t for t in window if t != lead and len(held[lead] & held[t]) >= k]
+            found = [t for t in window if t != lead and held.share(lead, t, k)]
             if len(holders[lead]) <= cap:  # no absorber itself: the same for every lead of its pattern
                 partners[id(holders[lead])] = found
         edges.update((min(lead, target), max(lead, target)) for target in found)
@@ -966,15 +972,25 @@ def _shared_calls(holders: dict[int, tuple[int, ...]], groups: list[list[int]], 
     return rects + [(u, t) for t, u in _by_rows(left, cap)]
 
 
-class _LazySets(dict[int, frozenset[int]]):
-    """Each target's users as a set (intersections cost the smaller side), made the first time it is asked for."""
+class _HeldSets(dict[int, frozenset[int]]):
+    """Each target's users as a set (intersections cost the smaller side), made the first time it is asked for;
+    and whether a target holds k users of a lead's, remembered per lead's users (the tuple its pattern shares)."""
 
     def __init__(self, holders: Mapping[int, tuple[int, ...]]) -> None:
         super().__init__()
         self.holders = holders
+        self._shared: dict[tuple[int, int], bool] = {}
 
     def __missing__(self, target: int) -> frozenset[int]:
         found = self[target] = frozenset(self.holders[target])
+        return found
+
+    def share(self, lead: int, target: int, k: int) -> bool:
+        """Whether `target` holds at least k of `lead`'s users (k: the lead's remainder, so its users decide it)."""
+        key = (id(self.holders[lead]), target)
+        found = self._shared.get(key)
+        if found is None:
+            found = self._shared[key] = len(self[lead] & self[target]) >= k
         return found
 
 
