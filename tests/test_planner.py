@@ -406,6 +406,9 @@ def test_a_rectangle_whose_cells_a_neighbour_can_take_is_dropped() -> None:
     # widening by targets too: user 0 alone on 0-4 and 5-9
     halves = [((0,), (0, 1, 2, 3, 4)), ((0,), (5, 6, 7, 8, 9))]
     assert planner.eliminate(halves, {0: frozenset(range(10))}, {0: frozenset(range(10))}) == [((0,), tuple(range(10)))]
+    # and where the user may be given far more than the cap's worth of targets (revokes among don't-cares)
+    wide = {0: frozenset(range(150))}
+    assert planner.eliminate(halves, {0: frozenset(range(10))}, wide) == [((0,), tuple(range(10)))]
     # not where the widened rectangle would pass the cap or touch a cell that is not permitted
     assert planner.eliminate(split, rows, rows, cap=25) == split
     narrower = {**rows, 2: frozenset(range(9))}

@@ -473,8 +473,8 @@ class _Elimination:
         self.more_targets = [0] * len(rects)
         self.rooms = [self._room(index) for index in range(len(rects))]
         self.allowed = allowed
-        # user -> the targets of `allowed`, as bits (made per user, unless made for all already)
-        self._permits: dict[int, int] = dict(allowed.bits) if isinstance(allowed, _Shaped) else {}
+        # user -> the targets of `allowed`, as bits: made per user, unless the rows' are made already and are these
+        self._permits: dict[int, int] = dict(rows.bits) if allowed is rows and isinstance(rows, _Shaped) else {}
         self._shared: dict[int, int] = {}  # rectangle -> the targets all its users may be given, as bits
         by_target = sum(map(len, (targets for _, targets in rects))) < sum(map(len, (users for users, _ in rects)))
         self.coverage = _Coverage(rows, by_target)
@@ -484,10 +484,18 @@ class _Elimination:
             self.coverage.add(users, self.user_bits[index], targets, self.targets[index])
             if self.rooms[index]:  # room for one more user or target
                 self._index_roomy(index, users, targets)
+        # target -> the rectangles with room that every one of their users may be given it (their room and what
+        # they may be given only shrink as they widen, so this only ever lists too many); those that may be given
+        # more than the cap's worth (revokes among don't-cares) are listed for every target
         self.may_take: dict[int, set[int]] = defaultdict(set)
+        self.may_take_any: set[int] = set()
         for index in range(len(rects)):
             if self.more_targets[index] > 0:
-                for target in bitsets.members(self._permitted_to_all(index) & ~self.targets[index]):
+                takeable = self._permitted_to_all(index) & ~self.targets[index]
+                if takeable.bit_count() > cap:
+                    self.may_take_any.add(index)
+                    continue
+                for target in bitsets.members(takeable):
                     self.may_take[target].add(index)
 
     def _index_roomy(self, index: int, users: Iterable[int], targets: Iterable[int]) -> None:
@@ -552,8 +560,9 @@ class _Elimination:
             room = min(more_users[other], height - sharing_users[other]) * sharing_targets[other]
             if room > 0:
                 rooms[other] = room
-        may_take = set().union(*map(self.may_take.__getitem__, self.rects[index][1]))
-        for other in may_take.intersection(sharing_users):
+        may_take = self.may_take_any.intersection(sharing_users)
+        may_take.update(*(self.may_take[target].intersection(sharing_users) for target in self.rects[index][1]))
+        for other in may_take:
             if more_targets[other]:
                 takeable = its_targets & ~self.targets[other] & self._permitted_to_all(other)
                 room = min(more_targets[other], takeable.bit_count()) * sharing_users[other]
@@ -779,6 +788,8 @@ def _shared_remainders(column_patterns: list[Pattern], columns: int, best: int, 
     cells = sum(len(targets) * len(users) for targets, users in column_patterns)
     if columns - partial >= best or cells > SHARED_REMAINDER_CELL_LIMIT:  # a target saves one call at most
         return None
+    if not any(len(users) > cap and len(users) % cap for _, users in column_patterns):
+        return None  # no target can take in another's partial call
     # each target's users, as the patterns' own sorted tuples (not copied) until some are taken from it
     holders: dict[int, tuple[int, ...]] = {}
     for targets, users in column_patterns:
