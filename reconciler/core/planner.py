@@ -54,7 +54,7 @@ import heapq
 import math
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from functools import cached_property, lru_cache, reduce
 from itertools import accumulate, chain, combinations, filterfalse
 from operator import and_, or_
@@ -545,9 +545,7 @@ class _Elimination:
         del sharing_users[index], sharing_targets[index]
         return sharing_users, sharing_targets
 
-    def _rooms_over(
-        self, index: int, nearby: Iterable[int], sharing_users: Counter[int], sharing_targets: Counter[int]
-    ) -> dict[int, int]:
+    def _rooms_over(self, index: int, sharing_users: Counter[int], sharing_targets: Counter[int]) -> dict[int, int]:
         """The neighbours that could take cells of rectangle `index` by one widening, each with the most it
         could take: more of its users on the targets both have, or more of its targets (of those all its users
         may have) for the users both have. Cheap: if the ELIMINATE_STEPS largest do not add up to its own cells
@@ -579,7 +577,7 @@ class _Elimination:
         own = self.coverage.own(its_users, self.user_bits[index], its_targets, self.targets[index], most)
         if own is None:
             return
-        rooms = self._rooms_over(index, nearby, sharing_users, sharing_targets)
+        rooms = self._rooms_over(index, sharing_users, sharing_targets)
         if sum(heapq.nlargest(ELIMINATE_STEPS, rooms.values())) < sum(bits.bit_count() for bits in own.values()):
             return
         left = self.coverage.by_user(own)
@@ -836,19 +834,7 @@ def _greedy_groups(holders: Mapping[int, tuple[int, ...]], cap: int, held: _Held
         window = absorbers[first : first + SHARED_REMAINDER_SCAN]
         if not window:
             continue
-        group, common = [lead], held[lead]
-        for target in window:
-            if len(group) == cap // k:
-                break
-            if target == lead:
-                continue
-            if len(group) == 1:  # the lead's own users: a test the matching makes again
-                if held.share(lead, target, k):
-                    group.append(target)
-                    common = common & held[target]
-            elif len(both := common & held[target]) >= k:
-                group.append(target)
-                common = both
+        group = _take_in([lead], window, (lead,), k, held, cap)
         if len(group) > 1:
             groups.append(group)
             grouped.update(group)
@@ -905,19 +891,33 @@ def _rematched(
     paired = set(chain.from_iterable(pairs))
     grown = []
     for pair in pairs:
-        group = list(pair)
         k = max(remainder[t] for t in pair)
-        common = held[pair[0]] & held[pair[1]]
         first = bisect_left(descending, -k)
-        for target in absorbers[first : first + SHARED_REMAINDER_SCAN]:
-            if len(group) == cap // k:
-                break
-            if target not in paired and len(both := common & held[target]) >= k:
-                group.append(target)
-                paired.add(target)
-                common = both
+        group = _take_in(list(pair), absorbers[first : first + SHARED_REMAINDER_SCAN], paired, k, held, cap)
+        paired.update(group)
         grown.append(group)
     return kept + grown
+
+
+def _take_in(
+    group: list[int], window: Iterable[int], skip: Container[int], k: int, held: _HeldSets, cap: int
+) -> list[int]:
+    """`group` with each target of `window` (but those in `skip`) that holds k of the users every target of the
+    group holds, while the group's k x w call fits the cap."""
+    common = reduce(and_, map(held.__getitem__, group))
+    for target in window:
+        if len(group) == cap // k:
+            break
+        if target in skip:
+            continue
+        if len(group) == 1:  # the lead's own users: a test the matching makes again, remembered
+            if held.share(group[0], target, k):
+                group.append(target)
+                common &= held[target]
+        elif len(both := common & held[target]) >= k:
+            group.append(target)
+            common = both
+    return group
 
 
 def _augmentable(pairs: list[tuple[int, int]], edges: Iterable[tuple[int, int]]) -> set[int]:
