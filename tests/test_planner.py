@@ -9,6 +9,7 @@ import math
 import random
 from unittest import mock
 
+import networkx
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -330,7 +331,8 @@ def test_users_share_their_partial_last_calls_too() -> None:
 
 
 def greedy_groups_by_definition(holders: dict[int, tuple[int, ...]], cap: int) -> list[list[int]]:
-    """`_greedy_groups` as its docstring says, with none of its shortcuts (bits, failures kept per pattern)."""
+    """`_greedy_groups` as its docstring says, with none of its shortcuts (sets made once, pair tests and
+    failures remembered per pattern)."""
     remainder = {t: len(h) % cap for t, h in holders.items()}
     order = sorted((t for t in holders if remainder[t]), key=lambda t: (-remainder[t], t))
     grouped: set[int] = set()
@@ -388,8 +390,6 @@ def test_a_pattern_that_found_no_partner_looks_again_once_a_group_forms() -> Non
 def test_pairs_are_left_alone_only_where_no_larger_matching_exists(edges: set[tuple[int, int]]) -> None:
     """`_augmentable` may name too many targets, never too few: outside what it names, the pairs are a
     largest matching of the graph (checked against networkx)."""
-    import networkx
-
     pairs: list[tuple[int, int]] = []
     for a, b in sorted(edges):  # a maximal matching, first come first paired
         if all(a not in p and b not in p for p in pairs):
