@@ -558,3 +558,48 @@ def test_essential_rectangles_keep_the_fewest_calls_reachable(
         assert {(u, t) for u, r in rest.items() for t in r} == needed - touched
         left = {(u, t) for u, r in rest.items() for t in r}
         assert len(essential) + fewest_calls(left, permitted, cap) == fewest_calls(needed, permitted, cap)
+
+
+essential_rows = st.dictionaries(
+    st.integers(0, 30), st.frozensets(st.integers(0, 12), min_size=1, max_size=8), min_size=1, max_size=24
+)
+
+
+@given(
+    essential_rows, st.dictionaries(st.integers(0, 30), st.frozensets(st.integers(0, 12))), st.sampled_from([4, 6, 12])
+)
+@settings(max_examples=200, deadline=None)
+def test_essentials_skip_only_users_no_rectangle_can_start_from(
+    rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]], cap: int
+) -> None:
+    """A user none of whose columns fits the cap across its row is not searched again until cells are taken
+    from it or from one of its columns: the same rectangles as searching every user around each change."""
+    allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
+    for permitted in (rows, allowed):
+        found = planner.essentials(rows, permitted, cap)
+        with mock.patch.object(planner._Essentials, "_search", search_everyone):
+            assert found == planner.essentials(rows, permitted, cap)
+
+
+def search_everyone(self: planner._Essentials, users: list[int], changed: set[int]) -> None:
+    """`_Essentials._search` with no user skipped as stuck."""
+    missed: set[tuple[frozenset[int], int]] = set()
+    for user in users:
+        while self.left[user] and (self.permitted[user], self.left[user]) not in missed:
+            found = self._through(user)
+            if found is None:
+                missed.add((self.permitted[user], self.left[user]))
+                break
+            missed.clear()
+            self._take(*found, changed)
+
+
+@given(rows_strategy, st.sampled_from([5, 12, 100]))
+@settings(max_examples=150, deadline=None)
+def test_naive_covers_are_counted_as_they_would_be_made(rows: dict[int, frozenset[int]], cap: int) -> None:
+    patterns = planner._patterns(rows)
+    columns = planner._column_patterns(patterns)
+    assert planner._naive_count(patterns, cap) == len(planner._by_rows(patterns, cap))
+    assert planner._naive_count(columns, cap) == len(planner._by_rows(columns, cap))
+    naive_cover = min(len(planner._by_rows(patterns, cap)), len(planner._by_rows(columns, cap)))
+    assert planner._naive_calls(rows, cap) == naive_cover

@@ -264,11 +264,11 @@ class _Essentials:
         self.rects: list[Rect] = []
         self.narrowed: set[int] = set()  # users with cells taken
         self.height = {target: users.bit_count() for target, users in self.needing.items()}
-        todo = sorted(
-            chain.from_iterable(
-                users for row, users in patterns.items() if any(self.height[t] * len(row) <= cap for t in row)
-            )
-        )
+        startable = {row: any(self.height[t] * len(row) <= cap for t in row) for row in patterns}
+        todo = sorted(chain.from_iterable(users for row, users in patterns.items() if startable[row]))
+        # users none of whose needed cells can start a rectangle within the cap (they would search in vain); only
+        # taking cells from one of them, or from a column it needs (which shortens the column), can change that
+        self.stuck = set(chain.from_iterable(users for row, users in patterns.items() if not startable[row]))
         while todo:
             changed: set[int] = set()
             self._search(todo, changed)
@@ -280,8 +280,9 @@ class _Essentials:
         # users with the same permitted row and the same needs find the same rectangle: a miss holds for all
         # of them until something is taken
         missed: set[tuple[frozenset[int], int]] = set()
+        stuck = self.stuck
         for user in users:
-            while self.left[user] and (self.permitted[user], self.left[user]) not in missed:
+            while self.left[user] and user not in stuck and (self.permitted[user], self.left[user]) not in missed:
                 found = self._through(user)
                 if found is None:
                     missed.add((self.permitted[user], self.left[user]))
@@ -292,11 +293,9 @@ class _Essentials:
     def _through(self, user: int) -> tuple[int, int] | None:
         """An essential rectangle through one of the user's needed cells, as (users, targets) bits."""
         own = self.left[user].bit_count()
-        if own > self.cap:
-            return None
-        # the rectangle holds every user needing its target: a cheap first test of the cap
-        candidates = [t for t in bitsets.members(self.left[user]) if self.height[t] * own <= self.cap]
+        candidates = self._candidates(user)
         if not candidates:
+            self.stuck.add(user)
             return None
         around = self.permitted[user]
         needing_around = 0
@@ -314,6 +313,13 @@ class _Essentials:
                 return users, targets
         return None
 
+    def _candidates(self, user: int) -> list[int]:
+        """The user's needed targets whose column, times the user's row, fits the cap: a rectangle through that
+        cell holds every user needing the target, so no other can start an essential one."""
+        left = self.left[user]
+        own = left.bit_count()
+        return [t for t in bitsets.members(left) if self.height[t] * own <= self.cap]
+
     def _take(self, users: int, targets: int, changed: set[int]) -> None:
         user_list, target_list = bitsets.members(users), bitsets.members(targets)
         self.rects.append((tuple(user_list), tuple(target_list)))
@@ -324,6 +330,19 @@ class _Essentials:
             self.height[target] = self.needing[target].bit_count()
         changed.update(target_list)
         self.narrowed.update(user_list)
+        for user in user_list:
+            if self._candidates(user):
+                self.stuck.discard(user)
+            else:
+                self.stuck.add(user)
+        # a shorter column may now fit the cap across the rows of stuck users needing it
+        for target in target_list:
+            height = self.height[target]
+            if 0 < height <= self.cap:
+                widest = self.cap // height
+                for user in bitsets.members(self.needing[target]):
+                    if user in self.stuck and self.left[user].bit_count() <= widest:
+                        self.stuck.discard(user)
 
 
 def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
@@ -337,34 +356,44 @@ def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
     if len(small) < 2 or len(small) > MERGE_LIMIT:
         return rects
     kept = [r for r in rects if len(r[0]) * len(r[1]) > cap // 2]
-    merged: list[tuple[set[int], set[int]]] = []
+    permits = _shaped(allowed).bits
+    # a group as bits: its users, its targets, and the targets all its users may have
+    merged: list[list[int]] = []
     by_user: dict[int, set[int]] = defaultdict(set)
     by_target: dict[int, set[int]] = defaultdict(set)
     for users, targets in small:
+        user_bits, target_bits = bitsets.mask(users), bitsets.mask(targets)
+        shared = reduce(and_, (permits.get(u, 0) for u in users))
         # candidates: groups sharing a user or a target, and the most recent few (bounded work per rectangle)
         nearby = set().union(*(by_user[u] for u in users), *(by_target[t] for t in targets))
         nearby.update(range(max(0, len(merged) - MERGE_WINDOW), len(merged)))
+        height, width = len(users), len(targets)
         for index in sorted(nearby):
-            group_users, group_targets = merged[index]
-            if max(len(group_users), len(users)) * max(len(group_targets), len(targets)) > cap:
+            group = merged[index]
+            group_users, group_targets, group_shared, group_height, group_width = group
+            if max(group_height, height) * max(group_width, width) > cap:
                 continue  # the union is at least as tall and as wide as either
-            if len(group_users.union(users)) * len(group_targets.union(targets)) > cap:
+            union_height, union_width = (group_users | user_bits).bit_count(), (group_targets | target_bits).bit_count()
+            if union_height * union_width > cap:
                 continue
             # each side already fits its own cells, so only the cross cells need checking
-            if all(allowed.get(u, frozenset()).issuperset(group_targets) for u in users) and all(
-                allowed.get(u, frozenset()).issuperset(targets) for u in group_users
-            ):
-                group_users.update(users)
-                group_targets.update(targets)
+            if not group_targets & ~shared and not target_bits & ~group_shared:
+                group[:] = (
+                    group_users | user_bits,
+                    group_targets | target_bits,
+                    group_shared & shared,
+                    union_height,
+                    union_width,
+                )
                 break
         else:
             index = len(merged)
-            merged.append((set(users), set(targets)))
+            merged.append([user_bits, target_bits, shared, height, width])
         for u in users:
             by_user[u].add(index)
         for t in targets:
             by_target[t].add(index)
-    return kept + [(tuple(sorted(u)), tuple(sorted(t))) for u, t in merged]
+    return kept + [(tuple(bitsets.members(u)), tuple(bitsets.members(t))) for u, t, *_ in merged]
 
 
 def eliminate(rects: list[Rect], rows: Rows, allowed: Rows, cap: int = CAP) -> list[Rect]:
@@ -484,19 +513,6 @@ class _Elimination:
             self.coverage.add(users, self.user_bits[index], targets, self.targets[index])
             if self.rooms[index]:  # room for one more user or target
                 self._index_roomy(index, users, targets)
-        # target -> the rectangles with room that every one of their users may be given it (their room and what
-        # they may be given only shrink as they widen, so this only ever lists too many); those that may be given
-        # more than the cap's worth (revokes among don't-cares) are listed for every target
-        self.may_take: dict[int, set[int]] = defaultdict(set)
-        self.may_take_any: set[int] = set()
-        for index in range(len(rects)):
-            if self.more_targets[index] > 0:
-                takeable = self._permitted_to_all(index) & ~self.targets[index]
-                if takeable.bit_count() > cap:
-                    self.may_take_any.add(index)
-                    continue
-                for target in bitsets.members(takeable):
-                    self.may_take[target].add(index)
 
     def _index_roomy(self, index: int, users: Iterable[int], targets: Iterable[int]) -> None:
         for user in users:
@@ -558,9 +574,7 @@ class _Elimination:
             room = min(more_users[other], height - sharing_users[other]) * sharing_targets[other]
             if room > 0:
                 rooms[other] = room
-        may_take = self.may_take_any.intersection(sharing_users)
-        may_take.update(*(self.may_take[target].intersection(sharing_users) for target in self.rects[index][1]))
-        for other in may_take:
+        for other in sharing_users:
             if more_targets[other]:
                 takeable = its_targets & ~self.targets[other] & self._permitted_to_all(other)
                 room = min(more_targets[other], takeable.bit_count()) * sharing_users[other]
@@ -569,16 +583,12 @@ class _Elimination:
         return rooms
 
     def try_dropping(self, index: int) -> None:
-        sharing_users, sharing_targets = self._neighbours(index)
-        nearby = sharing_users.keys() | sharing_targets.keys()
+        rooms = self._rooms_over(index, *self._neighbours(index))
         # with no neighbour that can widen (all of a full tiling) only a rectangle with no cells of its own goes
-        most = sum(heapq.nlargest(ELIMINATE_STEPS, (self.rooms[o] for o in nearby)))
+        most = sum(heapq.nlargest(ELIMINATE_STEPS, rooms.values()))
         its_users, its_targets = self.rects[index]
         own = self.coverage.own(its_users, self.user_bits[index], its_targets, self.targets[index], most)
         if own is None:
-            return
-        rooms = self._rooms_over(index, sharing_users, sharing_targets)
-        if sum(heapq.nlargest(ELIMINATE_STEPS, rooms.values())) < sum(bits.bit_count() for bits in own.values()):
             return
         left = self.coverage.by_user(own)
         widened: dict[int, _Widened] = {}
@@ -675,21 +685,36 @@ def cover_exact(rows: Rows, cap: int = CAP) -> list[Rect]:
     floor = lower_bound(sum(len(r) for r in rows.values()), cap)
     patterns = _patterns(rows)
     column_patterns = _column_patterns(patterns)
-    by_rows, by_columns = _by_rows(patterns, cap), _by_rows(column_patterns, cap)
-    best = [(u, t) for t, u in by_columns] if len(by_columns) < len(by_rows) else by_rows
+    by_rows, by_columns = _naive_count(patterns, cap), _naive_count(column_patterns, cap)
+    fewest = min(by_rows, by_columns)
+    best: list[Rect] | None = None  # the naive cover, made only if nothing beats it
     # a shared call is (holders, keys): users x targets for the columns' remainders, the transpose for the rows'
     for keyed, calls, transpose in ((column_patterns, by_columns, False), (patterns, by_rows, True)):
-        if len(best) > floor:
-            shared = _shared_remainders(keyed, len(calls), len(best), cap)
-            if shared is not None and len(shared) < len(best):
+        if fewest > floor:
+            shared = _shared_remainders(keyed, calls, fewest, cap)
+            if shared is not None and len(shared) < fewest:
                 best = [(u, t) for t, u in shared] if transpose else shared
+                fewest = len(best)
+    if best is None:
+        if by_columns < by_rows:
+            return [(u, t) for t, u in _by_rows(column_patterns, cap)]
+        return _by_rows(patterns, cap)
     return best
 
 
+def _naive_count(patterns: Iterable[Pattern], cap: int) -> int:
+    """The calls `_by_rows` makes, counted without making them."""
+    return sum(_tile_calls(len(users), len(targets), cap) for users, targets in patterns)
+
+
 def _naive_calls(rows: Rows, cap: int = CAP) -> int:
-    """The calls of the better naive cover (`cover_exact`'s first), counted without making it."""
-    patterns = _patterns(rows)
-    return min(sum(_tile_calls(len(u), len(t), cap) for u, t in ps) for ps in (patterns, _column_patterns(patterns)))
+    """The calls of the better naive cover (`cover_exact`'s first), counted without making it: the distinct
+    columns are the targets with the same users, counted from each target's users as bits."""
+    shaped = _shaped(rows)
+    by_rows = sum(_tile_calls(len(users), len(row), cap) for row, users in shaped.groups.items())
+    columns = Counter(shaped.holders.values())
+    by_columns = sum(_tile_calls(targets, users.bit_count(), cap) for users, targets in columns.items())
+    return min(by_rows, by_columns)
 
 
 class _Shaped(dict[int, frozenset[int]]):
