@@ -88,8 +88,9 @@ def test_bitsets_round_trip_a_set_of_small_integers() -> None:
     assert bitsets.mask([0, 3, 64]) == 1 | 8 | (1 << 64)
     assert bitsets.members(bitsets.mask([64, 3, 0, 3])) == [0, 3, 64]
     assert bitsets.members(0) == [] and bitsets.mask([]) == 0
-    # few items and many (listed two ways) give the same increasing list
-    for items in ([5, 17, 9000], list(range(0, 3000, 7)), [0, *range(40, 80), 10_000]):
+    # few items and many, sparse and dense (listed three ways), give the same increasing list
+    sparse, dense = [0, *range(40, 80), 10_000], [*range(1, 3000, 2), 4095]
+    for items in ([5, 17, 9000], list(range(0, 3000, 7)), sparse, dense, list(range(500)), list(range(17))):
         assert bitsets.members(bitsets.mask(items)) == sorted(items)
 
 

@@ -351,28 +351,11 @@ def _to_batches(
     cap: int,
 ) -> list[Batch]:
     rows = cells.rows if isinstance(cells, CellRows) else _rows(cells)
-    # the planner works on integers; indices follow sorted names so that the plan is deterministic
-    distinct = {id(row): row for row in rows.values()}
-    targets = sorted(set().union(*distinct.values(), *(allowed or {}).values()))
-    target_index = {t: i for i, t in enumerate(targets)}
-    users = sorted(set(rows).union(allowed or {}))
-    user_index = {u: i for i, u in enumerate(users)}
-    # users of one role share one row object: 100,000 rows of 30 targets are 60 sets, not 100,000
-    shared: dict[frozenset[int], frozenset[int]] = {}
-    numbered: dict[int, frozenset[int]] = {}
-    for key, row in distinct.items():
-        numbers = frozenset(map(target_index.__getitem__, row))
-        numbered[key] = shared.setdefault(numbers, numbers)
-    int_rows = {user_index[user]: numbered[id(row)] for user, row in rows.items()}
-    del distinct, shared, numbered
-    int_allowed = None
-    if allowed is not None:
-        int_allowed = {user_index[u]: frozenset(target_index[t] for t in r) for u, r in allowed.items()}
-    batches = []
-    for rect_users, rect_targets in planner.cover(int_rows, int_allowed, cap):
-        chosen = sorted((targets[i] for i in rect_targets), key=_in_file_order)
-        batches.append(Batch.of(operation, [users[i] for i in rect_users], chosen, expire_day))
-    return batches
+    # the planner numbers users and targets itself, and hands them back sorted: the plan is deterministic
+    return [
+        Batch.of(operation, list(users), sorted(targets, key=_in_file_order), expire_day)
+        for users, targets in planner.cover(rows, allowed, cap)
+    ]
 
 
 def exact_batches(

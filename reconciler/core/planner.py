@@ -56,10 +56,14 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
 from functools import cached_property, lru_cache, reduce
-from itertools import accumulate, chain, combinations, filterfalse
+from itertools import accumulate, chain, combinations, filterfalse, repeat
 from operator import and_, or_
+from typing import TYPE_CHECKING, TypeVar
 
 from reconciler.vocabulary import bitsets
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
 
 CAP = 100
 DONT_CARE_CELL_LIMIT = 1_000_000
@@ -77,6 +81,9 @@ BLOCK_SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 25, 33, 50, 100)
 
 Rect = tuple[tuple[int, ...], tuple[int, ...]]
 Rows = Mapping[int, frozenset[int]]
+# `cover` takes users and targets by any names that sort (a plan's user IDs and targets); the rest by number
+User = TypeVar("User", bound="SupportsRichComparison")
+Target = TypeVar("Target", bound="SupportsRichComparison")
 Pattern = tuple[tuple[int, ...], tuple[int, ...]]  # sorted users (or targets) sharing one sorted row
 Concept = tuple[tuple[int, ...], tuple[int, ...], int, int]  # users, targets, and both as bit masks
 
@@ -153,10 +160,14 @@ def _cut(users: Sequence[int], targets: Sequence[int], widths: Iterable[int], ca
 # ---- exact cover (no cell outside the input) ----------------------------------------------------------
 
 
-def cover(rows: Rows, allowed: Rows | None = None, cap: int = CAP) -> list[Rect]:
-    """Rectangles covering every cell of `rows`, touching only cells of `rows` or of `allowed`.
+def cover(
+    rows: Mapping[User, frozenset[Target]], allowed: Mapping[User, frozenset[Target]] | None = None, cap: int = CAP
+) -> list[tuple[tuple[User, ...], tuple[Target, ...]]]:
+    """Rectangles covering every cell of `rows`, touching only cells of `rows` or of `allowed`, each with its
+    users and its targets in increasing order.
 
-    `allowed[u]` (a superset of `rows[u]`) names the don't-care cells a rectangle may also touch.
+    `allowed[u]` (a superset of `rows[u]`) names the don't-care cells a rectangle may also touch. Users and
+    targets are numbered here, once, in the order the strategies below want them (`_by_frequency`).
     """
     rows = {u: r for u, r in rows.items() if r}
     if not rows:
@@ -180,21 +191,26 @@ def cover(rows: Rows, allowed: Rows | None = None, cap: int = CAP) -> list[Rect]
 
 
 def _by_frequency(
-    rows: Rows, allowed: Rows | None, distinct: Mapping[int, frozenset[int]]
-) -> tuple[list[int], list[int]]:
+    rows: Mapping[User, frozenset[Target]],
+    allowed: Mapping[User, frozenset[Target]] | None,
+    distinct: Mapping[int, frozenset[Target]],
+) -> tuple[list[User], list[Target]]:
     """Users from the fewest needed cells to the most, and targets from the fewest users needing them to the
     most (ties in the given order). Rows are cut into strips in this order, so the targets most users share
     fall into the same strips of different users' rows, where merging and elimination can combine them:
     americas_large 1,979-1,981 calls under six random renamings, where the names' order gave 2,036-2,048.
     `distinct` holds each row object of `rows` by its id."""
-    holders: Counter[int] = Counter()
-    for key, count in Counter(id(row) for row in rows.values()).items():
-        for target in distinct[key]:
-            holders[target] += count
-    everyone = set(rows).union(allowed or ())
-    every_target = set(holders).union(*(allowed or {}).values())
-    users = sorted(everyone, key=lambda user: (len(rows.get(user, ())), user))
-    return users, sorted(every_target, key=lambda target: (holders[target], target))
+    holders: Counter[Target] = Counter()
+    for key, count in Counter(map(id, rows.values())).items():
+        if count == 1:
+            holders.update(distinct[key])  # counted in C: most rows of a scattered input are one user's
+        else:
+            for target in distinct[key]:
+                holders[target] += count
+    by_name = sorted(set(rows).union(allowed or ()))
+    needed = dict(zip(by_name, map(len, map(rows.get, by_name, repeat(()))), strict=True))
+    every_target = sorted(set(holders).union(*(allowed or {}).values()))
+    return sorted(by_name, key=needed.__getitem__), sorted(every_target, key=holders.__getitem__)
 
 
 def _cover(plain_rows: Rows, plain_allowed: Rows | None, cap: int) -> list[Rect]:
@@ -264,7 +280,7 @@ class _Essentials:
         self.rects: list[Rect] = []
         self.narrowed: set[int] = set()  # users with cells taken
         self.height = {target: users.bit_count() for target, users in self.needing.items()}
-        startable = {row: any(self.height[t] * len(row) <= cap for t in row) for row in patterns}
+        startable = {row: min(map(self.height.__getitem__, row)) * len(row) <= cap for row in patterns}
         todo = sorted(chain.from_iterable(users for row, users in patterns.items() if startable[row]))
         # users none of whose needed cells can start a rectangle within the cap (they would search in vain); only
         # taking cells from one of them, or from a column it needs (which shortens the column), can change that
@@ -330,12 +346,11 @@ class _Essentials:
             self.height[target] = self.needing[target].bit_count()
         changed.update(target_list)
         self.narrowed.update(user_list)
+        # a shorter row, or a shorter column, may now fit the cap for a stuck user (the others are found stuck, if
+        # they are, when next searched)
         for user in user_list:
-            if self._candidates(user):
+            if user in self.stuck and self._candidates(user):
                 self.stuck.discard(user)
-            else:
-                self.stuck.add(user)
-        # a shorter column may now fit the cap across the rows of stuck users needing it
         for target in target_list:
             height = self.height[target]
             if 0 < height <= self.cap:
@@ -487,9 +502,9 @@ class _Coverage:
 
 
 class _Elimination:
-    """The rectangles (users as sets, targets as bits), how many of them cover each cell (`_Coverage`), and which
-    of them with room for one more user or target (the only ones that can take cells over: most of a cover is
-    full) touch each user and each target."""
+    """The rectangles (users as sets, targets as bits), how many of them cover each cell (`_Coverage`), which of
+    them with room for one more target touch each user, and which with room for one more user touch each target
+    (the only ones that can take cells over: most of a cover is full)."""
 
     def __init__(self, rects: list[Rect], rows: Rows, allowed: Rows, cap: int) -> None:
         self.rects = list(rects)
@@ -500,32 +515,39 @@ class _Elimination:
         self.cap = cap
         self.more_users = [0] * len(rects)
         self.more_targets = [0] * len(rects)
-        self.rooms = [self._room(index) for index in range(len(rects))]
+        for index in range(len(rects)):
+            self._measure_room(index)
         self.allowed = allowed
         # user -> the targets of `allowed`, as bits: made per user, unless the rows' are made already and are these
         self._permits: dict[int, int] = dict(rows.bits) if allowed is rows and isinstance(rows, _Shaped) else {}
         self._shared: dict[int, int] = {}  # rectangle -> the targets all its users may be given, as bits
         by_target = sum(map(len, (targets for _, targets in rects))) < sum(map(len, (users for users, _ in rects)))
         self.coverage = _Coverage(rows, by_target)
-        self.roomy_at_user: dict[int, set[int]] = defaultdict(set)
-        self.roomy_at_target: dict[int, set[int]] = defaultdict(set)
+        # a neighbour takes cells by more targets for users both have, or by more users on targets both have
+        self.taking_targets_at_user: dict[int, set[int]] = defaultdict(set)
+        self.taking_users_at_target: dict[int, set[int]] = defaultdict(set)
         for index, (users, targets) in enumerate(rects):
             self.coverage.add(users, self.user_bits[index], targets, self.targets[index])
-            if self.rooms[index]:  # room for one more user or target
-                self._index_roomy(index, users, targets)
+            self._index(index, users, targets)
 
-    def _index_roomy(self, index: int, users: Iterable[int], targets: Iterable[int]) -> None:
-        for user in users:
-            self.roomy_at_user[user].add(index)
-        for target in targets:
-            self.roomy_at_target[target].add(index)
+    def _index(self, index: int, users: Iterable[int], targets: Iterable[int]) -> None:
+        """List rectangle `index` at these of its users if it has room for more targets, and at these of its
+        targets if it has room for more users."""
+        if self.more_targets[index] > 0:
+            for user in users:
+                self.taking_targets_at_user[user].add(index)
+        if self.more_users[index] > 0:
+            for target in targets:
+                self.taking_users_at_target[target].add(index)
 
-    def _unindex_roomy(self, index: int) -> None:
+    def _unindex(self, index: int, at_users: bool = True, at_targets: bool = True) -> None:
         users, targets = self.rects[index]
-        for user in users:
-            self.roomy_at_user[user].discard(index)
-        for target in targets:
-            self.roomy_at_target[target].discard(index)
+        if at_users:
+            for user in users:
+                self.taking_targets_at_user[user].discard(index)
+        if at_targets:
+            for target in targets:
+                self.taking_users_at_target[target].discard(index)
 
     def result(self) -> list[Rect]:
         return [rect for rect, alive in zip(self.rects, self.alive, strict=True) if alive]
@@ -545,45 +567,37 @@ class _Elimination:
             self._shared[index] = found
         return found
 
-    def _room(self, index: int) -> int:
-        """The most cells rectangle `index` could take over by one widening, whatever they are; and how many
-        more users, and how many more targets, it has room for."""
+    def _measure_room(self, index: int) -> None:
+        """How many more users, and how many more targets, rectangle `index` has room for."""
         height, width = len(self.users[index]), self.targets[index].bit_count()
         self.more_users[index], self.more_targets[index] = self.cap // width - height, self.cap // height - width
-        return max(self.more_users[index] * width, self.more_targets[index] * height)
 
-    def _neighbours(self, index: int) -> tuple[Counter[int], Counter[int]]:
-        """The other rectangles with room that share users or targets with rectangle `index`, each with how
-        many users, and how many targets, it shares (counted in C: this runs for every rectangle)."""
-        its_users, its_targets = self.rects[index]
-        sharing_users = Counter(chain.from_iterable(map(self.roomy_at_user.__getitem__, its_users)))
-        sharing_targets = Counter(chain.from_iterable(map(self.roomy_at_target.__getitem__, its_targets)))
-        del sharing_users[index], sharing_targets[index]
-        return sharing_users, sharing_targets
-
-    def _rooms_over(self, index: int, sharing_users: Counter[int], sharing_targets: Counter[int]) -> dict[int, int]:
+    def _rooms_over(self, index: int) -> dict[int, int]:
         """The neighbours that could take cells of rectangle `index` by one widening, each with the most it
         could take: more of its users on the targets both have, or more of its targets (of those all its users
         may have) for the users both have. Cheap: if the ELIMINATE_STEPS largest do not add up to its own cells
-        (almost every rectangle of a cover), nothing is searched, and the search looks only at these neighbours."""
-        height = len(self.rects[index][0])
-        its_targets = self.targets[index]
-        more_users, more_targets = self.more_users, self.more_targets
+        (almost every rectangle of a cover), nothing is searched, and the search looks only at these neighbours.
+        The users and the targets each neighbour shares are counted in C: this runs for every rectangle."""
+        its_users, its_target_list = self.rects[index]
+        its_targets, its_user_bits, height = self.targets[index], self.user_bits[index], len(its_users)
+        sharing_targets = Counter(chain.from_iterable(map(self.taking_users_at_target.__getitem__, its_target_list)))
+        sharing_users = Counter(chain.from_iterable(map(self.taking_targets_at_user.__getitem__, its_users)))
+        del sharing_users[index], sharing_targets[index]
         rooms = {}
-        for other in sharing_targets:
-            room = min(more_users[other], height - sharing_users[other]) * sharing_targets[other]
+        for other, shared_targets in sharing_targets.items():
+            shared_users = (its_user_bits & self.user_bits[other]).bit_count()
+            room = min(self.more_users[other], height - shared_users) * shared_targets
             if room > 0:
                 rooms[other] = room
-        for other in sharing_users:
-            if more_targets[other]:
-                takeable = its_targets & ~self.targets[other] & self._permitted_to_all(other)
-                room = min(more_targets[other], takeable.bit_count()) * sharing_users[other]
-                if room > rooms.get(other, 0):
-                    rooms[other] = room
+        for other, shared_users in sharing_users.items():
+            takeable = its_targets & ~self.targets[other] & self._permitted_to_all(other)
+            room = min(self.more_targets[other], takeable.bit_count()) * shared_users
+            if room > rooms.get(other, 0):
+                rooms[other] = room
         return rooms
 
     def try_dropping(self, index: int) -> None:
-        rooms = self._rooms_over(index, *self._neighbours(index))
+        rooms = self._rooms_over(index)
         # with no neighbour that can widen (all of a full tiling) only a rectangle with no cells of its own goes
         most = sum(heapq.nlargest(ELIMINATE_STEPS, rooms.values()))
         its_users, its_targets = self.rects[index]
@@ -611,7 +625,7 @@ class _Elimination:
         if left:
             return
         self.alive[index] = False
-        self._unindex_roomy(index)
+        self._unindex(index)
         self.coverage.remove(its_users, self.user_bits[index], its_targets, self.targets[index])
         for other, (users, targets, permitted) in widened.items():
             new_users = sorted(users - self.users[other])
@@ -625,11 +639,10 @@ class _Elimination:
             self.rects[other] = (tuple(sorted((*old_users, *new_users))), tuple(sorted((*old_targets, *new_targets))))
             self.users[other], self.targets[other], self._shared[other] = users, targets, permitted
             self.user_bits[other] |= bitsets.mask(new_users)
-            self.rooms[other] = self._room(other)
-            if self.rooms[other]:
-                self._index_roomy(other, new_users, new_targets)
-            else:
-                self._unindex_roomy(other)
+            # room only shrinks as a rectangle widens: it stays listed where it still has some
+            self._measure_room(other)
+            self._index(other, new_users, new_targets)
+            self._unindex(other, at_users=not self.more_targets[other] > 0, at_targets=not self.more_users[other] > 0)
 
     def _best_widening(
         self, rooms: Mapping[int, int], left: dict[int, int], widened: dict[int, _Widened]

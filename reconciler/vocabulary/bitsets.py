@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from itertools import compress
 
 _FEW = 16  # items below which taking the lowest bit off, one at a time, is the faster way to list a set
+_DENSE = 8  # past one item in this many positions, reading every position beats searching for the next item
+_DIGIT_VALUES = bytes.maketrans(b"01", b"\x00\x01")
 
 
 def mask(items: Iterable[int]) -> int:
@@ -28,18 +31,22 @@ def transposed(rows: Mapping[int, int]) -> dict[int, int]:
 
 def members(bits: int) -> list[int]:
     """The items of a set, in increasing order."""
-    if bits.bit_count() <= _FEW:
+    count = bits.bit_count()
+    if count <= _FEW:
         found = []
         while bits:
             lowest = bits & -bits
             found.append(lowest.bit_length() - 1)
             bits ^= lowest
         return found
-    # each `^=` above copies the whole int: past a few items, finding the ones in its binary text is faster
+    # each `^=` above copies the whole int: past a few items, the set is read from its binary text instead
     text = bin(bits)[:1:-1]  # item i at index i
-    found = []
-    index = text.find("1")
-    while index >= 0:
-        found.append(index)
-        index = text.find("1", index + 1)
-    return found
+    if count * _DENSE < len(text):
+        found = []
+        index = text.find("1")
+        while index >= 0:
+            found.append(index)
+            index = text.find("1", index + 1)
+        return found
+    # dense: one pass in C over every position (a tenth of the time per item where most positions are set)
+    return list(compress(range(len(text)), text.encode().translate(_DIGIT_VALUES)))
