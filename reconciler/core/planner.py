@@ -129,6 +129,7 @@ def _strips(across: int, length: int, cap: int) -> tuple[int, tuple[int, ...]]:
     return best[length], tuple(sorted(widths, reverse=True))
 
 
+@lru_cache(maxsize=4096)
 def _tile_calls(height: int, width: int, cap: int) -> int:
     """The calls `tile` makes for a full rectangle of this shape."""
     return min(_strips(height, width, cap)[0], _strips(width, height, cap)[0])
@@ -200,14 +201,14 @@ def _by_frequency(
     fall into the same strips of different users' rows, where merging and elimination can combine them:
     americas_large 1,979-1,981 calls under six random renamings, where the names' order gave 2,036-2,048.
     `distinct` holds each row object of `rows` by its id."""
-    holders: Counter[Target] = Counter()
-    for key, count in Counter(map(id, rows.values())).items():
-        if count == 1:
-            holders.update(distinct[key])  # counted in C: most rows of a scattered input are one user's
-        else:
+    users_of_row = Counter(map(id, rows.values()))
+    # counted in C where a row is one user's (most rows of a scattered input), per row where users share it
+    holders = Counter(chain.from_iterable(distinct[key] for key, count in users_of_row.items() if count == 1))
+    for key, count in users_of_row.items():
+        if count > 1:
             for target in distinct[key]:
                 holders[target] += count
-    by_name = sorted(set(rows).union(allowed or ()))
+    by_name = sorted(rows if allowed is None else set(rows).union(allowed))
     needed = dict(zip(by_name, map(len, map(rows.get, by_name, repeat(()))), strict=True))
     every_target = sorted(set(holders).union(*(allowed or {}).values()))
     return sorted(by_name, key=needed.__getitem__), sorted(every_target, key=holders.__getitem__)
@@ -372,8 +373,12 @@ def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
         return rects
     kept = [r for r in rects if len(r[0]) * len(r[1]) > cap // 2]
     permits = _shaped(allowed).bits
-    # a group as bits: its users, its targets, and the targets all its users may have
-    merged: list[list[int]] = []
+    # each group: its users and its targets as bits, the targets all its users may have, and its height and width
+    group_users: list[int] = []
+    group_targets: list[int] = []
+    group_shared: list[int] = []
+    heights: list[int] = []
+    widths: list[int] = []
     by_user: dict[int, set[int]] = defaultdict(set)
     by_target: dict[int, set[int]] = defaultdict(set)
     for users, targets in small:
@@ -381,34 +386,37 @@ def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
         shared = reduce(and_, (permits.get(u, 0) for u in users))
         # candidates: groups sharing a user or a target, and the most recent few (bounded work per rectangle)
         nearby = set().union(*(by_user[u] for u in users), *(by_target[t] for t in targets))
-        nearby.update(range(max(0, len(merged) - MERGE_WINDOW), len(merged)))
+        nearby.update(range(max(0, len(heights) - MERGE_WINDOW), len(heights)))
         height, width = len(users), len(targets)
-        for index in sorted(nearby):
-            group = merged[index]
-            group_users, group_targets, group_shared, group_height, group_width = group
-            if max(group_height, height) * max(group_width, width) > cap:
-                continue  # the union is at least as tall and as wide as either
-            union_height, union_width = (group_users | user_bits).bit_count(), (group_targets | target_bits).bit_count()
-            if union_height * union_width > cap:
+        # the union is at least as tall and as wide as either
+        fitting = [i for i in sorted(nearby) if max(heights[i], height) * max(widths[i], width) <= cap]
+        for index in fitting:
+            union_width = (group_targets[index] | target_bits).bit_count()
+            if union_width * max(heights[index], height) > cap:
                 continue
             # each side already fits its own cells, so only the cross cells need checking
-            if not group_targets & ~shared and not target_bits & ~group_shared:
-                group[:] = (
-                    group_users | user_bits,
-                    group_targets | target_bits,
-                    group_shared & shared,
-                    union_height,
-                    union_width,
-                )
+            if group_targets[index] & ~shared or target_bits & ~group_shared[index]:
+                continue
+            union_height = (group_users[index] | user_bits).bit_count()
+            if union_height * union_width <= cap:
+                group_users[index] |= user_bits
+                group_targets[index] |= target_bits
+                group_shared[index] &= shared
+                heights[index], widths[index] = union_height, union_width
                 break
         else:
-            index = len(merged)
-            merged.append([user_bits, target_bits, shared, height, width])
+            index = len(heights)
+            group_users.append(user_bits)
+            group_targets.append(target_bits)
+            group_shared.append(shared)
+            heights.append(height)
+            widths.append(width)
         for u in users:
             by_user[u].add(index)
         for t in targets:
             by_target[t].add(index)
-    return kept + [(tuple(bitsets.members(u)), tuple(bitsets.members(t))) for u, t, *_ in merged]
+    merged = zip(group_users, group_targets, strict=True)
+    return kept + [(tuple(bitsets.members(u)), tuple(bitsets.members(t))) for u, t in merged]
 
 
 def eliminate(rects: list[Rect], rows: Rows, allowed: Rows, cap: int = CAP) -> list[Rect]:
