@@ -759,7 +759,8 @@ def _shaped(rows: Rows) -> _Shaped:
 
 
 def _groups(rows: Rows) -> dict[frozenset[int], list[int]]:
-    """The users of each distinct non-empty row, in increasing order."""
+    """The users of each distinct non-empty row, in increasing order; the rows in the order their first users
+    come."""
     groups: dict[frozenset[int], list[int]] = defaultdict(list)
     for user in sorted(rows):
         if rows[user]:
@@ -786,8 +787,9 @@ def _holders(groups: Mapping[frozenset[int], list[int]]) -> dict[int, int]:
 
 
 def _patterns(rows: Rows) -> list[Pattern]:
-    """Distinct rows, each with the sorted users that have it, in a stable order."""
-    return sorted((tuple(users), tuple(sorted(row))) for row, users in _shaped(rows).groups.items())
+    """Distinct rows, each with the sorted users that have it, in the order of their first users (`_groups`
+    lists each row's users in increasing order, and the rows in the order their first users come)."""
+    return [(tuple(users), tuple(sorted(row))) for row, users in _shaped(rows).groups.items()]
 
 
 def _column_patterns(patterns: Sequence[Pattern]) -> list[Pattern]:
@@ -804,10 +806,11 @@ def _column_patterns(patterns: Sequence[Pattern]) -> list[Pattern]:
     groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for target in sorted(holders):
         groups[tuple(holders[target])].append(target)
-    return sorted(
+    # in the order of their first targets, as `_patterns` orders rows
+    return [
         (tuple(targets), tuple(sorted(chain.from_iterable(patterns[i][0] for i in indices))))
         for indices, targets in groups.items()
-    )
+    ]
 
 
 def _by_rows(patterns: Iterable[Pattern], cap: int) -> list[Rect]:
