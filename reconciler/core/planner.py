@@ -534,6 +534,8 @@ class _Elimination:
         # a neighbour takes cells by more targets for users both have, or by more users on targets both have
         self.taking_targets_at_user: dict[int, set[int]] = defaultdict(set)
         self.taking_users_at_target: dict[int, set[int]] = defaultdict(set)
+        # rectangle -> the targets it may take in (all its users may have them, it has none of them), as bits
+        self.takeable = [0] * len(rects)
         for index, (users, targets) in enumerate(rects):
             self.coverage.add(users, self.user_bits[index], targets, self.targets[index])
             self._index(index, users, targets)
@@ -542,6 +544,7 @@ class _Elimination:
         """List rectangle `index` at these of its users if it has room for more targets, and at these of its
         targets if it has room for more users."""
         if self.more_targets[index] > 0:
+            self.takeable[index] = self._permitted_to_all(index) & ~self.targets[index]
             for user in users:
                 self.taking_targets_at_user[user].add(index)
         if self.more_users[index] > 0:
@@ -598,7 +601,7 @@ class _Elimination:
             if room > 0:
                 rooms[other] = room
         for other, shared_users in sharing_users.items():
-            takeable = its_targets & ~self.targets[other] & self._permitted_to_all(other)
+            takeable = its_targets & self.takeable[other]
             room = min(self.more_targets[other], takeable.bit_count()) * shared_users
             if room > rooms.get(other, 0):
                 rooms[other] = room
@@ -646,6 +649,7 @@ class _Elimination:
             old_users, old_targets = self.rects[other]
             self.rects[other] = (tuple(sorted((*old_users, *new_users))), tuple(sorted((*old_targets, *new_targets))))
             self.users[other], self.targets[other], self._shared[other] = users, targets, permitted
+            self.takeable[other] = 0  # made again below if it still has room for more targets
             self.user_bits[other] |= bitsets.mask(new_users)
             # room only shrinks as a rectangle widens: it stays listed where it still has some
             self._measure_room(other)
@@ -658,10 +662,7 @@ class _Elimination:
         """The one widening of a neighbour, by users or by targets, that covers most of `left` (ties: the lowest
         numbered). `rooms` bounds what each could take; neighbours are tried from the largest bound down, and the
         search stops where no bound left can beat the best found (a neighbour widened already has no bound)."""
-        columns: dict[int, set[int]] = defaultdict(set)
-        for user, bits in left.items():
-            for target in bitsets.members(bits):
-                columns[target].add(user)
+        columns: dict[int, set[int]] | None = None  # target -> the users of `left` needing it, made if needed
         wanted = reduce(or_, left.values(), 0)
         permits = {user: self._permitted(user) for user in left}
         best: tuple[int, int, _Widened] | None = None  # (cells covered, rectangle, its widened form)
@@ -686,6 +687,11 @@ class _Elimination:
             room = self.cap // height - width
             if room > 0 and not users.isdisjoint(left):  # more targets: every user of it must be permitted each
                 permitted = permitted or self._permitted_to_all(other)
+                if columns is None:
+                    columns = defaultdict(set)
+                    for user, bits in left.items():
+                        for target in bitsets.members(bits):
+                            columns[target].add(user)
                 gains = sorted(
                     (len(holders & users), target)
                     for target, holders in columns.items()
