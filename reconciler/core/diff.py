@@ -112,9 +112,12 @@ def diff(
             regrantable[day][user] = targets
         if row.revokes:
             revoked[user] = row.revokes
-        protected.extend(product((user,), row.protected))
-        unmanaged.extend(product((user,), row.unmanaged))
-        beyond.extend(product((user,), row.beyond))
+        if row.protected:
+            protected.extend(product((user,), row.protected))
+        if row.unmanaged:
+            unmanaged.extend(product((user,), row.unmanaged))
+        if row.beyond:
+            beyond.extend(product((user,), row.beyond))
         unchanged += row.unchanged
         skipped += row.skipped
         out_of_scope += row.out_of_scope

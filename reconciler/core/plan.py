@@ -95,6 +95,13 @@ def _in_file_order(target: Target) -> tuple[int, str]:
 
 
 @lru_cache(maxsize=4096)
+def _in_file_order_all(targets: tuple[Target, ...]) -> tuple[Target, ...]:
+    """`targets` in the order a batch's file lists them: the batches of one role carry the same targets, sorted
+    once."""
+    return tuple(sorted(targets, key=_in_file_order))
+
+
+@lru_cache(maxsize=4096)
 def _wire_ids(targets: tuple[Target, ...]) -> tuple[list[str], list[str], list[str]]:
     """A batch's target IDs per kind, in `_WIRE_KINDS` order, as its file and the API list them: the batches of
     one role (thousands, in a large onboarding) carry the same targets, split once. Shared: never changed."""
@@ -353,7 +360,7 @@ def _to_batches(
     rows = cells.rows if isinstance(cells, CellRows) else _rows(cells)
     # the planner numbers users and targets itself, and hands them back sorted: the plan is deterministic
     return [
-        Batch.of(operation, list(users), sorted(targets, key=_in_file_order), expire_day)
+        Batch.of(operation, list(users), _in_file_order_all(targets), expire_day)
         for users, targets in planner.cover(rows, allowed, cap)
     ]
 
