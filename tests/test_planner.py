@@ -603,3 +603,26 @@ def test_naive_covers_are_counted_as_they_would_be_made(rows: dict[int, frozense
     assert planner._naive_count(columns, cap) == len(planner._by_rows(columns, cap))
     naive_cover = min(len(planner._by_rows(patterns, cap)), len(planner._by_rows(columns, cap)))
     assert planner._naive_calls(rows, cap) == naive_cover
+
+
+@given(rows_strategy, st.dictionaries(st.integers(0, 40), st.frozensets(st.integers(0, 160), max_size=40)))
+@settings(max_examples=60, deadline=None)
+def test_cover_takes_users_and_targets_by_name(
+    rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]]
+) -> None:
+    """Named in the same order as numbered, the same rectangles come back, each with its names in order."""
+    allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
+    user_name = {u: f"user-{u:03d}" for u in range(41)}
+    target_name = {t: Target("llm_cube", f"t{t:03d}") for t in range(161)}
+
+    def named(table: dict[int, frozenset[int]]) -> dict[str, frozenset[Target]]:
+        return {user_name[u]: frozenset(map(target_name.__getitem__, r)) for u, r in table.items()}
+
+    for permitted in (None, allowed):
+        numbered = planner.cover(rows, permitted)
+        by_name = planner.cover(named(rows), None if permitted is None else named(permitted))
+        assert by_name == [
+            (tuple(map(user_name.__getitem__, users)), tuple(map(target_name.__getitem__, targets)))
+            for users, targets in numbered
+        ]
+        assert all(list(u) == sorted(u) and list(t) == sorted(t) for u, t in by_name)
