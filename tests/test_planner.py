@@ -626,3 +626,50 @@ def test_cover_takes_users_and_targets_by_name(
             for users, targets in numbered
         ]
         assert all(list(u) == sorted(u) and list(t) == sorted(t) for u, t in by_name)
+
+
+@given(
+    rows_strategy,
+    st.dictionaries(st.integers(0, 40), st.frozensets(st.integers(0, 160), max_size=40)),
+    st.integers(1, planner.CAP),
+)
+@settings(max_examples=80, deadline=None)
+def test_a_neighbours_room_bounds_what_widening_it_once_takes(
+    rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]], width: int
+) -> None:
+    """The search skips a rectangle, and stops trying neighbours, on these bounds: each must be at least what
+    widening that neighbour once (by users, or by targets) takes of the rectangle's own cells."""
+    allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
+    rects = [(users, tuple(sorted(strip))) for users, strip in _strips(rows, width)]
+    search = planner._Elimination(rects, rows, allowed, planner.CAP)
+    for index, (users, targets) in enumerate(rects):
+        rooms = search._rooms_over(index)
+        own = search.coverage.own(users, search.user_bits[index], targets, search.targets[index], planner.CAP**2)
+        assert own is not None
+        left = search.coverage.by_user(own)
+        for other in range(len(rects)):
+            if other == index or not left:
+                continue
+            step = search._best_widening({other: planner.CAP**2}, dict(left), {})
+            if step is None:
+                continue
+            widened_users, widened_targets, _ = step[1]
+            taken = sum((bits & widened_targets).bit_count() for u, bits in left.items() if u in widened_users)
+            assert taken <= rooms.get(other, 0)
+
+
+def _strips(rows: dict[int, frozenset[int]], width: int) -> list[tuple[tuple[int, ...], frozenset[int]]]:
+    """A cover of single-user strips `width` targets wide and, where users share a row, batches of them per
+    strip of it: rectangles of many shapes, most with room, for the elimination's bounds to meet."""
+    groups: dict[frozenset[int], list[int]] = {}
+    for user, row in sorted(rows.items()):
+        groups.setdefault(row, []).append(user)
+    rects = []
+    for row, users in groups.items():
+        targets = sorted(row)
+        strip_width = min(width, max(1, planner.CAP // len(users)))
+        for start in range(0, len(targets), strip_width):
+            strip = frozenset(targets[start : start + strip_width])
+            for first in range(0, len(users), max(1, planner.CAP // len(strip))):
+                rects.append((tuple(users[first : first + planner.CAP // len(strip)]), strip))
+    return rects

@@ -529,6 +529,7 @@ class _Elimination:
         # user -> the targets of `allowed`, as bits: made per user, unless the rows' are made already and are these
         self._permits: dict[int, int] = dict(rows.bits) if allowed is rows and isinstance(rows, _Shaped) else {}
         self._shared: dict[int, int] = {}  # rectangle -> the targets all its users may be given, as bits
+        self._joinable: dict[int, int] = {}  # rectangle -> the users who may be given all its targets, as bits
         by_target = sum(map(len, (targets for _, targets in rects))) < sum(map(len, (users for users, _ in rects)))
         self.coverage = _Coverage(rows, by_target)
         # a neighbour takes cells by more targets for users both have, or by more users on targets both have
@@ -578,6 +579,20 @@ class _Elimination:
             self._shared[index] = found
         return found
 
+    @cached_property
+    def _permitted_users(self) -> dict[int, int]:
+        """Each target's users that `allowed` permits it, as bits."""
+        return _shaped(self.allowed).holders
+
+    def _joinable_users(self, index: int) -> int:
+        """The users who may be given every target of rectangle `index`: a user joins it only if in here."""
+        found = self._joinable.get(index)
+        if found is None:
+            permitted_users = self._permitted_users
+            found = reduce(and_, (permitted_users.get(t, 0) for t in self.rects[index][1]))
+            self._joinable[index] = found
+        return found
+
     def _measure_room(self, index: int) -> None:
         """How many more users, and how many more targets, rectangle `index` has room for."""
         height, width = len(self.users[index]), self.targets[index].bit_count()
@@ -585,19 +600,22 @@ class _Elimination:
 
     def _rooms_over(self, index: int) -> dict[int, int]:
         """The neighbours that could take cells of rectangle `index` by one widening, each with the most it
-        could take: more of its users on the targets both have, or more of its targets (of those all its users
-        may have) for the users both have. Cheap: if the ELIMINATE_STEPS largest do not add up to its own cells
-        (almost every rectangle of a cover), nothing is searched, and the search looks only at these neighbours.
-        The users and the targets each neighbour shares are counted in C: this runs for every rectangle."""
+        could take: more of its users (of those who may have all its targets) on the targets both have, or more
+        of its targets (of those all its users may have) for the users both have. Cheap: if the ELIMINATE_STEPS
+        largest do not add up to its own cells (almost every rectangle of a cover), nothing is searched, and the
+        search looks only at these neighbours. The users and the targets each neighbour shares are counted in C:
+        this runs for every rectangle. Counting only users who may join (customer: a one-user batch on two
+        targets has room for 49 more users, but few of a batch's users may have both) skips most searches
+        where batches are one target wide."""
         its_users, its_target_list = self.rects[index]
-        its_targets, its_user_bits, height = self.targets[index], self.user_bits[index], len(its_users)
+        its_targets, its_user_bits = self.targets[index], self.user_bits[index]
         sharing_targets = Counter(chain.from_iterable(map(self.taking_users_at_target.__getitem__, its_target_list)))
         sharing_users = Counter(chain.from_iterable(map(self.taking_targets_at_user.__getitem__, its_users)))
         del sharing_users[index], sharing_targets[index]
         rooms = {}
         for other, shared_targets in sharing_targets.items():
-            shared_users = (its_user_bits & self.user_bits[other]).bit_count()
-            room = min(self.more_users[other], height - shared_users) * shared_targets
+            joinable = (its_user_bits & self._joinable_users(other) & ~self.user_bits[other]).bit_count()
+            room = min(self.more_users[other], joinable) * shared_targets
             if room > 0:
                 rooms[other] = room
         for other, shared_users in sharing_users.items():
@@ -649,6 +667,7 @@ class _Elimination:
             old_users, old_targets = self.rects[other]
             self.rects[other] = (tuple(sorted((*old_users, *new_users))), tuple(sorted((*old_targets, *new_targets))))
             self.users[other], self.targets[other], self._shared[other] = users, targets, permitted
+            self._joinable.pop(other, None)
             self.takeable[other] = 0  # made again below if it still has room for more targets
             self.user_bits[other] |= bitsets.mask(new_users)
             # room only shrinks as a rectangle widens: it stays listed where it still has some
