@@ -640,7 +640,7 @@ def test_a_neighbours_room_bounds_what_widening_it_once_takes(
     """The search skips a rectangle, and stops trying neighbours, on these bounds: each must be at least what
     widening that neighbour once (by users, or by targets) takes of the rectangle's own cells."""
     allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
-    rects = [(users, tuple(sorted(strip))) for users, strip in _strips(rows, width)]
+    rects = _strips(rows, width)
     search = planner._Elimination(rects, rows, allowed, planner.CAP)
     for index, (users, targets) in enumerate(rects):
         rooms = search._rooms_over(index)
@@ -658,7 +658,7 @@ def test_a_neighbours_room_bounds_what_widening_it_once_takes(
             assert taken <= rooms.get(other, 0)
 
 
-def _strips(rows: dict[int, frozenset[int]], width: int) -> list[tuple[tuple[int, ...], frozenset[int]]]:
+def _strips(rows: dict[int, frozenset[int]], width: int) -> list[planner.Rect]:
     """A cover of single-user strips `width` targets wide and, where users share a row, batches of them per
     strip of it: rectangles of many shapes, most with room, for the elimination's bounds to meet."""
     groups: dict[frozenset[int], list[int]] = {}
@@ -669,7 +669,7 @@ def _strips(rows: dict[int, frozenset[int]], width: int) -> list[tuple[tuple[int
         targets = sorted(row)
         strip_width = min(width, max(1, planner.CAP // len(users)))
         for start in range(0, len(targets), strip_width):
-            strip = frozenset(targets[start : start + strip_width])
-            for first in range(0, len(users), max(1, planner.CAP // len(strip))):
-                rects.append((tuple(users[first : first + planner.CAP // len(strip)]), strip))
+            strip = tuple(targets[start : start + strip_width])
+            height = planner.CAP // len(strip)
+            rects.extend((tuple(users[first : first + height]), strip) for first in range(0, len(users), height))
     return rects
