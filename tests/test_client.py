@@ -191,11 +191,22 @@ def test_default_credential_chain_asks_the_package_past_the_environment(tmp_path
     assert probe.stdout.splitlines() == ["bob - False", "package loaded"]
 
 
-def test_a_non_json_answer_is_never_taken_for_success(demo: Emulator) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>gateway</html>",
+        b'{"Success": true, "Result": "\xff\xfe"}',  # not UTF-8
+        b"[" * 100_000 + b"]" * 100_000,  # nested past any parser's depth
+        b'["Success", true]',
+        b'{"Success": true, "Result": []',  # cut short
+    ],
+    ids=["html", "not-utf8", "deep", "not-an-object", "truncated"],
+)
+def test_a_non_json_answer_is_never_taken_for_success(demo: Emulator, body: bytes) -> None:
     inner = demo.transport()
 
     class Proxy(httpx.AsyncBaseTransport):
-        """A misbehaving proxy in front of the emulator: it answers 200 with an HTML page once."""
+        """A misbehaving proxy in front of the emulator: it answers 200 with something else once."""
 
         def __init__(self) -> None:
             self.calls = 0
@@ -203,7 +214,7 @@ def test_a_non_json_answer_is_never_taken_for_success(demo: Emulator) -> None:
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             self.calls += 1
             if self.calls == 1:
-                return httpx.Response(200, text="<html>gateway</html>", headers={"content-type": "text/html"})
+                return httpx.Response(200, content=body, headers={"content-type": "text/html"})
             return await inner.handle_async_request(request)
 
     proxy = Proxy()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from pathlib import Path
 from textwrap import dedent
 
 import pytest
 
-from reconciler.core.policy import NEVER, Rolling, load_policy
-from reconciler.vocabulary.errors import ReconcilerError
+from reconciler.core.policy import NEVER, Rolling, _load, load_policy
+from reconciler.vocabulary.errors import Problem, ReconcilerError
+from reconciler.vocabulary.yamlfile import LocatedDocument, read_yaml
 
 TODAY = dt.date(2026, 11, 23)
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,3 +207,25 @@ def test_every_error_in_every_file_comes_out_in_one_run(tmp_path: Path) -> None:
     assert any("b.yaml:4:" in m and "date" in m for m in messages)
     assert any("c.yaml:4: unknown user or group 'nobody'" in m for m in messages)
     assert not any("'carol'" in m for m in messages)
+
+
+def test_loading_pauses_the_collector_and_switches_it_back_on_even_when_the_files_are_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector_during_reads: list[bool] = []
+
+    def watched_read(path: Path) -> tuple[LocatedDocument | None, list[Problem]]:
+        collector_during_reads.append(gc.isenabled())
+        return read_yaml(path)
+
+    monkeypatch.setattr(_load, "read_yaml", watched_read)
+    good = write(tmp_path, "version: 1\ngroups: {team: {members: [id:u-1]}}\n")
+    bad = write(tmp_path, "version: 1\ngroups: {team: {members: 3}}\n", "bad.yaml")
+    assert gc.isenabled()
+    load_policy([good], TODAY)
+    assert gc.isenabled()
+    with pytest.raises(ReconcilerError):
+        load_policy([bad], TODAY)
+    assert gc.isenabled()
+    assert collector_during_reads == [False, False]
+    gc.unfreeze()

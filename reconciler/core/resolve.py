@@ -213,10 +213,11 @@ async def resolve(
     longer declares or releases are *removed*, and their grants revoked.
     """
     needs_groups = any(g.quickbi_group for g in policy.groups.values())
-    users, groups, catalogue = await asyncio.gather(
-        service.users(), service.groups() if needs_groups else _no_groups(), service.catalogue()
-    )
-    directory = _Directory(users, groups, catalogue)
+    with bulk_data():  # a directory of 10^5 users, kept for the whole run
+        users, groups, catalogue = await asyncio.gather(
+            service.users(), service.groups() if needs_groups else _no_groups(), service.catalogue()
+        )
+        directory = _Directory(users, groups, catalogue)
     resolver = _Resolver(policy, directory, service)
     await resolver.load_groups()
     await resolver.check_datasets()

@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain, product
 from pathlib import Path
+from typing import Any
 
 from reconciler.core.ports import AccessService
-from reconciler.vocabulary.base import utc_timestamp
+from reconciler.vocabulary.base import bulk_data, utc_timestamp
 from reconciler.vocabulary.cells import Cell, Target, shared_rows
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 from reconciler.vocabulary.files import read_json_file
@@ -70,7 +71,11 @@ class Snapshot:
 
     @classmethod
     def read(cls, path: Path) -> Snapshot:
-        data = read_json_file(path, "snapshot")
+        with bulk_data():
+            return cls._parse(path, read_json_file(path, "snapshot"))
+
+    @classmethod
+    def _parse(cls, path: Path, data: Any) -> Snapshot:
         try:
             if data.get("format_version") != SNAPSHOT_FORMAT:
                 raise ValueError(f"unsupported format_version {data.get('format_version')!r}")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import pydantic_core
+
 from reconciler.adapters.quickbi.signing import (
     V3_ALGORITHM,
     v1_signature,
@@ -165,7 +167,7 @@ class EmulatorApp:
             await send(_start(200, encoded, {}))
             await send({"type": "http.response.body", "body": encoded[: len(encoded) // 2], "more_body": True})
             raise ConnectionDropped("fault injection: connection dropped mid-response")
-        encoded = json.dumps(payload, ensure_ascii=False).encode()
+        encoded = pydantic_core.to_json(payload)  # UTF-8 as sent; in Rust: a directory page is 1,000 users
         await send(_start(status, encoded, headers))
         await send({"type": "http.response.body", "body": encoded})
 

@@ -24,6 +24,7 @@ from reconciler.core.policy._model import (
     UserRef,
 )
 from reconciler.vocabulary import limits
+from reconciler.vocabulary.base import bulk_data
 from reconciler.vocabulary.cells import ResourceKind
 from reconciler.vocabulary.errors import Location, Problem, ReconcilerError
 from reconciler.vocabulary.yamlfile import LocatedDocument, read_yaml
@@ -187,6 +188,11 @@ def load_policy(paths: Iterable[Path], today: dt.date | None = None, recursive: 
     """Read, validate and merge policy files. Raises ReconcilerError listing every problem found in every file:
     a file that does not validate leaves the others checked, across files too."""
     today = today or dt.date.today()
+    with bulk_data():  # a tenant's policy lists its 10^5 users: the collector would walk them again and again
+        return _load(paths, today, recursive)
+
+
+def _load(paths: Iterable[Path], today: dt.date, recursive: bool) -> Policy:
     problems: list[Problem] = []
     parsed: list[tuple[LocatedDocument, PolicyFile]] = []
     broken: list[LocatedDocument | None] = []
