@@ -9,7 +9,8 @@ from textwrap import dedent
 
 import pytest
 
-from reconciler.core.policy import NEVER, Rolling, _load, load_policy
+from reconciler.core.policy import NEVER, Rolling, load_policy
+from reconciler.core.policy import _load as policy_loading
 from reconciler.vocabulary.errors import Problem, ReconcilerError
 from reconciler.vocabulary.yamlfile import LocatedDocument, read_yaml
 
@@ -218,7 +219,7 @@ def test_loading_pauses_the_collector_and_switches_it_back_on_even_when_the_file
         collector_during_reads.append(gc.isenabled())
         return read_yaml(path)
 
-    monkeypatch.setattr(_load, "read_yaml", watched_read)
+    monkeypatch.setattr(policy_loading, "read_yaml", watched_read)
     good = write(tmp_path, "version: 1\ngroups: {team: {members: [id:u-1]}}\n")
     bad = write(tmp_path, "version: 1\ngroups: {team: {members: 3}}\n", "bad.yaml")
     assert gc.isenabled()

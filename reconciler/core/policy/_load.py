@@ -189,10 +189,10 @@ def load_policy(paths: Iterable[Path], today: dt.date | None = None, recursive: 
     a file that does not validate leaves the others checked, across files too."""
     today = today or dt.date.today()
     with bulk_data():  # a tenant's policy lists its 10^5 users: the collector would walk them again and again
-        return _load(paths, today, recursive)
+        return _load_files(paths, today, recursive)
 
 
-def _load(paths: Iterable[Path], today: dt.date, recursive: bool) -> Policy:
+def _load_files(paths: Iterable[Path], today: dt.date, recursive: bool) -> Policy:
     problems: list[Problem] = []
     parsed: list[tuple[LocatedDocument, PolicyFile]] = []
     broken: list[LocatedDocument | None] = []
