@@ -661,11 +661,8 @@ def test_a_neighbours_room_bounds_what_widening_it_once_takes(
 def _strips(rows: dict[int, frozenset[int]], width: int) -> list[planner.Rect]:
     """A cover of single-user strips `width` targets wide and, where users share a row, batches of them per
     strip of it: rectangles of many shapes, most with room, for the elimination's bounds to meet."""
-    groups: dict[frozenset[int], list[int]] = {}
-    for user, row in sorted(rows.items()):
-        groups.setdefault(row, []).append(user)
     rects = []
-    for row, users in groups.items():
+    for row, users in planner._groups(rows).items():
         targets = sorted(row)
         strip_width = min(width, max(1, planner.CAP // len(users)))
         for start in range(0, len(targets), strip_width):
