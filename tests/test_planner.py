@@ -610,7 +610,8 @@ def test_naive_covers_are_counted_as_they_would_be_made(rows: dict[int, frozense
 def test_cover_takes_users_and_targets_by_name(
     rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]]
 ) -> None:
-    """Named in the same order as numbered, the same rectangles come back, each with its names in order."""
+    """Named in the same order as numbered, the same rectangles come back, each with its names in order; and
+    the same again from the cells one by one, in whatever order they come."""
     allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
     user_name = {u: f"user-{u:03d}" for u in range(41)}
     target_name = {t: Target("llm_cube", f"t{t:03d}") for t in range(161)}
@@ -626,6 +627,22 @@ def test_cover_takes_users_and_targets_by_name(
             for users, targets in numbered
         ]
         assert all(list(u) == sorted(u) and list(t) == sorted(t) for u, t in by_name)
+        cells = [(user, target) for user, targets in named(rows).items() for target in sorted(targets)]
+        named_permitted = None if permitted is None else named(permitted)
+        assert planner.cover_cells(cells, named_permitted) == by_name
+        assert planner.cover_cells(reversed(cells), named_permitted) == by_name
+
+
+def test_the_order_cells_come_in_changes_no_rectangle() -> None:
+    """Targets needed by as many users are taken in name order, not in the order they were read: a role of 150
+    targets is cut into the same strips however its cells come (a plan's changes come in hash order)."""
+    targets = [Target("theme", f"t{t:03d}") for t in range(150)]
+    rows = {f"user-{u}": frozenset(targets) for u in range(3)}
+    cells = [(user, target) for user, row in rows.items() for target in sorted(row)]
+    expected = planner.cover(rows)
+    for seed in range(3):
+        random.Random(seed).shuffle(cells)
+        assert planner.cover_cells(cells) == expected
 
 
 @given(

@@ -357,12 +357,12 @@ def _to_batches(
     expire_day: dt.date | None,
     cap: int,
 ) -> list[Batch]:
-    rows = cells.rows if isinstance(cells, CellRows) else _rows(cells)
     # the planner numbers users and targets itself, and hands them back sorted: the plan is deterministic
-    return [
-        Batch.of(operation, list(users), _in_file_order_all(targets), expire_day)
-        for users, targets in planner.cover(rows, allowed, cap)
-    ]
+    if isinstance(cells, CellRows):
+        rects = planner.cover(cells.rows, allowed, cap)
+    else:
+        rects = planner.cover_cells(cells, allowed, cap)
+    return [Batch.of(operation, list(users), _in_file_order_all(targets), expire_day) for users, targets in rects]
 
 
 def exact_batches(
