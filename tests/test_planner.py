@@ -422,6 +422,27 @@ def test_a_rectangle_whose_cells_a_neighbour_can_take_is_dropped() -> None:
     ]
 
 
+def test_small_inputs_may_widen_more_neighbours_to_drop_a_rectangle() -> None:
+    """User 0's four cells are each held by another user alone in a batch: four widenings take them, one more
+    than the default search tries, and no more than small inputs are given."""
+    rows = {0: frozenset(range(4))} | {user: frozenset({user - 1}) for user in range(1, 5)}
+    cover = [((0,), (0, 1, 2, 3))] + [((user,), (user - 1,)) for user in range(1, 5)]
+    assert planner.eliminate(cover, rows, rows) == cover
+    assert planner.eliminate(cover, rows, rows, steps=planner.ELIMINATE_STEPS_SMALL) == [
+        ((0, user), (user - 1,)) for user in range(1, 5)
+    ]
+
+
+def test_the_deeper_elimination_is_kept_for_inputs_small_enough_for_set_cover() -> None:
+    small = {user: frozenset({user % 7, user % 11 + 7}) for user in range(40)}
+    large = {user: frozenset(range(user % 30, user % 30 + 40)) for user in range(300)}
+    assert sum(map(len, large.values())) > planner.SET_COVER_CELL_LIMIT
+    for rows, steps in ((small, planner.ELIMINATE_STEPS_SMALL), (large, planner.ELIMINATE_STEPS)):
+        with mock.patch.object(planner, "eliminate", wraps=planner.eliminate) as eliminate:
+            planner.cover(rows)
+        assert {call.args[4] for call in eliminate.call_args_list} == {steps}
+
+
 def test_a_full_rectangle_gives_way_to_neighbours_with_room_enough() -> None:
     """User 0 on targets 0-99 is a full batch, all its own cells; users 1 and 2 hold one half each, alone in a
     batch of 50 with room for one more user: each takes user 0 on its half."""

@@ -39,9 +39,9 @@ whatever the names: americas_large 1,979 calls, where the order its names gave c
    cover fit one permitted rectangle. It competes with the best of 1-3 after both are through step 5.
 
 5. **Elimination** (covers of up to 5,000 rectangles). Smallest first, drop a rectangle wherever up to three
-   widenings of others by users or targets (within the cap, over permitted cells; one neighbour may widen
-   twice) cover the cells only it covered (apj 478 -> 475, fire1 375 -> 369, americas_small 1,184 -> 1,171,
-   before step 0 existed).
+   widenings of others by users or targets (six on inputs small enough for set cover; within the cap, over
+   permitted cells; one neighbour may widen twice) cover the cells only it covered (apj 478 -> 475, fire1
+   375 -> 369, americas_small 1,184 -> 1,171, before step 0 existed; healthcare 22 -> 21 at six).
 
 Every strategy is at least as good as the naive "one user at a time" (rows) or "one target at a time"
 (columns), so the result never costs more than the better naive plan. Ties go to the earlier strategy, and all
@@ -75,6 +75,7 @@ SHARED_REMAINDER_MATCH_LIMIT = 20_000  # pairs of targets the matching weighs (~
 SHARED_REMAINDER_MATCH_CELL_LIMIT = 250_000
 MERGE_LIMIT = 20000
 ELIMINATE_STEPS = 3  # other rectangles widened to drop one
+ELIMINATE_STEPS_SMALL = 6  # the same, on inputs small enough for set cover: their whole plan takes milliseconds
 ELIMINATE_RECT_LIMIT = 5000  # rectangles in a cover worth searching
 MERGE_WINDOW = 64
 BLOCK_SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 25, 33, 50, 100)
@@ -287,12 +288,13 @@ def _cover(plain_rows: Rows, plain_allowed: Rows | None, cap: int) -> list[Rect]
         widened = _cover_blocks(rows, allowed, cap)
         if len(widened) < len(best):
             best = widened
-    best = eliminate(merge_small(best, permitted, cap), rows, permitted, cap)
+    steps = ELIMINATE_STEPS_SMALL if cells <= SET_COVER_CELL_LIMIT else ELIMINATE_STEPS
+    best = eliminate(merge_small(best, permitted, cap), rows, permitted, cap, steps)
     if len(best) > lower_bound(cells, cap) and cells <= SET_COVER_CELL_LIMIT:
         # overlapping covers are finished the same way before they compete: elimination often differs most here
         overlapping = set_cover(rows, cap, essential)
         if overlapping is not None:
-            overlapping = eliminate(merge_small(overlapping, permitted, cap), rows, permitted, cap)
+            overlapping = eliminate(merge_small(overlapping, permitted, cap), rows, permitted, cap, steps)
             if len(overlapping) < len(best):
                 best = overlapping
     return best
@@ -473,21 +475,23 @@ def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
     return kept + [(tuple(bitsets.members(u)), tuple(bitsets.members(t))) for u, t in merged]
 
 
-def eliminate(rects: list[Rect], rows: Rows, allowed: Rows, cap: int = CAP) -> list[Rect]:
+def eliminate(rects: list[Rect], rows: Rows, allowed: Rows, cap: int = CAP, steps: int = ELIMINATE_STEPS) -> list[Rect]:
     """Drop a rectangle wherever widening a few others (within the cap, over permitted cells) covers the cells
     of `rows` only it covered; smallest rectangles first, one pass.
 
     The strategies above each build their rectangles whole; a cover of overlapping roles often has a batch whose
     own cells neighbours could take by adding a user or two, or a target or two (apj: 478 -> 475 calls, fire1:
-    375 -> 369, americas_small: 1,184 -> 1,171). At most ELIMINATE_STEPS widenings (one neighbour may widen
-    twice: by users, then by targets), on covers of at most ELIMINATE_RECT_LIMIT rectangles. Only rectangles
-    with room for one more user or target can widen, so a rectangle is searched only when the rooms of its
-    roomiest neighbours over it add up to its own cells, and only those neighbours are searched; the
-    search gives up once the widenings left could not take what is left at the rate of the last one: in a
-    tiling of full rectangles (a role-structured onboarding) nothing is searched at all."""
+    375 -> 369, americas_small: 1,184 -> 1,171). At most `steps` widenings (one neighbour may widen twice: by
+    users, then by targets), on covers of at most ELIMINATE_RECT_LIMIT rectangles. `_cover` allows more of them
+    on inputs small enough for set cover, where the whole plan takes milliseconds (healthcare: 22 -> 21 calls
+    at six; customer's half, at 22,683 cells, would take twice as long). Only rectangles with room for one more
+    user or target can widen, so a rectangle is searched only when the rooms of its roomiest neighbours over it
+    add up to its own cells, and only those neighbours are searched; the search gives up once the widenings
+    left could not take what is left at the rate of the last one: in a tiling of full rectangles (a
+    role-structured onboarding) nothing is searched at all."""
     if len(rects) > ELIMINATE_RECT_LIMIT:
         return rects
-    search = _Elimination(rects, rows, allowed, cap)
+    search = _Elimination(rects, rows, allowed, cap, steps)
     for index in sorted(range(len(rects)), key=lambda i: (len(rects[i][0]) * len(rects[i][1]), i)):
         search.try_dropping(index)
     return search.result()
@@ -568,8 +572,9 @@ class _Elimination:
     them with room for one more target touch each user, and which with room for one more user touch each target
     (the only ones that can take cells over: most of a cover is full)."""
 
-    def __init__(self, rects: list[Rect], rows: Rows, allowed: Rows, cap: int) -> None:
+    def __init__(self, rects: list[Rect], rows: Rows, allowed: Rows, cap: int, steps: int) -> None:
         self.rects = list(rects)
+        self.steps = steps
         self.users = [frozenset(users) for users, _ in rects]
         self.user_bits = [bitsets.mask(users) for users, _ in rects]  # the same as bits, to intersect in C
         self.targets = [bitsets.mask(targets) for _, targets in rects]
@@ -655,7 +660,7 @@ class _Elimination:
     def _rooms_over(self, index: int) -> dict[int, int]:
         """The neighbours that could take cells of rectangle `index` by one widening, each with the most it
         could take: more of its users (of those who may have all its targets) on the targets both have, or more
-        of its targets (of those all its users may have) for the users both have. Cheap: if the ELIMINATE_STEPS
+        of its targets (of those all its users may have) for the users both have. Cheap: if the `steps`
         largest do not add up to its own cells (almost every rectangle of a cover), nothing is searched, and the
         search looks only at these neighbours. The users and the targets each neighbour shares are counted in C:
         this runs for every rectangle. Counting only users who may join (customer: a one-user batch on two
@@ -682,14 +687,14 @@ class _Elimination:
     def try_dropping(self, index: int) -> None:
         rooms = self._rooms_over(index)
         # with no neighbour that can widen (all of a full tiling) only a rectangle with no cells of its own goes
-        most = sum(heapq.nlargest(ELIMINATE_STEPS, rooms.values()))
+        most = sum(heapq.nlargest(self.steps, rooms.values()))
         its_users, its_targets = self.rects[index]
         own = self.coverage.own(its_users, self.user_bits[index], its_targets, self.targets[index], most)
         if own is None:
             return
         left = self.coverage.by_user(own)
         widened: dict[int, _Widened] = {}
-        for steps_left in range(ELIMINATE_STEPS - 1, -1, -1):
+        for steps_left in range(self.steps - 1, -1, -1):
             if not left:
                 break
             step = self._best_widening(rooms, left, widened)
