@@ -679,7 +679,7 @@ def test_a_neighbours_room_bounds_what_widening_it_once_takes(
     widening that neighbour once (by users, or by targets) takes of the rectangle's own cells."""
     allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
     rects = _strips(rows, width)
-    search = planner._Elimination(rects, rows, allowed, planner.CAP)
+    search = planner._Elimination(rects, rows, allowed, planner.CAP, planner.ELIMINATE_STEPS)
     for index, (users, targets) in enumerate(rects):
         rooms = search._rooms_over(index)
         own = search.coverage.own(users, search.user_bits[index], targets, search.targets[index], planner.CAP**2)
