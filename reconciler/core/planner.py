@@ -54,11 +54,11 @@ import heapq
 import math
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from functools import cached_property, lru_cache, reduce
-from itertools import accumulate, chain, combinations, filterfalse, repeat
+from itertools import accumulate, chain, combinations, count, filterfalse, repeat
 from operator import and_, or_
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from reconciler.vocabulary import bitsets
 
@@ -171,70 +171,52 @@ def cover(
     `allowed[u]` (a superset of `rows[u]`) names the don't-care cells a rectangle may also touch. Users and
     targets are numbered here, once, in the order the strategies below want them (`_by_frequency`).
     """
-    numbering: _Numbering[Target] = _Numbering()
-    # each distinct row is numbered once, and users of one role keep sharing one row object
-    numbered = {id(row): numbering.row(row) for row in rows.values()}
-    return _cover_named({user: numbered[id(row)] for user, row in rows.items()}, numbering, allowed, cap)
+    return _cover_keyed(rows, allowed, None, cap)
 
 
 def cover_cells(
     cells: Iterable[tuple[User, Target]], allowed: Mapping[User, frozenset[Target]] | None = None, cap: int = CAP
 ) -> list[tuple[tuple[User, ...], tuple[Target, ...]]]:
-    """`cover` of cells given one by one, as a plan's changes come: each target is numbered as it is read, so
-    no set of target names is built per user (customer's 45,427 cells are read into rows in half the time)."""
-    numbering: _Numbering[Target] = _Numbering()
-    numbers = numbering.numbers
+    """`cover` of cells given one by one, as a plan's changes come. Each target takes a number as it is first
+    read (in C: a missing one takes the next), so no set of target names is built per user: a few percent of
+    the plan where most users' rows are their own (customer)."""
+    numbers: defaultdict[Target, int] = defaultdict(count().__next__)
+    number = numbers.__getitem__
     by_user: dict[User, list[int]] = defaultdict(list)
     for user, target in cells:
-        number = numbers.get(target)
-        if number is None:
-            number = numbers[target] = len(numbers)
-        by_user[user].append(number)
+        by_user[user].append(number(target))
     shared: dict[frozenset[int], frozenset[int]] = {}
     rows = {user: shared.setdefault(row := frozenset(read), row) for user, read in by_user.items()}
-    return _cover_named(rows, numbering, allowed, cap)
+    read_allowed = None if allowed is None else {user: frozenset(map(number, row)) for user, row in allowed.items()}
+    return _cover_keyed(rows, read_allowed, list(numbers).__getitem__, cap)
 
 
-class _Numbering(Generic[Target]):
-    """Targets numbered in the order they are first read: numbering names once, and ordering them by how many
-    users need each (`_by_frequency`) over the numbers, hashes each name once per distinct row."""
-
-    def __init__(self) -> None:
-        self.numbers: dict[Target, int] = {}
-
-    def row(self, targets: Iterable[Target]) -> frozenset[int]:
-        numbers = self.numbers
-        return frozenset(numbers.setdefault(target, len(numbers)) for target in targets)
-
-    def names(self) -> list[Target]:
-        return list(self.numbers)
+# what `_cover_keyed` holds targets by: their names, or numbers given as they are read
+Key = TypeVar("Key", bound="SupportsRichComparison")
 
 
-def _cover_named(
-    rows: Mapping[User, frozenset[int]],
-    numbering: _Numbering[Target],
-    allowed: Mapping[User, frozenset[Target]] | None,
+def _cover_keyed(
+    rows: Mapping[User, frozenset[Key]],
+    allowed: Mapping[User, frozenset[Key]] | None,
+    name_of: Callable[[Key], Target] | None,
     cap: int,
 ) -> list[tuple[tuple[User, ...], tuple[Target, ...]]]:
-    """`cover` of rows whose targets `numbering` has numbered as read: renumbered as the strategies want."""
+    """`cover` of rows holding targets by key: `name_of` names each key (None: the keys are the names)."""
     rows = {user: row for user, row in rows.items() if row}
     if not rows:
         return []
-    read_allowed = None if allowed is None else {user: numbering.row(row) for user, row in allowed.items()}
+    # each distinct row is counted and renumbered once, and users of one role keep sharing one row object
     distinct = {id(row): row for row in rows.values()}
-    users, order = _by_frequency(rows, read_allowed, distinct, numbering.names())
+    users, keys = _by_frequency(rows, allowed, distinct, name_of)
     user_number = {user: number for number, user in enumerate(users)}
-    renumber = [0] * len(order)
-    for number, read in enumerate(order):
-        renumber[read] = number
-    to_number = renumber.__getitem__
-    renumbered = {key: frozenset(map(to_number, row)) for key, row in distinct.items()}
+    key_number = {key: number for number, key in enumerate(keys)}
+    to_number = key_number.__getitem__
+    renumbered = {id_: frozenset(map(to_number, row)) for id_, row in distinct.items()}
     numbered_rows = {user_number[user]: renumbered[id(row)] for user, row in rows.items()}
     numbered_allowed = None
-    if read_allowed is not None:
-        numbered_allowed = {user_number[u]: frozenset(map(to_number, r)) for u, r in read_allowed.items()}
-    names = numbering.names()
-    targets = [names[read] for read in order]
+    if allowed is not None:
+        numbered_allowed = {user_number[u]: frozenset(map(to_number, r)) for u, r in allowed.items()}
+    targets = cast("list[Target]", keys) if name_of is None else list(map(name_of, keys))
     user_of, target_of = users.__getitem__, targets.__getitem__
     return [
         (tuple(sorted(map(user_of, rect_users))), tuple(sorted(map(target_of, rect_targets))))
@@ -243,30 +225,27 @@ def _cover_named(
 
 
 def _by_frequency(
-    rows: Mapping[User, frozenset[int]],
-    allowed: Mapping[User, frozenset[int]] | None,
-    distinct: Mapping[int, frozenset[int]],
-    names: Sequence[Target],
-) -> tuple[list[User], list[int]]:
-    """Users from the fewest needed cells to the most, and targets (by number, `names` naming each) from the
-    fewest users needing them to the most; ties by name. Rows are cut into strips in this order, so the targets
-    most users share fall into the same strips of different users' rows, where merging and elimination can
-    combine them: americas_large 1,979-1,981 calls under six random renamings, where the names' order gave
-    2,036-2,048. `distinct` holds each row object of `rows` by its id."""
+    rows: Mapping[User, frozenset[Key]],
+    allowed: Mapping[User, frozenset[Key]] | None,
+    distinct: Mapping[int, frozenset[Key]],
+    name_of: Callable[[Key], Target] | None,
+) -> tuple[list[User], list[Key]]:
+    """Users from the fewest needed cells to the most, and targets from the fewest users needing them to the
+    most (ties by name, `name_of` naming a key). Rows are cut into strips in this order, so the targets most
+    users share fall into the same strips of different users' rows, where merging and elimination can combine
+    them: americas_large 1,979-1,981 calls under six random renamings, where the names' order gave 2,036-2,048.
+    `distinct` holds each row object of `rows` by its id."""
     users_of_row = Counter(map(id, rows.values()))
     # counted in C where a row is one user's (most rows of a scattered input), per row where users share it
-    counted = Counter(chain.from_iterable(distinct[key] for key, count in users_of_row.items() if count == 1))
-    holders = [0] * len(names)
-    for target, count in counted.items():
-        holders[target] = count
-    for key, count in users_of_row.items():
-        if count > 1:
+    holders = Counter(chain.from_iterable(distinct[key] for key, users in users_of_row.items() if users == 1))
+    for key, users in users_of_row.items():
+        if users > 1:
             for target in distinct[key]:
-                holders[target] += count
+                holders[target] += users
     by_name = sorted(rows if allowed is None else set(rows).union(allowed))
     needed = dict(zip(by_name, map(len, map(rows.get, by_name, repeat(()))), strict=True))
-    targets_by_name = sorted(range(len(names)), key=names.__getitem__)
-    return sorted(by_name, key=needed.__getitem__), sorted(targets_by_name, key=holders.__getitem__)
+    every_target = sorted(set(holders).union(*(allowed or {}).values()), key=name_of)
+    return sorted(by_name, key=needed.__getitem__), sorted(every_target, key=holders.__getitem__)
 
 
 def _cover(plain_rows: Rows, plain_allowed: Rows | None, cap: int) -> list[Rect]:
