@@ -85,6 +85,9 @@ Rows = Mapping[int, frozenset[int]]
 # `cover` takes users and targets by any names that sort (a plan's user IDs and targets); the rest by number
 User = TypeVar("User", bound="SupportsRichComparison")
 Target = TypeVar("Target", bound="SupportsRichComparison")
+# what `_cover_keyed` holds targets by: their names, or numbers given as they are read
+Key = TypeVar("Key", bound="SupportsRichComparison")
+Mapped = TypeVar("Mapped")
 Pattern = tuple[tuple[int, ...], tuple[int, ...]]  # sorted users (or targets) sharing one sorted row
 Concept = tuple[tuple[int, ...], tuple[int, ...], int, int]  # users, targets, and both as bit masks
 
@@ -187,12 +190,8 @@ def cover_cells(
         by_user[user].append(number(target))
     shared: dict[frozenset[int], frozenset[int]] = {}
     rows = {user: shared.setdefault(row := frozenset(read), row) for user, read in by_user.items()}
-    read_allowed = None if allowed is None else {user: frozenset(map(number, row)) for user, row in allowed.items()}
+    read_allowed = None if allowed is None else _rows_mapped(allowed, number)
     return _cover_keyed(rows, read_allowed, list(numbers).__getitem__, cap)
-
-
-# what `_cover_keyed` holds targets by: their names, or numbers given as they are read
-Key = TypeVar("Key", bound="SupportsRichComparison")
 
 
 def _cover_keyed(
@@ -215,13 +214,19 @@ def _cover_keyed(
     numbered_rows = {user_number[user]: renumbered[id(row)] for user, row in rows.items()}
     numbered_allowed = None
     if allowed is not None:
-        numbered_allowed = {user_number[u]: frozenset(map(to_number, r)) for u, r in allowed.items()}
+        numbered_allowed = {user_number[u]: r for u, r in _rows_mapped(allowed, to_number).items()}
     targets = cast("list[Target]", keys) if name_of is None else list(map(name_of, keys))
     user_of, target_of = users.__getitem__, targets.__getitem__
     return [
         (tuple(sorted(map(user_of, rect_users))), tuple(sorted(map(target_of, rect_targets))))
         for rect_users, rect_targets in _cover(numbered_rows, numbered_allowed, cap)
     ]
+
+
+def _rows_mapped(rows: Mapping[User, frozenset[Key]], to: Callable[[Key], Mapped]) -> dict[User, frozenset[Mapped]]:
+    """Each row with every target mapped, once per distinct row object (users of one role share one)."""
+    mapped = {id(row): frozenset(map(to, row)) for row in rows.values()}
+    return {user: mapped[id(row)] for user, row in rows.items()}
 
 
 def _by_frequency(
