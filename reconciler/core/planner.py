@@ -61,6 +61,7 @@ from operator import and_, or_
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from reconciler.vocabulary import bitsets
+from reconciler.vocabulary.cells import shared_rows
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
@@ -188,8 +189,7 @@ def cover_cells(
     by_user: dict[User, list[int]] = defaultdict(list)
     for user, target in cells:
         by_user[user].append(number(target))
-    shared: dict[frozenset[int], frozenset[int]] = {}
-    rows = {user: shared.setdefault(row := frozenset(read), row) for user, read in by_user.items()}
+    rows = shared_rows(zip(by_user, map(frozenset, by_user.values()), strict=True))
     read_allowed = None if allowed is None else _rows_mapped(allowed, number)
     return _cover_keyed(rows, read_allowed, list(numbers).__getitem__, cap)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Set
 from functools import lru_cache
 from itertools import chain, product
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 # what a policy declares and the API lists: LlmCubes (Q&A resources) and analysis themes
 ResourceKind = Literal["llm_cube", "theme"]
@@ -86,8 +86,13 @@ def users_of(cells: Iterable[Cell]) -> set[str]:
     return {user for user, _ in cells}
 
 
-def shared_rows(pairs: Iterable[tuple[str, frozenset[Target]]]) -> dict[str, frozenset[Target]]:
-    """Each user's targets, one set object for all users with the same ones: a tenant's 100,000 users hold a
-    few hundred distinct sets of targets, and one set of 30 targets costs more memory than 30 cells do."""
-    seen: dict[frozenset[Target], frozenset[Target]] = {}
+User = TypeVar("User")
+Item = TypeVar("Item")
+
+
+def shared_rows(pairs: Iterable[tuple[User, frozenset[Item]]]) -> dict[User, frozenset[Item]]:
+    """Each user's targets (by name, or as the planner numbers them), one set object for all users with the
+    same ones: a tenant's 100,000 users hold a few hundred distinct sets of targets, and one set of 30 targets
+    costs more memory than 30 cells do."""
+    seen: dict[frozenset[Item], frozenset[Item]] = {}
     return {user: seen.setdefault(targets, targets) for user, targets in pairs}
