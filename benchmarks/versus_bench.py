@@ -1,0 +1,193 @@
+"""The planner against an earlier revision of itself: calls and planning time on the same inputs, one run.
+
+Run: python -m benchmarks.versus_bench REV [--whole DIR] [--halves DIR] [--repeat 3] [--runs 2]
+REV is any git revision of this repository (e.g. the commit a performance target was set against). Each
+`--whole DIR` plans every `user permission` matrix (`*.txt`) in DIR as one onboarding; each `--halves DIR`
+plans two random halves of each matrix's users with the targets renamed (`plan_bench`'s `sampled` family:
+inputs nobody tuned the planner on). With neither, $RECONCILER_RBAC_DATA is planned whole and in halves.
+
+Both planners run in child processes on the same cells (`make_batches`, fastest of --repeat each), REV's from
+its own `reconciler/` package as `git archive` gives it. The two alternate, --runs times, each run starting with
+the other one, so that a machine's slow spell falls on both. Reported per input: calls before → now, the
+seconds of each, and now ÷ before in every run; then how many inputs take fewer, the same and more calls, and
+on how many planning stays within twice the old time in every run. The ratios are the figures to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+SLOWER_AT_MOST = 2.0  # the bound a performance target sets on planning time against the old planner
+
+
+@dataclass
+class Outcome:
+    """One input's calls under each planner and its fastest time in each run."""
+
+    name: str
+    cells: int
+    calls: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+
+    def ratios(self) -> list[float]:
+        return [now / before for before, now in zip(self.seconds["before"], self.seconds["now"], strict=True)]
+
+
+def _extract(revision: str, into: Path) -> Path:
+    """REV's `reconciler/` package, unpacked under `into`; exits with a one-line error if git cannot give it."""
+    found = subprocess.run(
+        ["git", "-C", str(REPOSITORY), "archive", "--format=tar", revision, "reconciler"],
+        capture_output=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        reason = found.stderr.decode(errors="replace").strip().splitlines()
+        sys.exit(f"error: git cannot give revision {revision!r}: {reason[-1] if reason else 'unknown'}")
+    with tarfile.open(fileobj=io.BytesIO(found.stdout)) as archive:
+        archive.extractall(into, filter="data")
+    return into
+
+
+def _inputs(whole: list[Path], halves: list[Path]) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """Every input, by name, as (user, target kind, target id) cells."""
+    from benchmarks import plan_bench  # only the parent reads the matrices: a child imports REV's package
+
+    def matrices(folder: Path) -> list[Path]:
+        found = sorted(folder.glob("*.txt"))
+        if not found:
+            sys.exit(f"error: {folder}: no `user permission` matrices (*.txt) here")
+        return found
+
+    changes = [(path.stem, plan_bench.rbac(path)) for folder in whole for path in matrices(folder)]
+    changes += [
+        (f"{path.stem}, half {seed}", plan_bench.sampled(path, seed))
+        for folder in halves
+        for path in matrices(folder)
+        for seed in (1, 2)
+    ]
+    names = [name for name, _ in changes]
+    if len(set(names)) < len(names):
+        sys.exit("error: two matrices have the same name: give each folder once, or rename one of them")
+    return [
+        (name, sorted((user, target.kind, target.id) for user, target in planned.grants[plan_bench.DAY]))
+        for name, planned in changes
+    ]
+
+
+def _plan_all(tree: str, inputs_file: str, repeat: int) -> None:
+    """In a child: plan every input with the planner of `tree`, printing one JSON line per input."""
+    sys.path.insert(0, tree)
+    import datetime as dt
+
+    import reconciler
+    from reconciler.core.diff import Changes
+    from reconciler.core.plan import make_batches
+    from reconciler.vocabulary.cells import Target
+
+    if not Path(reconciler.__file__).resolve().is_relative_to(Path(tree).resolve()):
+        sys.exit(f"error: the planner came from {reconciler.__file__}, not from {tree}")
+    day = dt.date(2099, 12, 31)
+    for name, cells in json.loads(Path(inputs_file).read_text()):
+        changes = Changes(
+            grants={day: frozenset((user, Target(kind, ident)) for user, kind, ident in cells)},
+            revokes=frozenset(),
+            revocable={},
+        )
+        fastest = float("inf")
+        for _ in range(repeat):
+            gc.collect()
+            started = time.perf_counter()
+            calls = len(make_batches(changes))
+            fastest = min(fastest, time.perf_counter() - started)
+        print(json.dumps({"name": name, "calls": calls, "seconds": fastest}), flush=True)
+
+
+def _run_child(tree: Path, inputs_file: Path, repeat: int) -> list[tuple[str, int, float]]:
+    command = [sys.executable, "-m", "benchmarks.versus_bench", "--child", str(tree), str(inputs_file), str(repeat)]
+    # one hash seed for both: sets of cells then iterate in the same order in every child
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        sys.exit(f"error: the planner in {tree} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    return [(str(result["name"]), int(result["calls"]), float(result["seconds"])) for result in results]
+
+
+def compare(revision: str, whole: list[Path], halves: list[Path], repeat: int, runs: int) -> list[Outcome]:
+    inputs = _inputs(whole, halves)
+    outcomes = {name: Outcome(name, len(cells)) for name, cells in inputs}
+    with tempfile.TemporaryDirectory(prefix="versus-") as scratch:
+        inputs_file = Path(scratch) / "inputs.json"
+        inputs_file.write_text(json.dumps(inputs))
+        trees = {"before": _extract(revision, Path(scratch) / "before"), "now": REPOSITORY}
+        for run in range(runs):
+            for version in ("before", "now") if run % 2 == 0 else ("now", "before"):
+                for name, calls, seconds in _run_child(trees[version], inputs_file, repeat):
+                    outcomes[name].calls[version] = calls
+                    outcomes[name].seconds.setdefault(version, []).append(seconds)
+    return list(outcomes.values())
+
+
+def report(revision: str, outcomes: list[Outcome]) -> str:
+    lines = [
+        f"| input | cells | calls {revision} → now | {revision} s | now s | now / {revision}, by run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for outcome in outcomes:
+        ratios = ", ".join(f"{ratio:.2f}x" for ratio in outcome.ratios())
+        lines.append(
+            f"| {outcome.name} | {outcome.cells:,} | {outcome.calls['before']:,} → {outcome.calls['now']:,} | "
+            f"{min(outcome.seconds['before']):.4f} | {min(outcome.seconds['now']):.4f} | {ratios} |"
+        )
+    fewer = sum(o.calls["now"] < o.calls["before"] for o in outcomes)
+    more = sum(o.calls["now"] > o.calls["before"] for o in outcomes)
+    within = sum(max(o.ratios()) < SLOWER_AT_MOST for o in outcomes)
+    slowest = max(outcomes, key=lambda o: max(o.ratios()))
+    lines += [
+        "",
+        f"Calls: fewer on {fewer}, the same on {len(outcomes) - fewer - more}, more on {more} of {len(outcomes)}.",
+        f"Planning time within {SLOWER_AT_MOST:g}x of {revision} in every run on {within} of {len(outcomes)}; "
+        f"the highest ratio {max(slowest.ratios()):.2f}x ({slowest.name}).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        _plan_all(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("revision", help="The git revision to compare against (a commit, tag or branch).")
+    parser.add_argument("--whole", type=Path, action="append", default=[], help="Plan each matrix in DIR whole.")
+    parser.add_argument("--halves", type=Path, action="append", default=[], help="Plan two halves of each in DIR.")
+    parser.add_argument("--repeat", type=int, default=3, help="Plans per input and run; the fastest counts.")
+    parser.add_argument("--runs", type=int, default=2, help="Alternated runs of the two planners.")
+    args = parser.parse_args()
+    whole, halves = args.whole, args.halves
+    if not whole and not halves:
+        folder = os.environ.get("RECONCILER_RBAC_DATA")
+        if not folder:
+            sys.exit("error: give --whole DIR or --halves DIR, or set RECONCILER_RBAC_DATA to a folder of matrices")
+        whole = halves = [Path(folder)]
+    for folder in (*whole, *halves):
+        if not folder.is_dir():
+            sys.exit(f"error: {folder}: no such folder (give a folder of `user permission` matrices)")
+    outcomes = compare(args.revision, whole, halves, args.repeat, args.runs)
+    print(report(args.revision, outcomes))
+
+
+if __name__ == "__main__":
+    main()

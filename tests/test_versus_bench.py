@@ -1,0 +1,64 @@
+"""The benchmark that sets the planner against an earlier revision: it must plan with both, and say so when not."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from benchmarks import plan_bench, versus_bench
+from reconciler.core.plan import make_batches
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("git") is None
+    or subprocess.run(["git", "-C", str(versus_bench.REPOSITORY), "rev-parse", "HEAD"], capture_output=True).returncode,
+    reason="needs git and this repository's history",
+)
+
+
+@pytest.fixture
+def matrices(tmp_path: Path) -> Path:
+    folder = tmp_path / "matrices"
+    folder.mkdir()
+    rng = random.Random(7)
+    cells = {(rng.randrange(30), rng.randrange(40)) for _ in range(300)}
+    (folder / "scattered.txt").write_text("".join(f"{u} {t}\n" for u, t in sorted(cells)))
+    return folder
+
+
+def test_both_planners_plan_every_input_in_every_run(matrices: Path) -> None:
+    outcomes = versus_bench.compare("HEAD", [matrices], [matrices], repeat=1, runs=2)
+
+    assert [o.name for o in outcomes] == ["scattered", "scattered, half 1", "scattered, half 2"]
+    whole = outcomes[0]
+    # the working tree's planner is the one this process imports: its calls are the "now" column
+    assert whole.calls["now"] == len(make_batches(plan_bench.rbac(matrices / "scattered.txt")))
+    assert whole.cells == len(plan_bench.rbac_cells(matrices / "scattered.txt"))
+    assert all(len(o.seconds["before"]) == len(o.seconds["now"]) == 2 for o in outcomes)
+    assert all(len(o.ratios()) == 2 and min(o.ratios()) > 0 for o in outcomes)
+
+    text = versus_bench.report("HEAD", outcomes)
+    assert "| scattered, half 2 | " in text
+    assert f"of {len(outcomes)}." in text.splitlines()[-2]
+
+
+def test_a_revision_git_does_not_have_is_one_line_error(matrices: Path) -> None:
+    with pytest.raises(SystemExit, match=r"^error: git cannot give revision 'no-such-revision'"):
+        versus_bench.compare("no-such-revision", [matrices], [], repeat=1, runs=1)
+
+
+def test_a_folder_without_matrices_is_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"no `user permission` matrices"):
+        versus_bench.compare("HEAD", [tmp_path], [], repeat=1, runs=1)
+
+
+def test_a_tree_without_the_planner_is_not_silently_replaced_by_this_one(tmp_path: Path, matrices: Path) -> None:
+    """A child must plan with the tree it is given: one without `reconciler/` must fail, not fall back to the
+    working tree's package (which would compare the planner with itself)."""
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text('[["one", [["u1", "theme", "t1"]]]]')
+    with pytest.raises(SystemExit, match=r"the planner in .* failed: error: the planner came from"):
+        versus_bench._run_child(tmp_path, inputs, repeat=1)
