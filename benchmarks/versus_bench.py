@@ -98,7 +98,7 @@ def _plan_all(tree: str, inputs_file: str, repeat: int) -> None:
 
     if not Path(reconciler.__file__).resolve().is_relative_to(Path(tree).resolve()):
         sys.exit(f"error: the planner came from {reconciler.__file__}, not from {tree}")
-    day = dt.date(2099, 12, 31)
+    day = dt.date(2099, 12, 31)  # plan_bench.DAY, which a child cannot import: plan_bench needs this version
     for name, cells in json.loads(Path(inputs_file).read_text()):
         changes = Changes(
             grants={day: frozenset((user, Target(kind, ident)) for user, kind, ident in cells)},
@@ -165,6 +165,13 @@ def report(revision: str, outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return number
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         _plan_all(sys.argv[2], sys.argv[3], int(sys.argv[4]))
@@ -173,8 +180,8 @@ def main() -> None:
     parser.add_argument("revision", help="The git revision to compare against (a commit, tag or branch).")
     parser.add_argument("--whole", type=Path, action="append", default=[], help="Plan each matrix in DIR whole.")
     parser.add_argument("--halves", type=Path, action="append", default=[], help="Plan two halves of each in DIR.")
-    parser.add_argument("--repeat", type=int, default=3, help="Plans per input and run; the fastest counts.")
-    parser.add_argument("--runs", type=int, default=2, help="Alternated runs of the two planners.")
+    parser.add_argument("--repeat", type=_at_least_one, default=3, help="Plans per input and run; the fastest counts.")
+    parser.add_argument("--runs", type=_at_least_one, default=2, help="Alternated runs of the two planners.")
     args = parser.parse_args()
     whole, halves = args.whole, args.halves
     if not whole and not halves:

@@ -62,3 +62,12 @@ def test_a_tree_without_the_planner_is_not_silently_replaced_by_this_one(tmp_pat
     inputs.write_text('[["one", [["u1", "theme", "t1"]]]]')
     with pytest.raises(SystemExit, match=r"the planner in .* failed: error: the planner came from"):
         versus_bench._run_child(tmp_path, inputs, repeat=1)
+
+
+def test_runs_and_repeats_are_at_least_one(matrices: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No run would leave no time to compare: refused before anything is planned."""
+    for flag in ("--runs", "--repeat"):
+        monkeypatch.setattr("sys.argv", ["versus_bench", "HEAD", "--whole", str(matrices), flag, "0"])
+        with pytest.raises(SystemExit) as refused:
+            versus_bench.main()
+        assert refused.value.code == 2
