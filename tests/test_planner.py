@@ -399,6 +399,52 @@ def test_pairs_are_left_alone_only_where_no_larger_matching_exists(edges: set[tu
     assert len(networkx.max_weight_matching(settled, maxcardinality=True)) == sum(p[0] not in unsure for p in pairs)
 
 
+def test_small_rectangles_merge_where_every_cell_of_their_union_is_permitted() -> None:
+    """Two one-cell batches become one where each user may have the other's target; a batch over half the cap
+    is left as it is, and so is a pair where one cross cell is not permitted."""
+    rows = {0: frozenset({0}), 1: frozenset({1})}
+    both = {0: frozenset({0, 1}), 1: frozenset({0, 1})}
+    assert planner.merge_small([((0,), (0,)), ((1,), (1,))], both) == [((0, 1), (0, 1))]
+    assert planner.merge_small([((0,), (0,)), ((1,), (1,))], rows) == [((0,), (0,)), ((1,), (1,))]
+    one_way = {0: frozenset({0, 1}), 1: frozenset({1})}
+    assert planner.merge_small([((0,), (0,)), ((1,), (1,))], one_way) == [((0,), (0,)), ((1,), (1,))]
+    big = (tuple(range(2, 53)), (0,))
+    permitted = both | {u: frozenset({0, 1}) for u in range(2, 53)}
+    assert planner.merge_small([big, ((0,), (0,)), ((1,), (1,))], permitted) == [big, ((0, 1), (0, 1))]
+    # a group takes in others only while their union fits the cap (cap 4: two users on two targets is full)
+    users = {u: frozenset({0, 1, 2}) for u in range(3)}
+    three = [((0,), (0,)), ((1,), (1,)), ((2,), (2,))]
+    assert planner.merge_small(three, users, cap=4) == [((0, 1), (0, 1)), ((2,), (2,))]
+
+
+@given(rows_strategy, st.dictionaries(st.integers(0, 40), st.frozensets(st.integers(0, 160), max_size=80)))
+@settings(max_examples=80, deadline=None)
+def test_merging_keeps_a_valid_cover_of_no_more_calls(
+    rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]]
+) -> None:
+    """From one-user strips and from one-target strips, with and without don't-cares: every cell stays covered,
+    only permitted cells are touched, and a rectangle nothing joined comes back as it was."""
+    allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
+    by_user = [((u,), tuple(sorted(r))[i : i + 7]) for u, r in sorted(rows.items()) for i in range(0, len(r), 7)]
+    holders = sorted({t: tuple(sorted(u for u, r in rows.items() if t in r)) for r in rows.values() for t in r}.items())
+    by_target = [(users[i : i + 3], (t,)) for t, users in holders for i in range(0, len(users), 3)]
+    wanted = {(u, t) for u, r in rows.items() for t in r}
+    for strips, permitted in itertools.product((by_user, by_target), (rows, allowed)):
+        rects = planner.merge_small(strips, permitted)
+        touched = set(cells_of(rects))
+        assert wanted <= touched and all(t in permitted.get(u, frozenset()) for u, t in touched)
+        assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
+        assert len(rects) <= len(strips)
+        assert all(list(u) == sorted(u) and list(t) == sorted(t) for u, t in rects)
+        # each rectangle is one of the strips, or the union of several
+        for users, targets in rects:
+            parts = [s for s in strips if set(s[0]) <= set(users) and set(s[1]) <= set(targets)]
+            assert parts and set(cells_of(parts)) <= set(cells_of([(users, targets)]))
+            assert {(u, t) for u in users for t in targets} == {
+                (u, t) for u in set().union(*(p[0] for p in parts)) for t in set().union(*(p[1] for p in parts))
+            }
+
+
 def test_a_rectangle_whose_cells_a_neighbour_can_take_is_dropped() -> None:
     rows = {u: frozenset(range(10)) for u in range(3)}
     split = [((0, 1), tuple(range(10))), ((2,), tuple(range(10)))]

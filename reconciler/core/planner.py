@@ -413,12 +413,14 @@ def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
         return rects
     kept = [r for r in rects if len(r[0]) * len(r[1]) > cap // 2]
     permits = _shaped(allowed).bits
-    # each group: its users and its targets as bits, the targets all its users may have, and its height and width
+    # each group: its users and its targets as bits, the targets all its users may have, and its height and width;
+    # and the rectangle it is while nothing has joined it (its bits need not be listed back)
     group_users: list[int] = []
     group_targets: list[int] = []
     group_shared: list[int] = []
     heights: list[int] = []
     widths: list[int] = []
+    alone: list[Rect | None] = []
     by_user: dict[int, set[int]] = defaultdict(set)
     by_target: dict[int, set[int]] = defaultdict(set)
     for users, targets in small:
@@ -428,14 +430,18 @@ def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
         nearby = set().union(*(by_user[u] for u in users), *(by_target[t] for t in targets))
         nearby.update(range(max(0, len(heights) - MERGE_WINDOW), len(heights)))
         height, width = len(users), len(targets)
-        # the union is at least as tall and as wide as either
-        fitting = [i for i in sorted(nearby) if max(heights[i], height) * max(widths[i], width) <= cap]
-        for index in fitting:
+        # each side already fits its own cells, so only the cross cells need to be permitted; this rectangle's
+        # users may seldom have a group's targets (one-target batches of different targets), so that is tested
+        # first, alone, for every candidate
+        forbidden = ~shared
+        for index in [i for i in sorted(nearby) if not group_targets[i] & forbidden]:
+            if target_bits & ~group_shared[index]:
+                continue
+            # the union is at least as tall and as wide as either
+            if max(heights[index], height) * max(widths[index], width) > cap:
+                continue
             union_width = (group_targets[index] | target_bits).bit_count()
             if union_width * max(heights[index], height) > cap:
-                continue
-            # each side already fits its own cells, so only the cross cells need checking
-            if group_targets[index] & ~shared or target_bits & ~group_shared[index]:
                 continue
             union_height = (group_users[index] | user_bits).bit_count()
             if union_height * union_width <= cap:
@@ -443,6 +449,7 @@ def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
                 group_targets[index] |= target_bits
                 group_shared[index] &= shared
                 heights[index], widths[index] = union_height, union_width
+                alone[index] = None
                 break
         else:
             index = len(heights)
@@ -451,12 +458,13 @@ def merge_small(rects: list[Rect], allowed: Rows, cap: int = CAP) -> list[Rect]:
             group_shared.append(shared)
             heights.append(height)
             widths.append(width)
+            alone.append((tuple(sorted(users)), tuple(sorted(targets))))
         for u in users:
             by_user[u].add(index)
         for t in targets:
             by_target[t].add(index)
-    merged = zip(group_users, group_targets, strict=True)
-    return kept + [(tuple(bitsets.members(u)), tuple(bitsets.members(t))) for u, t in merged]
+    merged = zip(group_users, group_targets, alone, strict=True)
+    return kept + [rect or (tuple(bitsets.members(u)), tuple(bitsets.members(t))) for u, t, rect in merged]
 
 
 def eliminate(rects: list[Rect], rows: Rows, allowed: Rows, cap: int = CAP, steps: int = ELIMINATE_STEPS) -> list[Rect]:
