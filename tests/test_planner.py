@@ -700,6 +700,18 @@ def test_cover_takes_users_and_targets_by_name(
         assert planner.cover_cells(reversed(cells), named_permitted) == by_name
 
 
+def test_users_are_numbered_from_the_fewest_needed_cells_ties_by_name() -> None:
+    """e needs nothing (it may only be touched): 0; then c (one cell), a and b (two each, by name), d (three). The
+    targets go from the fewest users needing them: t3 (two users), then t1 and t2 (three each, by name)."""
+    rows = {"d": frozenset({1, 2, 3}), "b": frozenset({2, 3}), "c": frozenset({1}), "a": frozenset({1, 2})}
+    allowed = {**rows, "e": frozenset({1})}
+    with mock.patch.object(planner, "_cover", wraps=planner._cover) as inner:
+        planner.cover(rows, allowed)
+    numbered, numbered_allowed, _ = inner.call_args.args
+    assert numbered == {1: {1}, 2: {1, 2}, 3: {0, 2}, 4: {0, 1, 2}}
+    assert numbered_allowed == numbered | {0: {1}}
+
+
 def test_the_order_cells_come_in_changes_no_rectangle() -> None:
     """Targets needed by as many users are taken in name order, not in the order they were read: a role of 150
     targets is cut into the same strips however its cells come (a plan's changes come in hash order)."""

@@ -56,7 +56,7 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from functools import cached_property, lru_cache, reduce
-from itertools import accumulate, chain, combinations, count, filterfalse, repeat
+from itertools import accumulate, chain, combinations, count, filterfalse
 from operator import and_, or_
 from typing import TYPE_CHECKING, TypeVar
 
@@ -225,9 +225,11 @@ def _cover_named(
     named."""
     if not rows:
         return []
-    by_name = sorted(rows if allowed is None else set(rows).union(allowed))
-    needed = dict(zip(by_name, map(len, map(rows.get, by_name, repeat(()))), strict=True))
-    users = sorted(by_name, key=needed.__getitem__)
+    # by name within each count of needed cells: short sorts, and no key to look up per comparison
+    by_needed: dict[int, list[User]] = defaultdict(list)
+    for user in rows if allowed is None else set(rows).union(allowed):
+        by_needed[len(rows.get(user, ()))].append(user)
+    users = [user for needed in sorted(by_needed) for user in sorted(by_needed[needed])]
     user_number = {user: number for number, user in enumerate(users)}
     numbered_rows = {user_number[user]: row for user, row in rows.items()}
     numbered_allowed = None if allowed is None else {user_number[user]: row for user, row in allowed.items()}
