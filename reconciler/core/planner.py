@@ -778,11 +778,10 @@ class _Elimination:
 def cover_exact(rows: Rows, cap: int = CAP) -> list[Rect]:
     """Rectangles covering exactly the cells of `rows`: the better naive cover (strategies 1 and 2), or one with
     shared remainders, of targets' last partial calls or of users' (the same on the transpose)."""
-    rows = {u: r for u, r in rows.items() if r}
-    if not rows:
+    patterns = _patterns(rows)  # of the non-empty rows; from the distinct rows already made, where they are
+    if not patterns:
         return []
-    floor = lower_bound(sum(len(r) for r in rows.values()), cap)
-    patterns = _patterns(rows)
+    floor = lower_bound(sum(len(users) * len(targets) for users, targets in patterns), cap)
     column_patterns = _column_patterns(patterns)
     by_rows, by_columns = _naive_count(patterns, cap), _naive_count(column_patterns, cap)
     fewest = min(by_rows, by_columns)
