@@ -298,8 +298,12 @@ def essentials(rows: Rows, permitted: Rows, cap: int = CAP) -> tuple[list[Rect],
     (apj: 448 of its 461 calls), and what it takes never needs undoing.
     """
     search = _Essentials(rows, permitted, cap)
-    rest = {user: row for user, row in rows.items() if user not in search.narrowed}
-    rest.update((user, frozenset(bitsets.members(search.left[user]))) for user in search.narrowed if search.left[user])
+    rest = dict(rows)  # copied in C: most users keep their row
+    for user in search.narrowed:
+        if search.left[user]:
+            rest[user] = frozenset(bitsets.members(search.left[user]))
+        else:
+            del rest[user]
     return search.rects, rest
 
 
