@@ -327,6 +327,8 @@ class _Essentials:
         self.rects: list[Rect] = []
         self.narrowed: set[int] = set()  # users with cells taken
         self.height = {target: users.bit_count() for target, users in self.needing.items()}
+        # targets needed by at most `cap` users: only these can start a rectangle (their height only shrinks)
+        self.short = bitsets.mask(target for target, height in self.height.items() if height <= cap)
         startable = {row: min(map(self.height.__getitem__, row)) * len(row) <= cap for row in patterns}
         todo = sorted(chain.from_iterable(users for row, users in patterns.items() if startable[row]))
         # users none of whose needed cells can start a rectangle within the cap (they would search in vain); only
@@ -382,8 +384,10 @@ class _Essentials:
         """The user's needed targets whose column, times the user's row, fits the cap: a rectangle through that
         cell holds every user needing the target, so no other can start an essential one."""
         left = self.left[user]
-        own = left.bit_count()
-        return [t for t in bitsets.members(left) if self.height[t] * own <= self.cap]
+        if not left:
+            return []
+        widest = self.cap // left.bit_count()
+        return [t for t in bitsets.members(left & self.short) if self.height[t] <= widest]
 
     def _take(self, users: int, targets: int, changed: set[int]) -> None:
         user_list, target_list = bitsets.members(users), bitsets.members(targets)
@@ -393,6 +397,8 @@ class _Essentials:
         for target in target_list:
             self.needing[target] &= ~users
             self.height[target] = self.needing[target].bit_count()
+            if self.height[target] <= self.cap:
+                self.short |= 1 << target
         changed.update(target_list)
         self.narrowed.update(user_list)
         # a shorter row, or a shorter column, may now fit the cap for a stuck user (the others are found stuck, if
