@@ -38,6 +38,26 @@ def cells_of(rects: list[planner.Rect]) -> list[tuple[int, int]]:
     return [(u, t) for users, targets in rects for u in users for t in targets]
 
 
+def strips_of(rows: dict[int, frozenset[int]], users_per_target: int) -> tuple[list[planner.Rect], ...]:
+    """The rows cut into one-user strips of 7 targets, and the columns into one-target strips of that many users."""
+    by_user = [((u,), tuple(sorted(r))[i : i + 7]) for u, r in sorted(rows.items()) for i in range(0, len(r), 7)]
+    holders = sorted({t: tuple(sorted(u for u, r in rows.items() if t in r)) for r in rows.values() for t in r}.items())
+    step = users_per_target
+    by_target = [(users[i : i + step], (t,)) for t, users in holders for i in range(0, len(users), step)]
+    return by_user, by_target
+
+
+def assert_valid_cover_of_no_more_calls(
+    rects: list[planner.Rect], strips: list[planner.Rect], rows: dict[int, frozenset[int]], permitted: planner.Rows
+) -> None:
+    touched = set(cells_of(rects))
+    assert {(u, t) for u, r in rows.items() for t in r} <= touched
+    assert all(t in permitted.get(u, frozenset()) for u, t in touched)
+    assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
+    assert len(rects) <= len(strips)
+    assert all(list(u) == sorted(u) and list(t) == sorted(t) for u, t in rects)
+
+
 @given(rows_strategy)
 @settings(max_examples=150, deadline=None)
 def test_exact_cover_covers_exactly_within_the_cap(rows: dict[int, frozenset[int]]) -> None:
@@ -425,17 +445,9 @@ def test_merging_keeps_a_valid_cover_of_no_more_calls(
     """From one-user strips and from one-target strips, with and without don't-cares: every cell stays covered,
     only permitted cells are touched, and a rectangle nothing joined comes back as it was."""
     allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
-    by_user = [((u,), tuple(sorted(r))[i : i + 7]) for u, r in sorted(rows.items()) for i in range(0, len(r), 7)]
-    holders = sorted({t: tuple(sorted(u for u, r in rows.items() if t in r)) for r in rows.values() for t in r}.items())
-    by_target = [(users[i : i + 3], (t,)) for t, users in holders for i in range(0, len(users), 3)]
-    wanted = {(u, t) for u, r in rows.items() for t in r}
-    for strips, permitted in itertools.product((by_user, by_target), (rows, allowed)):
+    for strips, permitted in itertools.product(strips_of(rows, users_per_target=3), (rows, allowed)):
         rects = planner.merge_small(strips, permitted)
-        touched = set(cells_of(rects))
-        assert wanted <= touched and all(t in permitted.get(u, frozenset()) for u, t in touched)
-        assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
-        assert len(rects) <= len(strips)
-        assert all(list(u) == sorted(u) and list(t) == sorted(t) for u, t in rects)
+        assert_valid_cover_of_no_more_calls(rects, strips, rows, permitted)
         # each rectangle is one of the strips, or the union of several
         for users, targets in rects:
             parts = [s for s in strips if set(s[0]) <= set(users) and set(s[1]) <= set(targets)]
@@ -520,17 +532,8 @@ def test_elimination_keeps_a_valid_cover_of_no_more_calls(
     """From one-user strips and from one-target strips (where most rectangles can give way; the coverage is
     then kept per user and per target), with and without don't-cares."""
     allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
-    by_user = [((u,), tuple(sorted(r))[i : i + 7]) for u, r in sorted(rows.items()) for i in range(0, len(r), 7)]
-    holders = sorted({t: tuple(sorted(u for u, r in rows.items() if t in r)) for r in rows.values() for t in r}.items())
-    by_target = [(users[i : i + 7], (t,)) for t, users in holders for i in range(0, len(users), 7)]
-    wanted = {(u, t) for u, r in rows.items() for t in r}
-    for strips, permitted in itertools.product((by_user, by_target), (rows, allowed)):
-        rects = planner.eliminate(strips, rows, permitted)
-        touched = set(cells_of(rects))
-        assert wanted <= touched and all(t in permitted.get(u, frozenset()) for u, t in touched)
-        assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
-        assert len(rects) <= len(strips)
-        assert all(list(u) == sorted(u) and list(t) == sorted(t) for u, t in rects)
+    for strips, permitted in itertools.product(strips_of(rows, users_per_target=7), (rows, allowed)):
+        assert_valid_cover_of_no_more_calls(planner.eliminate(strips, rows, permitted), strips, rows, permitted)
 
 
 @given(rows_strategy, st.randoms(use_true_random=False))
