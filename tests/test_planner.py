@@ -350,6 +350,89 @@ def test_users_share_their_partial_last_calls_too() -> None:
     assert len(planner.cover(rows)) == 4
 
 
+def ten_users_ending_in_one_common_set() -> dict[int, frozenset[int]]:
+    """Ten users with 150 to 159 targets, 59 of them common to all: rows end in partial calls of 50-59."""
+    common = frozenset(range(59))
+    return {u: common | frozenset(range(1000 * (u + 1), 1000 * (u + 1) + 91 + u)) for u in range(10)}
+
+
+def test_users_tile_their_partial_last_calls_as_one_block() -> None:
+    """Naively two calls each (20). No shared remainder helps: a partial call of 50 or more targets cannot be
+    shared in one call. But the 59 common targets x 10 users tile in 6 calls, and what each user has left
+    (91-100 targets) is one call: 16."""
+    rows = ten_users_ending_in_one_common_set()
+    patterns = planner._patterns(rows)
+    assert planner._naive_count(patterns, 100) == 20
+    shared = planner._shared_remainders(patterns, 20, 20, 100)
+    assert shared is None or len(shared) >= 19
+    blocks = planner._remainder_blocks(patterns, 20, 20, 100)
+    assert blocks is not None and len(blocks) == 16
+    wanted = sorted((u, t) for u, r in rows.items() for t in r)
+    assert sorted(cells_of([(u, t) for t, u in blocks])) == wanted  # (targets, users) as the transpose: a partition
+    assert all(0 < len(u) * len(t) <= 100 for u, t in blocks)
+    assert sum(len(users) == 10 for _, users in blocks) == 6  # the block: 10 users per call
+    assert planner._remainder_blocks(patterns, 20, 16, 100) is None  # cannot beat a plan of 16
+    assert len(planner.cover(rows)) <= 16
+
+
+def test_remainder_blocks_search_only_a_bounded_number_of_patterns() -> None:
+    rows = ten_users_ending_in_one_common_set()
+    many = rows | {
+        u: frozenset(range(5000 + 3 * u, 5000 + 3 * u + 7)) for u in range(10, planner.REMAINDER_BLOCK_LIMIT)
+    }
+    patterns = planner._patterns(many)
+    calls = planner._naive_count(patterns, 100)
+    assert planner._remainder_blocks(patterns, calls, calls, 100) is not None  # exactly at the limit
+    more = many | {planner.REMAINDER_BLOCK_LIMIT: frozenset({9999})}
+    patterns = planner._patterns(more)
+    calls = planner._naive_count(patterns, 100)
+    assert planner._remainder_blocks(patterns, calls, calls, 100) is None
+
+
+tails_strategy = st.lists(
+    st.tuples(st.integers(0, 2), st.integers(0, 150), st.integers(1, 60)),  # a shared set, its size, own targets
+    min_size=2,
+    max_size=14,
+)
+
+
+def rows_from_tails(tails: list[tuple[int, int, int]]) -> dict[int, frozenset[int]]:
+    """Users holding a prefix of one of three shared sets and some targets of their own."""
+    return {
+        u: frozenset(range(1000 * kind, 1000 * kind + size)) | frozenset(range(10**5 + 200 * u, 10**5 + 200 * u + own))
+        for u, (kind, size, own) in enumerate(tails)
+    }
+
+
+@given(tails_strategy)
+@settings(max_examples=150, deadline=None)
+def test_remainder_blocks_partition_the_cells_within_the_cap(tails: list[tuple[int, int, int]]) -> None:
+    rows = rows_from_tails(tails)
+    for transpose in (False, True):
+        patterns = planner._patterns(rows)
+        keyed = planner._column_patterns(patterns) if not transpose else patterns
+        calls = planner._naive_count(keyed, 100)
+        blocks = planner._remainder_blocks(keyed, calls, calls, 100)
+        if blocks is None:
+            continue
+        rects = [(u, t) for t, u in blocks] if transpose else blocks
+        assert sorted(cells_of(rects)) == sorted((u, t) for u, r in rows.items() for t in r)
+        assert all(0 < len(u) * len(t) <= 100 for u, t in rects)
+        assert len(rects) < calls
+
+
+@given(st.one_of(tails_strategy.map(rows_from_tails), rows_strategy))
+@settings(max_examples=150, deadline=None)
+def test_remainder_blocks_never_leave_a_plan_with_more_calls(rows: dict[int, frozenset[int]]) -> None:
+    """Blocks that make fewer calls before merging and elimination may make more after (healthcare): the
+    planner finishes both covers and keeps the blocks only where they end with fewer calls."""
+    with_blocks = planner.cover(rows)
+    with mock.patch.object(planner, "_remainder_blocks", return_value=None):
+        without = planner.cover(rows)
+    assert len(with_blocks) <= len(without)
+    assert set(cells_of(with_blocks)) == {(u, t) for u, r in rows.items() for t in r}
+
+
 def greedy_groups_by_definition(holders: dict[int, tuple[int, ...]], cap: int) -> list[list[int]]:
     """`_greedy_groups` as its docstring says, with none of its shortcuts (sets made once, pair tests and
     failures remembered per pattern)."""

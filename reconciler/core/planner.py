@@ -79,6 +79,7 @@ ELIMINATE_STEPS = 3  # other rectangles widened to drop one
 ELIMINATE_STEPS_SMALL = 6  # the same, on inputs small enough for set cover: their whole plan takes milliseconds
 ELIMINATE_RECT_LIMIT = 5000  # rectangles in a cover worth searching
 MERGE_WINDOW = 64
+REMAINDER_BLOCK_LIMIT = 64  # patterns ending in a partial call that blocks are grown from: the search is cubic in them
 BLOCK_SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 25, 33, 50, 100)
 
 Rect = tuple[tuple[int, ...], tuple[int, ...]]
@@ -263,12 +264,12 @@ def _cover(plain_rows: Rows, plain_allowed: Rows | None, cap: int) -> list[Rect]
     essential, rest = essentials(rows, permitted, cap)
     # an essential rectangle is in some fewest-call cover, so the rest is covered on its own (only the naive
     # plans, which the result must never exceed, are still made from all the cells)
-    if not essential:
-        best = cover_exact(rows, cap)
-    else:
-        best = essential + cover_exact(rest, cap)
+    best, blocked = _exact_covers(rest if essential else rows, cap, blocks=True)
+    if essential:
+        best = essential + best
+        blocked = None if blocked is None else essential + blocked
         if len(best) > _naive_calls(rows, cap):
-            best = cover_exact(rows, cap)
+            best, blocked = cover_exact(rows, cap), None
     cells = sum(len(r) for r in rows.values())
     if allowed is not None and cells <= DONT_CARE_CELL_LIMIT:
         widened = _cover_blocks(rows, allowed, cap)
@@ -276,6 +277,12 @@ def _cover(plain_rows: Rows, plain_allowed: Rows | None, cap: int) -> list[Rect]
             best = widened
     steps = ELIMINATE_STEPS_SMALL if cells <= SET_COVER_CELL_LIMIT else ELIMINATE_STEPS
     best = eliminate(merge_small(best, permitted, cap), rows, permitted, cap, steps)
+    if blocked is not None:
+        # fewer calls before merging and elimination is no promise of fewer after (healthcare: 24 calls with
+        # blocks, 25 without, 22 and 21 after): both are finished, and the blocks kept only where fewer
+        blocked = eliminate(merge_small(blocked, permitted, cap), rows, permitted, cap, steps)
+        if len(blocked) < len(best):
+            best = blocked
     if len(best) > lower_bound(cells, cap) and cells <= SET_COVER_CELL_LIMIT:
         # overlapping covers are finished the same way before they compete: elimination often differs most here
         overlapping = set_cover(rows, cap, essential)
@@ -790,9 +797,16 @@ class _Elimination:
 def cover_exact(rows: Rows, cap: int = CAP) -> list[Rect]:
     """Rectangles covering exactly the cells of `rows`: the better naive cover (strategies 1 and 2), or one with
     shared remainders, of targets' last partial calls or of users' (the same on the transpose)."""
+    return _exact_covers(rows, cap, blocks=False)[0]
+
+
+def _exact_covers(rows: Rows, cap: int, blocks: bool) -> tuple[list[Rect], list[Rect] | None]:
+    """`cover_exact`'s cover; and with `blocks`, one with remainder blocks where that makes fewer calls still
+    (`_remainder_blocks`), which `_cover` finishes as well: its calls, like any, may be merged and eliminated
+    differently."""
     patterns = _patterns(rows)  # of the non-empty rows; from the distinct rows already made, where they are
     if not patterns:
-        return []
+        return [], None
     floor = lower_bound(sum(len(users) * len(targets) for users, targets in patterns), cap)
     column_patterns = _column_patterns(patterns)
     by_rows, by_columns = _naive_count(patterns, cap), _naive_count(column_patterns, cap)
@@ -805,11 +819,16 @@ def cover_exact(rows: Rows, cap: int = CAP) -> list[Rect]:
             if shared is not None and len(shared) < fewest:
                 best = [(u, t) for t, u in shared] if transpose else shared
                 fewest = len(best)
+    blocked: list[Rect] | None = None
+    for keyed, calls, transpose in ((column_patterns, by_columns, False), (patterns, by_rows, True)):
+        if blocks and fewest > floor:
+            found = _remainder_blocks(keyed, calls, fewest, cap)
+            if found is not None:
+                blocked = [(u, t) for t, u in found] if transpose else found
+                fewest = len(blocked)
     if best is None:
-        if by_columns < by_rows:
-            return [(u, t) for t, u in _by_rows(column_patterns, cap)]
-        return _by_rows(patterns, cap)
-    return best
+        best = [(u, t) for t, u in _by_rows(column_patterns, cap)] if by_columns < by_rows else _by_rows(patterns, cap)
+    return best, blocked
 
 
 def _naive_count(patterns: Iterable[Pattern], cap: int) -> int:
@@ -1121,6 +1140,122 @@ def _shared_calls(holders: dict[int, tuple[int, ...]], groups: list[list[int]], 
             rest[holders[target]].append(target)
     left = sorted((tuple(targets), users) for users, targets in rest.items())
     return rects + [(u, t) for t, u in _by_rows(left, cap)]
+
+
+def _remainder_blocks(patterns: list[Pattern], calls: int, best: int, cap: int) -> list[Rect] | None:
+    """Strategy 2 with the partial last calls of several patterns tiled together as one block; None if it cannot
+    beat `best` or the patterns ending in a partial call are more than REMAINDER_BLOCK_LIMIT. Given the row
+    patterns instead, the same for users (as (targets, users) rectangles, as `_shared_remainders` gives them).
+
+    Patterns whose keys hold w common keys can give those w up to one block: their items x the w keys, tiled
+    (`tile`), while each pattern tiles the rest of its keys on its own. A pattern whose last call holds r <= w
+    keys then needs one call fewer, so a group of m such patterns saves m calls and spends the block's, which
+    is fewer when the w keys pack several patterns' items per call: ten users whose last calls hold at most 59
+    targets of one common set share six calls instead of ten (emea: 86 -> 84). A shared remainder
+    (`_shared_remainders`) is a block of one call; a tiled block can hold more than 100 cells. Groups grow
+    greedily from each pattern in turn (`_BlockSearch`); the group saving most is taken, and the search repeats
+    over the patterns left.
+    """
+    partial = [index for index, (_, keys) in enumerate(patterns) if len(keys) % cap]
+    if not 2 <= len(partial) <= REMAINDER_BLOCK_LIMIT:
+        return None
+    search = _BlockSearch(patterns, partial, cap)
+    free = partial
+    groups: list[tuple[int, list[int], int, int]] = []  # calls saved, members, block width, their common keys
+    # each seed's group, and every pattern its growth took: a group whose growth took none of the patterns
+    # taken since grows the same again (the patterns it passed over never won a step)
+    grown = {seed: search.grown(seed, free) for seed in free}
+    while len(free) >= 2:
+        found = max((grown[seed][0] for seed in free), key=lambda group: group[0])
+        if found[0] <= 0:
+            break
+        groups.append(found)
+        taken = set(found[1])
+        free = [index for index in free if index not in taken]
+        for seed in free:
+            if not taken.isdisjoint(grown[seed][1]):
+                grown[seed] = search.grown(seed, free)
+    if not groups or calls - sum(saved for saved, *_ in groups) >= best:
+        return None
+    rects: list[Rect] = []
+    given: dict[int, frozenset[int]] = {}
+    for _, members, width, common in groups:
+        block = tuple(bitsets.members(common)[:width])
+        sharing = sorted(chain.from_iterable(patterns[index][0] for index in members))
+        rects.extend((keys, users) for users, keys in tile(sharing, block, cap))
+        given.update(dict.fromkeys(members, frozenset(block)))
+    for index, (items, keys) in enumerate(patterns):
+        away = given.get(index)
+        rest = keys if away is None else tuple(key for key in keys if key not in away)
+        rects.extend((keys_cut, users) for users, keys_cut in tile(items, rest, cap))
+    return rects if len(rects) < best else None
+
+
+class _BlockSearch:
+    """Groups of patterns for `_remainder_blocks`, grown from one pattern at a time. A block is as wide as the
+    largest last partial call of its members, so that each of them needs a call fewer."""
+
+    def __init__(self, patterns: list[Pattern], partial: list[int], cap: int) -> None:
+        self.cap = cap
+        self.keys = {index: bitsets.mask(patterns[index][1]) for index in partial}
+        self.height = {index: len(patterns[index][0]) for index in partial}
+        self.length = {index: len(patterns[index][1]) for index in partial}
+        self._gains: dict[tuple[int, int], int] = {}
+
+    def gain(self, index: int, width: int) -> int:
+        """Calls a pattern saves by giving `width` of its keys to a block."""
+        found = self._gains.get((index, width))
+        if found is None:
+            height, length = self.height[index], self.length[index]
+            left = length - width
+            found = _tile_calls(height, length, self.cap) - (_tile_calls(height, left, self.cap) if left else 0)
+            self._gains[index, width] = found
+        return found
+
+    def grown(self, seed: int, free: list[int]) -> tuple[tuple[int, list[int], int, int], list[int]]:
+        """The group grown from `seed` among `free` (calls saved, members, block width, common keys), and every
+        pattern the growth took. Each step takes the pattern that saves most while saving no fewer than before
+        (ties: the one leaving the most common keys), so a group can pass through steps that save nothing on its
+        way to a wide block; the best group on the way is kept."""
+        cap, keys, height_of = self.cap, self.keys, self.height
+        members, common = [seed], keys[seed]
+        width = self.length[seed] % cap
+        height = height_of[seed]
+        # calls the members save at each block width tried so far, kept up to date as members join
+        gains = {width: self.gain(seed, width)}
+        saved = gains[width] - _tile_calls(height, width, cap)
+        best = (saved, members, width, common)
+        candidates = [index for index in free if index != seed]
+        while True:
+            chosen: tuple[tuple[int, int], int, int, int] | None = None
+            fitting = []  # the common keys only shrink and the width only grows: a misfit stays one
+            for index in candidates:
+                both = common & keys[index]
+                trial_width = max(width, self.length[index] % cap)
+                room = both.bit_count()
+                if room < trial_width:
+                    continue
+                fitting.append(index)
+                if trial_width not in gains:
+                    gains[trial_width] = sum(self.gain(member, trial_width) for member in members)
+                trial_saved = (
+                    gains[trial_width]
+                    + self.gain(index, trial_width)
+                    - _tile_calls(height + height_of[index], trial_width, cap)
+                )
+                rank = (trial_saved, room)
+                if trial_saved >= saved and (chosen is None or rank > chosen[0]):
+                    chosen = (rank, index, trial_width, both)
+            if chosen is None:
+                return best, members
+            (saved, room), index, width, common = chosen
+            members = [*members, index]
+            candidates = [other for other in fitting if other != index]
+            height += height_of[index]
+            # the common keys only shrink: wider blocks are out of reach from now on
+            gains = {tried: gain + self.gain(index, tried) for tried, gain in gains.items() if tried <= room}
+            if saved > best[0]:
+                best = (saved, members, width, common)
 
 
 class _HeldSets(dict[int, frozenset[int]]):
