@@ -1184,10 +1184,11 @@ def _remainder_blocks(patterns: list[Pattern], calls: int, best: int, cap: int) 
         sharing = sorted(chain.from_iterable(patterns[index][0] for index in members))
         rects.extend((keys, users) for users, keys in tile(sharing, block, cap))
         given.update(dict.fromkeys(members, frozenset(block)))
-    for index, (items, keys) in enumerate(patterns):
-        away = given.get(index)
-        rest = keys if away is None else tuple(key for key in keys if key not in away)
-        rects.extend((keys_cut, users) for users, keys_cut in tile(items, rest, cap))
+    rests = [
+        (items, keys if index not in given else tuple(key for key in keys if key not in given[index]))
+        for index, (items, keys) in enumerate(patterns)
+    ]
+    rects.extend((keys, items) for items, keys in _by_rows(rests, cap))
     return rects if len(rects) < best else None
 
 
