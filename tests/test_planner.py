@@ -433,6 +433,25 @@ def test_remainder_blocks_never_leave_a_plan_with_more_calls(rows: dict[int, fro
     assert set(cells_of(with_blocks)) == {(u, t) for u, r in rows.items() for t in r}
 
 
+def test_blocks_fewer_before_merging_but_more_after_are_not_kept() -> None:
+    """One user holds 101 targets; two pairs hold 54 of them each, 41 in common. Blocks cut the cells into 5
+    calls where the plain cover needs 6, but merging and elimination bring the plain cover to 4 and the blocks
+    only to 5: the planner finishes both and keeps the 4."""
+    common, first_pair, second_pair, first_only = range(41), range(41, 54), range(54, 67), range(67, 101)
+    rows = {
+        0: frozenset([*common, *first_pair, *second_pair, *first_only]),
+        1: frozenset([*common, *first_pair]),
+        2: frozenset([*common, *first_pair]),
+        3: frozenset([*common, *second_pair]),
+        4: frozenset([*common, *second_pair]),
+    }
+    plain, blocked = planner._exact_covers(rows, 100, blocks=True)
+    assert blocked is not None and len(blocked) < len(plain)
+    plan = planner.cover(rows)
+    assert len(plan) == 4
+    assert set(cells_of(plan)) == {(u, t) for u, r in rows.items() for t in r}
+
+
 def greedy_groups_by_definition(holders: dict[int, tuple[int, ...]], cap: int) -> list[list[int]]:
     """`_greedy_groups` as its docstring says, with none of its shortcuts (sets made once, pair tests and
     failures remembered per pattern)."""
