@@ -1,6 +1,6 @@
 """The planner against an earlier revision of itself: calls and planning time on the same inputs, one run.
 
-Run: python -m benchmarks.versus_bench REV [--whole DIR] [--halves DIR] [--repeat 3] [--runs 2]
+Run: python -m benchmarks.versus_bench REV [--whole DIR] [--halves DIR] [--repeat 3] [--runs 2] [--fresh]
 REV is any git revision of this repository (e.g. the commit a performance target was set against). Each
 `--whole DIR` plans every `user permission` matrix (`*.txt`) in DIR as one onboarding; each `--halves DIR`
 plans two random halves of each matrix's users with the targets renamed (`plan_bench`'s `sampled` family:
@@ -11,6 +11,10 @@ its own `reconciler/` package as `git archive` gives it. The two alternate, --ru
 the other one, so that a machine's slow spell falls on both. Reported per input: calls before → now, the
 seconds of each, and now ÷ before in every run; then how many inputs take fewer, the same and more calls, and
 on how many planning stays within twice the old time in every run. The ratios are the figures to compare.
+
+With --fresh, each input is planned once in a process of its own instead: the time is that of a first plan,
+with what a process pays once (tables the planner fills as it goes, libraries it imports only when needed),
+as one `plan` command pays it. --repeat is then ignored.
 """
 
 from __future__ import annotations
@@ -126,18 +130,24 @@ def _run_child(tree: Path, inputs_file: Path, repeat: int) -> list[tuple[str, in
     return [(str(result["name"]), int(result["calls"]), float(result["seconds"])) for result in results]
 
 
-def compare(revision: str, whole: list[Path], halves: list[Path], repeat: int, runs: int) -> list[Outcome]:
+def compare(
+    revision: str, whole: list[Path], halves: list[Path], repeat: int, runs: int, fresh: bool = False
+) -> list[Outcome]:
+    """Both planners on every input, `runs` times; with `fresh`, one child process per input and plan."""
     inputs = _inputs(whole, halves)
     outcomes = {name: Outcome(name, len(cells)) for name, cells in inputs}
     with tempfile.TemporaryDirectory(prefix="versus-") as scratch:
-        inputs_file = Path(scratch) / "inputs.json"
-        inputs_file.write_text(json.dumps(inputs))
+        inputs_files = []
+        for index, batch in enumerate([[one] for one in inputs] if fresh else [inputs]):
+            inputs_files.append(Path(scratch) / f"inputs-{index}.json")
+            inputs_files[-1].write_text(json.dumps(batch))
         trees = {"before": _extract(revision, Path(scratch) / "before"), "now": REPOSITORY}
         for run in range(runs):
             for version in ("before", "now") if run % 2 == 0 else ("now", "before"):
-                for name, calls, seconds in _run_child(trees[version], inputs_file, repeat):
-                    outcomes[name].calls[version] = calls
-                    outcomes[name].seconds.setdefault(version, []).append(seconds)
+                for inputs_file in inputs_files:
+                    for name, calls, seconds in _run_child(trees[version], inputs_file, 1 if fresh else repeat):
+                        outcomes[name].calls[version] = calls
+                        outcomes[name].seconds.setdefault(version, []).append(seconds)
     return list(outcomes.values())
 
 
@@ -182,6 +192,7 @@ def main() -> None:
     parser.add_argument("--halves", type=Path, action="append", default=[], help="Plan two halves of each in DIR.")
     parser.add_argument("--repeat", type=_at_least_one, default=3, help="Plans per input and run; the fastest counts.")
     parser.add_argument("--runs", type=_at_least_one, default=2, help="Alternated runs of the two planners.")
+    parser.add_argument("--fresh", action="store_true", help="Time each input's first plan, in a process of its own.")
     args = parser.parse_args()
     whole, halves = args.whole, args.halves
     if not whole and not halves:
@@ -192,7 +203,7 @@ def main() -> None:
     for folder in (*whole, *halves):
         if not folder.is_dir():
             sys.exit(f"error: {folder}: no such folder (give a folder of `user permission` matrices)")
-    outcomes = compare(args.revision, whole, halves, args.repeat, args.runs)
+    outcomes = compare(args.revision, whole, halves, args.repeat, args.runs, args.fresh)
     print(report(args.revision, outcomes))
 
 

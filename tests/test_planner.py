@@ -94,6 +94,24 @@ def test_role_widths_reach_the_lower_bound() -> None:
             assert len(rects) == planner.lower_bound(users * width), (users, width)
 
 
+@given(st.integers(1, 300), st.lists(st.integers(1, 250), min_size=1, max_size=6))
+@settings(max_examples=100, deadline=None)
+def test_strips_cut_every_length_into_the_fewest_calls_whatever_was_asked_before(
+    across: int, lengths: list[int]
+) -> None:
+    """One table of strips per height grows as longer lengths are asked for; each length's strips must be the
+    fewest calls over every strip width from 1 to 100, whichever lengths came first."""
+    fewest = [0]
+    for x in range(1, max(lengths) + 1):
+        fewest.append(min(math.ceil(across / (100 // d)) + fewest[x - d] for d in range(1, min(x, 100) + 1)))
+    planner._strip_table.cache_clear()
+    for length in lengths:
+        calls, widths = planner._strips(across, length, 100)
+        assert calls == fewest[length]
+        assert sum(widths) == length
+        assert sum(math.ceil(across / (100 // width)) for width in widths) == calls
+
+
 def test_scattered_revokes_pack_with_dont_cares() -> None:
     rows = {u: frozenset({u % 50}) for u in range(1000)}
     allowed = {u: frozenset(range(50)) for u in range(1000)}
@@ -337,6 +355,36 @@ def test_matched_pairs_never_cost_more_calls_than_greedy_groups(shapes: dict[int
     shared = planner._shared_remainders(column_patterns, 10**6, 10**6, 100)
     if greedy:
         assert shared is not None and len(shared) <= len(planner._shared_calls(dict(holders), greedy, 100))
+
+
+@given(
+    st.sets(st.tuples(st.integers(0, 11), st.integers(0, 11)).filter(lambda e: e[0] < e[1]), max_size=40),
+    st.randoms(use_true_random=False),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_largest_matching_keeps_most_greedy_pairs(edges: set[tuple[int, int]], rng: random.Random) -> None:
+    """Checked against networkx's matching of greatest weight (greedy pairs weigh 2, others 1), including when
+    the greedy pairs already pair half the vertices and networkx is not asked."""
+    greedy: list[tuple[int, int]] = []
+    for edge in rng.sample(sorted(edges), len(edges)):  # a maximal matching, in a random order, as greedy is
+        if not any(set(edge) & set(pair) for pair in greedy):
+            greedy.append(edge)
+    graph = networkx.Graph()
+    graph.add_weighted_edges_from((*edge, 2 if edge in greedy else 1) for edge in sorted(edges))
+    best = networkx.max_weight_matching(graph, maxcardinality=True)
+    matched = planner._largest_matching(sorted(edges), greedy)
+    assert len(matched) == len(best)
+    assert sum(pair in greedy for pair in matched) == sum((min(e), max(e)) in greedy for e in best)
+    assert len({end for pair in matched for end in pair}) == 2 * len(matched)
+    assert set(matched) <= edges
+
+
+def test_greedy_pairs_of_half_the_targets_need_no_matching() -> None:
+    """Five targets that could all share a call, two greedy pairs: no matching is larger, so networkx is not
+    imported for it (it costs more than planning inputs like this)."""
+    edges = [(a, b) for a, b in itertools.combinations(range(5), 2)]
+    with mock.patch.object(networkx, "max_weight_matching", side_effect=AssertionError("not needed")):
+        assert planner._largest_matching(edges, [(2, 4), (0, 1)]) == [(0, 1), (2, 4)]
 
 
 def test_users_share_their_partial_last_calls_too() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import subprocess
@@ -71,3 +72,23 @@ def test_runs_and_repeats_are_at_least_one(matrices: Path, monkeypatch: pytest.M
         with pytest.raises(SystemExit) as refused:
             versus_bench.main()
         assert refused.value.code == 2
+
+
+def test_fresh_plans_each_input_once_in_a_process_of_its_own(matrices: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first plan pays what a process pays once (tables filled on the way, libraries imported when needed),
+    as one `plan` command does: each child gets one input and plans it once."""
+    children: list[tuple[list[str], int]] = []
+    run_child = versus_bench._run_child
+
+    def recorded(tree: Path, inputs_file: Path, repeat: int) -> list[tuple[str, int, float]]:
+        children.append(([name for name, _ in json.loads(inputs_file.read_text())], repeat))
+        return run_child(tree, inputs_file, repeat)
+
+    monkeypatch.setattr(versus_bench, "_run_child", recorded)
+    fresh = versus_bench.compare("HEAD", [matrices], [matrices], repeat=5, runs=2, fresh=True)
+
+    names = ["scattered", "scattered, half 1", "scattered, half 2"]
+    assert sorted(children) == sorted(([name], 1) for name in names for _ in range(4))  # 2 runs x 2 planners
+    assert all(len(o.seconds["before"]) == len(o.seconds["now"]) == 2 for o in fresh)
+    warm = versus_bench.compare("HEAD", [matrices], [matrices], repeat=1, runs=1)
+    assert [o.calls for o in fresh] == [o.calls for o in warm]

@@ -107,31 +107,40 @@ def _strip_widths(total: int, cap: int) -> tuple[int, ...]:
     return tuple(w for w in widths if w <= total)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)
+def _strip_table(across: int, cap: int) -> tuple[list[int], list[int]]:
+    """For `across` items: the fewest calls, and the width of the last strip, for each length made so far.
+
+    `_strips` extends it on demand; a length's cost never depends on the longest asked for, so every length of
+    one height shares one table (the remainder blocks ask for hundreds of lengths of a few heights)."""
+    return [0], [0]
+
+
 def _strips(across: int, length: int, cap: int) -> tuple[int, tuple[int, ...]]:
     """Cut `length` into strips; a strip of width d packs floor(100/d) of the `across` items per call.
 
     Returns the fewest calls and the strip widths achieving it (dynamic programming over the length).
     """
-    best = [0] * (length + 1)
-    choice = [0] * (length + 1)
-    candidates = _strip_widths(min(length, cap), cap)
-    for x in range(1, length + 1):
-        options = [d for d in candidates if d <= x]
-        if x <= cap and x not in options:
-            options.append(x)
+    best, choice = _strip_table(across, cap)
+    widths = _strip_widths(cap, cap)
+    for x in range(len(best), length + 1):
         best_cost, best_d = math.inf, 0
-        for d in options:
+        for d in widths:
+            if d > x:
+                break
             cost = -(-across // (cap // d)) + best[x - d]
             if cost < best_cost:
                 best_cost, best_d = cost, d
-        best[x], choice[x] = int(best_cost), best_d
-    widths: list[int] = []
+        if x <= cap and x not in widths and -(-across // (cap // x)) < best_cost:
+            best_cost, best_d = -(-across // (cap // x)), x
+        best.append(int(best_cost))
+        choice.append(best_d)
+    strips: list[int] = []
     x = length
     while x:
-        widths.append(choice[x])
+        strips.append(choice[x])
         x -= choice[x]
-    return best[length], tuple(sorted(widths, reverse=True))
+    return best[length], tuple(sorted(strips, reverse=True))
 
 
 @lru_cache(maxsize=4096)
@@ -1038,15 +1047,9 @@ def _rematched(
         edges.update((min(lead, target), max(lead, target)) for target in found)
     unsure = _augmentable(pairs, edges)
     if unsure and len(edges) <= SHARED_REMAINDER_MATCH_LIMIT:
-        import networkx  # only here: it costs 0.2 s to import, and most inputs never get this far
-
-        graph: networkx.Graph[int] = networkx.Graph()
-        greedy = set(pairs)  # of the largest matchings, the one keeping most greedy pairs: the least change
-        graph.add_weighted_edges_from(
-            (*edge, 2 if edge in greedy else 1) for edge in sorted(edges) if edge[0] in unsure
-        )
-        matched = networkx.max_weight_matching(graph, maxcardinality=True)
-        pairs = sorted([pair for pair in pairs if pair[0] not in unsure] + [(min(e), max(e)) for e in matched])
+        unsettled = sorted(edge for edge in edges if edge[0] in unsure)
+        matched = _largest_matching(unsettled, [pair for pair in pairs if pair[0] in unsure])
+        pairs = sorted([pair for pair in pairs if pair[0] not in unsure] + matched)
     paired = set(chain.from_iterable(pairs))
     grown = []
     for pair in pairs:
@@ -1056,6 +1059,23 @@ def _rematched(
         paired.update(group)
         grown.append(group)
     return kept + grown
+
+
+def _largest_matching(edges: list[tuple[int, int]], greedy: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Of the largest matchings of the graph of `edges` (each (low, high)), the one keeping most of the `greedy`
+    pairs (a matching among them): the least change."""
+    ends = {end for edge in edges for end in edge}
+    if len(greedy) == len(ends) // 2:
+        # no matching pairs more than half the vertices, and no other matching that large is all greedy pairs:
+        # these are the answer, without importing networkx (0.1 s, four times the planning of firewall2's
+        # halves, whose 17 targets could all share and already make 8 greedy pairs)
+        return sorted(greedy)
+    import networkx  # only here: most inputs never get this far
+
+    graph: networkx.Graph[int] = networkx.Graph()
+    kept = set(greedy)
+    graph.add_weighted_edges_from((*edge, 2 if edge in kept else 1) for edge in edges)
+    return sorted((min(edge), max(edge)) for edge in networkx.max_weight_matching(graph, maxcardinality=True))
 
 
 def _take_in(
