@@ -7,6 +7,8 @@ import functools
 import itertools
 import math
 import random
+import sys
+import threading
 from unittest import mock
 
 import networkx
@@ -110,6 +112,32 @@ def test_strips_cut_every_length_into_the_fewest_calls_whatever_was_asked_before
         assert calls == fewest[length]
         assert sum(widths) == length
         assert sum(math.ceil(across / (100 // width)) for width in widths) == calls
+
+
+def test_strips_asked_from_several_threads_at_once_stay_right() -> None:
+    """Plans made in two threads share the strip tables: growing one must not interleave with growing it again."""
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for across in (7, 23, 61):
+            planner._strip_table.cache_clear()
+            found: dict[int, int] = {}
+
+            def ask(first: int, across: int = across, found: dict[int, int] = found) -> None:
+                for length in range(first, 400, 8):
+                    found[length] = planner._strips(across, length, 100)[0]
+
+            threads = [threading.Thread(target=ask, args=(first,)) for first in range(1, 9)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            fewest = [0]
+            for x in range(1, 400):
+                fewest.append(min(math.ceil(across / (100 // d)) + fewest[x - d] for d in range(1, min(x, 100) + 1)))
+            assert all(calls == fewest[length] for length, calls in found.items()), across
+    finally:
+        sys.setswitchinterval(switching)
 
 
 def test_scattered_revokes_pack_with_dont_cares() -> None:

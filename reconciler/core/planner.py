@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import threading
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
@@ -107,6 +108,9 @@ def _strip_widths(total: int, cap: int) -> tuple[int, ...]:
     return tuple(w for w in widths if w <= total)
 
 
+_STRIP_TABLE_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=256)
 def _strip_table(across: int, cap: int) -> tuple[list[int], list[int]]:
     """For `across` items: the fewest calls, and the width of the last strip, for each length made so far.
@@ -122,19 +126,21 @@ def _strips(across: int, length: int, cap: int) -> tuple[int, tuple[int, ...]]:
     Returns the fewest calls and the strip widths achieving it (dynamic programming over the length).
     """
     best, choice = _strip_table(across, cap)
-    widths = _strip_widths(cap, cap)
-    for x in range(len(best), length + 1):
-        best_cost, best_d = math.inf, 0
-        for d in widths:
-            if d > x:
-                break
-            cost = -(-across // (cap // d)) + best[x - d]
-            if cost < best_cost:
-                best_cost, best_d = cost, d
-        if x <= cap and x not in widths and -(-across // (cap // x)) < best_cost:
-            best_cost, best_d = -(-across // (cap // x)), x
-        best.append(int(best_cost))
-        choice.append(best_d)
+    if len(best) <= length:
+        with _STRIP_TABLE_LOCK:  # two plans in two threads must not grow one table at once
+            widths = _strip_widths(cap, cap)
+            for x in range(len(best), length + 1):
+                best_cost, best_d = math.inf, 0
+                for d in widths:
+                    if d > x:
+                        break
+                    cost = -(-across // (cap // d)) + best[x - d]
+                    if cost < best_cost:
+                        best_cost, best_d = cost, d
+                if x <= cap and x not in widths and -(-across // (cap // x)) < best_cost:
+                    best_cost, best_d = -(-across // (cap // x)), x
+                best.append(int(best_cost))
+                choice.append(best_d)
     strips: list[int] = []
     x = length
     while x:
