@@ -137,8 +137,10 @@ def _strips(across: int, length: int, cap: int) -> tuple[int, tuple[int, ...]]:
                     cost = -(-across // (cap // d)) + best[x - d]
                     if cost < best_cost:
                         best_cost, best_d = cost, d
-                if x <= cap and x not in widths and -(-across // (cap // x)) < best_cost:
-                    best_cost, best_d = -(-across // (cap // x)), x
+                if x <= cap and x not in widths:
+                    whole = -(-across // (cap // x))  # the exact remainder as one strip
+                    if whole < best_cost:
+                        best_cost, best_d = whole, x
                 best.append(int(best_cost))
                 choice.append(best_d)
     strips: list[int] = []
