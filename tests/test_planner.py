@@ -407,6 +407,50 @@ def test_the_largest_matching_keeps_most_greedy_pairs(edges: set[tuple[int, int]
     assert set(matched) <= edges
 
 
+@given(
+    st.dictionaries(
+        st.integers(0, 15),
+        st.tuples(st.integers(0, 3), st.integers(1, 99), st.integers(0, 60)),  # hundreds, remainder, offset
+        min_size=2,
+        max_size=12,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_skipping_the_matching_never_changes_the_pairs(shapes: dict[int, tuple[int, int, int]]) -> None:
+    """Where `_rematched` does not build the graph of targets that could share (the greedy pairs already pair
+    half of those that could pair with anyone), building it and matching would have kept the same pairs."""
+    columns = {t: frozenset(range(offset, offset + 100 * q + r)) for t, (q, r, offset) in shapes.items()}
+    column_patterns = planner._column_patterns(planner._patterns(rows_of(columns)))
+    holders = {t: users for targets, users in column_patterns for t in targets}
+    greedy = planner._greedy_groups(holders, 100)
+    with mock.patch.object(planner, "_matched_pairs", wraps=planner._matched_pairs) as matching:
+        planner._rematched(holders, greedy, 100)
+    if matching.called:
+        return
+    pairs = [(min(group), max(group)) for group in greedy if len(group) == 2]
+    in_larger = {t for group in greedy if len(group) > 2 for t in group}
+    free = sorted((t for t in holders if len(holders[t]) % 100 and t not in in_larger), key=lambda t: (-(len(holders[t]) % 100), t))
+    absorbers = [t for t in free if len(holders[t]) > 100]
+    held = planner._HeldSets(holders)
+    assert planner._matched_pairs(holders, pairs, free, absorbers, held, 100) == pairs
+
+
+def test_greedy_pairs_of_all_the_targets_that_could_pair_need_no_graph() -> None:
+    """Two targets with 45 users and eight with 140 (40 left over), all holding the same 45: greedy grouping
+    pairs all ten (a 45 x 2 call each for the first two, 40 x 2 for the rest; three would pass the cap), so no
+    matching pairs more, and no two targets are tested again for sharing (4,851 tests on a dense 173 x 117
+    matrix)."""
+    shared_users = range(45)
+    columns = {t: frozenset([*shared_users, *range(100 * t + 100, 100 * t + 195)]) for t in range(8)}
+    columns |= {8: frozenset(shared_users), 9: frozenset(shared_users)}
+    column_patterns = planner._column_patterns(planner._patterns(rows_of(columns)))
+    holders = {t: users for targets, users in column_patterns for t in targets}
+    greedy = planner._greedy_groups(holders, 100)
+    assert sorted(map(sorted, greedy)) == [[0, 8], [1, 9], [2, 3], [4, 5], [6, 7]]
+    with mock.patch.object(planner._HeldSets, "share", side_effect=AssertionError("not needed")):
+        assert sorted(map(sorted, planner._rematched(holders, greedy, 100))) == sorted(map(sorted, greedy))
+
+
 def test_greedy_pairs_of_half_the_targets_need_no_matching() -> None:
     """Five targets that could all share a call, two greedy pairs: no matching is larger, so networkx is not
     imported for it (it costs more than planning inputs like this)."""
