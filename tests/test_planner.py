@@ -429,7 +429,8 @@ def test_skipping_the_matching_never_changes_the_pairs(shapes: dict[int, tuple[i
         return
     pairs = [(min(group), max(group)) for group in greedy if len(group) == 2]
     in_larger = {t for group in greedy if len(group) > 2 for t in group}
-    free = sorted((t for t in holders if len(holders[t]) % 100 and t not in in_larger), key=lambda t: (-(len(holders[t]) % 100), t))
+    left_over = {t: len(users) % 100 for t, users in holders.items()}
+    free = sorted((t for t in holders if left_over[t] and t not in in_larger), key=lambda t: (-left_over[t], t))
     absorbers = [t for t in free if len(holders[t]) > 100]
     held = planner._HeldSets(holders)
     assert planner._matched_pairs(holders, pairs, free, absorbers, held, 100) == pairs
