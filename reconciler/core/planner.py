@@ -1121,7 +1121,7 @@ def _take_in(
             if held.share(group[0], target, k):
                 group.append(target)
                 common &= held[target]
-        elif len(both := common & held[target]) >= k:
+        elif (both := common & held[target]).bit_count() >= k:
             group.append(target)
             common = both
     return group
@@ -1307,17 +1307,17 @@ class _BlockSearch:
                 best = (saved, members, width, common)
 
 
-class _HeldSets(dict[int, frozenset[int]]):
-    """Each target's users as a set (intersections cost the smaller side), made the first time it is asked for;
-    and whether a target holds k users of a lead's, remembered per lead's users (the tuple its pattern shares)."""
+class _HeldSets(dict[int, int]):
+    """Each target's users as bits (an intersection is one `&`), made the first time it is asked for; and
+    whether a target holds k users of a lead's, remembered per lead's users (the tuple its pattern shares)."""
 
     def __init__(self, holders: Mapping[int, tuple[int, ...]]) -> None:
         super().__init__()
         self.holders = holders
         self._shared: dict[tuple[int, int], bool] = {}
 
-    def __missing__(self, target: int) -> frozenset[int]:
-        found = self[target] = frozenset(self.holders[target])
+    def __missing__(self, target: int) -> int:
+        found = self[target] = bitsets.mask(self.holders[target])
         return found
 
     def share(self, lead: int, target: int, k: int) -> bool:
@@ -1325,7 +1325,7 @@ class _HeldSets(dict[int, frozenset[int]]):
         key = (id(self.holders[lead]), target)
         found = self._shared.get(key)
         if found is None:
-            found = self._shared[key] = len(self[lead] & self[target]) >= k
+            found = self._shared[key] = (self[lead] & self[target]).bit_count() >= k
         return found
 
 
