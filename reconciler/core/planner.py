@@ -1249,16 +1249,19 @@ class _BlockSearch:
         self.keys = {index: bitsets.mask(patterns[index][1]) for index in partial}
         self.height = {index: len(patterns[index][0]) for index in partial}
         self.length = {index: len(patterns[index][1]) for index in partial}
-        self._gains: dict[tuple[int, int], int] = {}
+        self.remainder = {index: length % cap for index, length in self.length.items()}
+        # per pattern, by block width (always below the cap: a block is as wide as some member's remainder)
+        self._gains: dict[int, list[int | None]] = {index: [None] * cap for index in partial}
+        self._tiles: dict[int, int] = {}  # `_tile_calls` of a block, by height * cap + width
 
     def gain(self, index: int, width: int) -> int:
-        """Calls a pattern saves by giving `width` of its keys to a block."""
-        found = self._gains.get((index, width))
+        """Calls a pattern saves by giving `width` (< cap) of its keys to a block."""
+        found = self._gains[index][width]
         if found is None:
             height, length = self.height[index], self.length[index]
             left = length - width
             found = _tile_calls(height, length, self.cap) - (_tile_calls(height, left, self.cap) if left else 0)
-            self._gains[index, width] = found
+            self._gains[index][width] = found
         return found
 
     def grown(self, seed: int, free: list[int]) -> tuple[tuple[int, list[int], int, int], list[int]]:
@@ -1266,9 +1269,10 @@ class _BlockSearch:
         pattern the growth took. Each step takes the pattern that saves most while saving no fewer than before
         (ties: the one leaving the most common keys), so a group can pass through steps that save nothing on its
         way to a wide block; the best group on the way is kept."""
-        cap, keys, height_of = self.cap, self.keys, self.height
+        cap, keys, height_of, remainder, gain_of = self.cap, self.keys, self.height, self.remainder, self._gains
+        tiles = self._tiles
         members, common = [seed], keys[seed]
-        width = self.length[seed] % cap
+        width = remainder[seed]
         height = height_of[seed]
         # calls the members save at each block width tried so far, kept up to date as members join
         gains = {width: self.gain(seed, width)}
@@ -1276,28 +1280,29 @@ class _BlockSearch:
         best = (saved, members, width, common)
         candidates = [index for index in free if index != seed]
         while True:
-            chosen: tuple[tuple[int, int], int, int, int] | None = None
+            chosen: tuple[int, int, int, int, int] | None = None  # calls saved, room, pattern, width, keys
             fitting = []  # the common keys only shrink and the width only grows: a misfit stays one
             for index in candidates:
                 both = common & keys[index]
-                trial_width = max(width, self.length[index] % cap)
+                trial_width = width if width >= remainder[index] else remainder[index]
                 room = both.bit_count()
                 if room < trial_width:
                     continue
                 fitting.append(index)
                 if trial_width not in gains:
                     gains[trial_width] = sum(self.gain(member, trial_width) for member in members)
-                trial_saved = (
-                    gains[trial_width]
-                    + self.gain(index, trial_width)
-                    - _tile_calls(height + height_of[index], trial_width, cap)
-                )
-                rank = (trial_saved, room)
-                if trial_saved >= saved and (chosen is None or rank > chosen[0]):
-                    chosen = (rank, index, trial_width, both)
+                alone = gain_of[index][trial_width]
+                block = tiles.get(key := (height + height_of[index]) * cap + trial_width)
+                if block is None:
+                    block = tiles[key] = _tile_calls(height + height_of[index], trial_width, cap)
+                trial_saved = gains[trial_width] + (self.gain(index, trial_width) if alone is None else alone) - block
+                if trial_saved >= saved and (
+                    chosen is None or trial_saved > chosen[0] or (trial_saved == chosen[0] and room > chosen[1])
+                ):
+                    chosen = (trial_saved, room, index, trial_width, both)
             if chosen is None:
                 return best, members
-            (saved, room), index, width, common = chosen
+            saved, room, index, width, common = chosen
             members = [*members, index]
             candidates = [other for other in fitting if other != index]
             height += height_of[index]
