@@ -980,6 +980,63 @@ def test_a_neighbours_room_bounds_what_widening_it_once_takes(
             assert taken <= rooms.get(other, 0)
 
 
+def _rooms_by_brute_force(search: planner._Elimination, index: int) -> dict[int, int]:
+    """`_rooms_over` read off every live rectangle in turn, without the neighbour lists and anchors."""
+    its_users, its_targets = search.rects[index]
+    rooms = {}
+    for other, (users, targets) in enumerate(search.rects):
+        if other == index or not search.alive[other]:
+            continue
+        room = 0
+        shared_targets = len(set(its_targets) & set(targets))
+        if search.more_users[other] > 0 and shared_targets:
+            joinable = search.user_bits[index] & search._joinable_users(other) & ~search.user_bits[other]
+            room = min(search.more_users[other], joinable.bit_count()) * shared_targets
+        shared_users = len(set(its_users) & set(users))
+        if search.more_targets[other] > 0 and shared_users:
+            takeable = (search.targets[index] & search.takeable[other]).bit_count()
+            room = max(room, min(search.more_targets[other], takeable) * shared_users)
+        if room > 0:
+            rooms[other] = room
+    return rooms
+
+
+scattered_rows = st.dictionaries(
+    st.integers(0, 60),
+    st.frozensets(st.integers(0, 12), max_size=2).map(lambda popular: popular | {0})
+    | st.frozensets(st.integers(13, 90), min_size=1, max_size=3),
+    max_size=40,
+)
+
+
+@given(
+    rows_strategy | scattered_rows,
+    st.dictionaries(st.integers(0, 60), st.frozensets(st.integers(0, 100), max_size=6)),
+    st.integers(1, planner.CAP),
+)
+@example({u: frozenset({0, 100 + u}) for u in range(30)}, {}, 2)  # each user's batch meets all at target 0
+@example({u: frozenset({0, 100 + u}) for u in range(30)}, {}, 1)  # batches on target 0 join up, and go
+@settings(max_examples=80, deadline=None)
+def test_the_neighbours_rooms_are_those_of_every_rectangle_read_in_turn(
+    rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]], width: int
+) -> None:
+    """Neighbours are found at shared targets or, where a popular target meets many, at the anchors among the
+    targets the users may have; either way the rooms are those of every live rectangle read in turn, also once
+    elimination has dropped some rectangles and widened others (which moves their anchors)."""
+    allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
+    rects = _strips(rows, width)
+    for permitted in (rows, allowed):
+        search = planner._Elimination(rects, rows, permitted, planner.CAP, planner.ELIMINATE_STEPS)
+        for index in range(len(rects)):
+            if search.alive[index]:
+                assert search._rooms_over(index) == _rooms_by_brute_force(search, index)
+            search.try_dropping(index)
+        # listed at one anchor while it has room for more users, and not once it has none or is dropped
+        with_room = {i for i, alive in enumerate(search.alive) if alive and search.more_users[i] > 0}
+        anchored = list(itertools.chain.from_iterable(search.taking_users_at_anchor.values()))
+        assert sorted(anchored) == sorted(with_room)
+
+
 def _strips(rows: dict[int, frozenset[int]], width: int) -> list[planner.Rect]:
     """A cover of single-user strips `width` targets wide and, where users share a row, batches of them per
     strip of it: rectangles of many shapes, most with room, for the elimination's bounds to meet."""

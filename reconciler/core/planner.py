@@ -386,22 +386,22 @@ class _Essentials:
         if not candidates:
             self.stuck.add(user)
             return None
-        around = self.permitted[user]
-        needing_around = 0
-        for target in around:
-            needing_around |= self.needing.get(target, 0)
+        # the targets the user may have that someone still needs, with who needs them
+        needed_around = [(t, needing) for t in sorted(self.permitted[user]) if (needing := self.needing.get(t, 0))]
+        needing_around = reduce(or_, (needing for _, needing in needed_around), 0)
         for target in candidates:
             users = self.permitted_users[target] & needing_around
             height = users.bit_count()
             if height * own > self.cap:
                 continue
-            targets = bitsets.mask(t for t in around if self.needing.get(t, 0) & users)
-            if height * targets.bit_count() > self.cap:
+            # a list, not bits: on a tenant of 24,000 targets, bits of a few would each be thousands of bytes
+            targets = [t for t, needing in needed_around if needing & users]
+            if height * len(targets) > self.cap:
                 continue
             # every one of the users is permitted each target (a subset test: `users & ~permitted` would
             # complement ten thousand bits per target on a tenant of ten thousand users)
-            if all(users & self.permitted_users[t] == users for t in bitsets.members(targets)):
-                return users, targets
+            if all(users & self.permitted_users[t] == users for t in targets):
+                return users, bitsets.mask(targets)
         return None
 
     def _candidates(self, user: int) -> list[int]:
@@ -624,6 +624,12 @@ class _Elimination:
         # a neighbour takes cells by more targets for users both have, or by more users on targets both have
         self.taking_targets_at_user: dict[int, set[int]] = defaultdict(set)
         self.taking_users_at_target: dict[int, set[int]] = defaultdict(set)
+        # the same rectangles, each listed once more at one of its targets (its anchor): those whose targets all lie
+        # in a set of targets are listed at anchors in it (`_joinable_neighbours`). Any target would do; the one
+        # with the fewest holders keeps the lists short where a popular target is in many rectangles
+        self._holder_counts = {target: users.bit_count() for target, users in _shaped(rows).holders.items()}
+        self.taking_users_at_anchor: dict[int, set[int]] = defaultdict(set)
+        self._anchor_of: dict[int, int] = {}
         # rectangle -> the targets it may take in (all its users may have them, it has none of them), as bits
         self.takeable = [0] * len(rects)
         for index, (users, targets) in enumerate(rects):
@@ -640,6 +646,11 @@ class _Elimination:
         if self.more_users[index] > 0:
             for target in targets:
                 self.taking_users_at_target[target].add(index)
+            anchor = min(self.rects[index][1], key=lambda t: (self._holder_counts.get(t, 0), t))
+            if self._anchor_of.get(index) != anchor:
+                self._unanchor(index)
+                self.taking_users_at_anchor[anchor].add(index)
+                self._anchor_of[index] = anchor
 
     def _unindex(self, index: int, at_users: bool = True, at_targets: bool = True) -> None:
         users, targets = self.rects[index]
@@ -649,6 +660,12 @@ class _Elimination:
         if at_targets:
             for target in targets:
                 self.taking_users_at_target[target].discard(index)
+            self._unanchor(index)
+
+    def _unanchor(self, index: int) -> None:
+        anchor = self._anchor_of.pop(index, None)
+        if anchor is not None:
+            self.taking_users_at_anchor[anchor].discard(index)
 
     def result(self) -> list[Rect]:
         return [rect for rect, alive in zip(self.rects, self.alive, strict=True) if alive]
@@ -692,27 +709,57 @@ class _Elimination:
         could take: more of its users (of those who may have all its targets) on the targets both have, or more
         of its targets (of those all its users may have) for the users both have. Cheap: if the `steps`
         largest do not add up to its own cells (almost every rectangle of a cover), nothing is searched, and the
-        search looks only at these neighbours. The users and the targets each neighbour shares are counted in C:
-        this runs for every rectangle. Counting only users who may join (customer: a one-user batch on two
+        search looks only at these neighbours. This runs for every rectangle: the users each neighbour shares
+        are counted in C, and neighbours that could take none of its users are not met (`_joinable_neighbours`).
+        Counting only users who may join (customer: a one-user batch on two
         targets has room for 49 more users, but few of a batch's users may have both) skips most searches
         where batches are one target wide."""
-        its_users, its_target_list = self.rects[index]
+        its_users = self.rects[index][0]
         its_targets, its_user_bits = self.targets[index], self.user_bits[index]
-        sharing_targets = Counter(chain.from_iterable(map(self.taking_users_at_target.__getitem__, its_target_list)))
-        sharing_users = Counter(chain.from_iterable(map(self.taking_targets_at_user.__getitem__, its_users)))
-        del sharing_users[index], sharing_targets[index]
+        targets = self.targets
         rooms = {}
-        for other, shared_targets in sharing_targets.items():
+        for other in self._joinable_neighbours(index):
+            shared_targets = (targets[other] & its_targets).bit_count()
             joinable = (its_user_bits & self._joinable_users(other) & ~self.user_bits[other]).bit_count()
             room = min(self.more_users[other], joinable) * shared_targets
             if room > 0:
                 rooms[other] = room
+        sharing_users = Counter(chain.from_iterable(map(self.taking_targets_at_user.__getitem__, its_users)))
+        del sharing_users[index]
         for other, shared_users in sharing_users.items():
             takeable = its_targets & self.takeable[other]
             room = min(self.more_targets[other], takeable.bit_count()) * shared_users
             if room > rooms.get(other, 0):
                 rooms[other] = room
         return rooms
+
+    def _joinable_neighbours(self, index: int) -> set[int]:
+        """The rectangles with room for more users that share a target with rectangle `index`, less some whose
+        targets none of its users may all have (they could take none of its users). Found at the targets it has,
+        or where they are many, at the anchors among the targets its users may have if those list fewer
+        (amazon1: 500,000 rectangles met at shared targets, 99% of them with a target none of the users may
+        have)."""
+        its_users, its_target_list = self.rects[index]
+        at_target, targets = self.taking_users_at_target, self.targets
+        met = [at_target[target] for target in its_target_list if target in at_target]
+        if sum(map(len, met)) <= len(its_users):  # fewer than the users whose targets would rule some out
+            found = set().union(*met)
+            found.discard(index)
+            return found
+        # its users may join a neighbour only if permitted all its targets: none is where the neighbour's targets
+        # reach past every target any of them may have
+        reach = reduce(or_, map(self._permitted, its_users), 0)
+        if sum(map(len, met)) > reach.bit_count():
+            at_anchor = self.taking_users_at_anchor
+            anchored = [at_anchor[a] for a in bitsets.members(reach) if a in at_anchor]
+            if sum(map(len, anchored)) < sum(map(len, met)):
+                its_targets = self.targets[index]
+                found = {o for o in set().union(*anchored) if targets[o] & its_targets}
+                found.discard(index)
+                return {o for o in found if not targets[o] & ~reach}
+        found = set().union(*met)
+        found.discard(index)
+        return {o for o in found if not targets[o] & ~reach}
 
     def try_dropping(self, index: int) -> None:
         rooms = self._rooms_over(index)
