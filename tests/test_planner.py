@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import itertools
 import math
+import operator
 import random
 import sys
 import threading
@@ -23,6 +24,13 @@ from reconciler.vocabulary.cells import Cell, Target
 
 rows_strategy = st.dictionaries(
     st.integers(0, 40), st.frozensets(st.integers(0, 160), min_size=1, max_size=130), max_size=25
+)
+# rows of one popular target and a few rarer ones, or of rare targets alone: most users' rows their own
+scattered_rows = st.dictionaries(
+    st.integers(0, 60),
+    st.frozensets(st.integers(0, 12), max_size=2).map(lambda popular: popular | {0})
+    | st.frozensets(st.integers(13, 90), min_size=1, max_size=3),
+    max_size=40,
 )
 
 
@@ -874,6 +882,49 @@ def test_essentials_skip_only_users_no_rectangle_can_start_from(
             assert found == planner.essentials(rows, permitted, cap)
 
 
+@given(
+    essential_rows | scattered_rows,
+    st.dictionaries(st.integers(0, 60), st.frozensets(st.integers(0, 90), max_size=4)),
+    st.sampled_from([4, 6, 12, 100]),
+)
+@settings(max_examples=200, deadline=None)
+def test_each_search_for_an_essential_rectangle_finds_what_its_definition_does(
+    rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]], cap: int
+) -> None:
+    """Whatever the search skips early (users lacking a target the searching user needs, lists of needed targets
+    kept between searches), each search finds the rectangle the definition gives, as cells are taken."""
+    allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
+    search = planner._Essentials._through
+
+    def checked(self: planner._Essentials, user: int) -> tuple[int, int] | None:
+        expected = through_by_definition(self, user)
+        assert search(self, user) == expected
+        return expected
+
+    for permitted in (rows, allowed):
+        with mock.patch.object(planner._Essentials, "_through", checked):
+            planner.essentials(rows, permitted, cap)
+
+
+def through_by_definition(self: planner._Essentials, user: int) -> tuple[int, int] | None:
+    """The first of the user's needed cells, by target, with a column that fits the cap across its row and an
+    essential rectangle through it: every user permitted the target who needs a target the user may have, times
+    every such target one of them needs, within the cap and all permitted."""
+    needed = bitsets.members(self.left[user])
+    around = sorted(self.permitted[user])
+    needing_around = functools.reduce(operator.or_, (self.needing.get(t, 0) for t in around), 0)
+    for target in needed:
+        if self.height[target] * len(needed) > self.cap:
+            continue
+        users = self.permitted_users[target] & needing_around
+        targets = [t for t in around if self.needing.get(t, 0) & users]
+        if users.bit_count() * len(targets) > self.cap:
+            continue
+        if all(users & ~self.permitted_users[t] == 0 for t in targets):
+            return users, bitsets.mask(targets)
+    return None
+
+
 def search_everyone(self: planner._Essentials, users: list[int], changed: set[int]) -> None:
     """`_Essentials._search` with no user skipped as stuck."""
     missed: set[tuple[frozenset[int], int]] = set()
@@ -999,14 +1050,6 @@ def _rooms_by_brute_force(search: planner._Elimination, index: int) -> dict[int,
         if room > 0:
             rooms[other] = room
     return rooms
-
-
-scattered_rows = st.dictionaries(
-    st.integers(0, 60),
-    st.frozensets(st.integers(0, 12), max_size=2).map(lambda popular: popular | {0})
-    | st.frozensets(st.integers(13, 90), min_size=1, max_size=3),
-    max_size=40,
-)
 
 
 @given(
