@@ -325,7 +325,7 @@ def essentials(rows: Rows, permitted: Rows, cap: int = CAP) -> tuple[list[Rect],
     rest = dict(rows)  # copied in C: most users keep their row
     for user in search.narrowed:
         if search.left[user]:
-            rest[user] = frozenset(bitsets.members(search.left[user]))
+            rest[user] = frozenset(search.needed(user))
         else:
             del rest[user]
     return search.rects, rest
@@ -340,6 +340,7 @@ class _Essentials:
     def __init__(self, rows: Rows, permitted: Rows, cap: int) -> None:
         self.cap = cap
         self.permitted = permitted
+        self.rows = rows
         self.left: dict[int, int] = {}
         self.needing: dict[int, int] = defaultdict(int)  # target -> users still needing it
         shaped = _shaped(rows)
@@ -351,9 +352,9 @@ class _Essentials:
         self.rects: list[Rect] = []
         self.narrowed: set[int] = set()  # users with cells taken
         self.height = {target: users.bit_count() for target, users in self.needing.items()}
-        # each user's needed targets as a list, made when first asked for and again once some are taken (a user is
+        # each user's needed targets as a list, made when first asked for and kept as some are taken (a user is
         # searched many times, and listing the bits of a 24,000-target tenant costs more than the search)
-        self._left_targets: dict[int, list[int]] = {}
+        self._needed: dict[int, list[int]] = {}
         startable = {row: min(map(self.height.__getitem__, row)) * len(row) <= cap for row in patterns}
         todo = sorted(chain.from_iterable(users for row, users in patterns.items() if startable[row]))
         # users none of whose needed cells can start a rectangle within the cap (they would search in vain); only
@@ -390,7 +391,7 @@ class _Essentials:
             self.stuck_bits |= 1 << user
             return None
         # the targets the user may have that someone still needs, with who needs them
-        needed_around = [(t, needing) for t in sorted(self.permitted[user]) if (needing := self.needing.get(t, 0))]
+        needed_around = [(t, needing) for t in self.permitted[user] if (needing := self.needing.get(t, 0))]
         needing_around = reduce(or_, (needing for _, needing in needed_around), 0)
         # the rectangle's users include this one, so its targets include every target this user needs, and each
         # of its users must be permitted all of those: a test of one intersection that fails most candidates of
@@ -403,7 +404,7 @@ class _Essentials:
                 continue
             if permitted_all_needed is None:
                 permitted_all_needed = reduce(
-                    and_, map(self.permitted_users.__getitem__, self._left_targets[user]), needing_around
+                    and_, map(self.permitted_users.__getitem__, self._needed[user]), needing_around
                 )
             if users & permitted_all_needed != users:
                 continue
@@ -422,18 +423,27 @@ class _Essentials:
         cell holds every user needing the target, so no other can start an essential one."""
         if not self.left[user]:
             return []
-        listed = self._left_targets.get(user)
-        if listed is None:
-            listed = self._left_targets[user] = bitsets.members(self.left[user])
+        listed = self.needed(user)
         widest = self.cap // len(listed)  # at most the cap: a column this short fits it
         return [t for t in listed if self.height[t] <= widest]
+
+    def needed(self, user: int) -> list[int]:
+        """The targets the user still needs, in increasing order."""
+        listed = self._needed.get(user)
+        if listed is None:
+            # a row no rectangle has touched is the user's row (sorting it beats listing its bits)
+            listed = bitsets.members(self.left[user]) if user in self.narrowed else sorted(self.rows[user])
+            self._needed[user] = listed
+        return listed
 
     def _take(self, users: int, targets: int, changed: set[int]) -> None:
         user_list, target_list = bitsets.members(users), bitsets.members(targets)
         self.rects.append((tuple(user_list), tuple(target_list)))
+        taken = set(target_list)
         for user in user_list:
+            needed = self.needed(user)
             self.left[user] &= ~targets
-            self._left_targets.pop(user, None)
+            self._needed[user] = [t for t in needed if t not in taken]
         for target in target_list:
             self.needing[target] &= ~users
             self.height[target] = self.needing[target].bit_count()
