@@ -669,7 +669,9 @@ def test_small_rectangles_merge_where_every_cell_of_their_union_is_permitted() -
     assert planner.merge_small(three, users, cap=4) == [((0, 1), (0, 1)), ((2,), (2,))]
 
 
-@given(rows_strategy, st.dictionaries(st.integers(0, 40), st.frozensets(st.integers(0, 160), max_size=80)))
+@given(
+    rows_strategy | scattered_rows, st.dictionaries(st.integers(0, 60), st.frozensets(st.integers(0, 160), max_size=80))
+)
 @settings(max_examples=80, deadline=None)
 def test_merging_keeps_a_valid_cover_of_no_more_calls(
     rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]]
