@@ -363,14 +363,13 @@ def test_targets_pair_up_as_a_largest_matching_not_greedily() -> None:
     assert len(planner.cover(rows)) == 4
 
 
-@given(
-    st.dictionaries(
-        st.integers(0, 15),
-        st.tuples(st.integers(0, 3), st.integers(1, 99), st.integers(0, 60)),  # hundreds, remainder, offset
-        min_size=2,
-        max_size=12,
-    )
+# per target: hundreds of users, the remainder, and where its run of users starts
+overlapping_columns = st.dictionaries(
+    st.integers(0, 15), st.tuples(st.integers(0, 3), st.integers(1, 99), st.integers(0, 60)), min_size=2, max_size=12
 )
+
+
+@given(overlapping_columns)
 @settings(max_examples=150, deadline=None)
 def test_matched_pairs_never_cost_more_calls_than_greedy_groups(shapes: dict[int, tuple[int, int, int]]) -> None:
     """Overlapping runs of users, so that many targets could share their last call with several others. More
@@ -415,14 +414,7 @@ def test_the_largest_matching_keeps_most_greedy_pairs(edges: set[tuple[int, int]
     assert set(matched) <= edges
 
 
-@given(
-    st.dictionaries(
-        st.integers(0, 15),
-        st.tuples(st.integers(0, 3), st.integers(1, 99), st.integers(0, 60)),  # hundreds, remainder, offset
-        min_size=2,
-        max_size=12,
-    )
-)
+@given(overlapping_columns)
 @settings(max_examples=150, deadline=None)
 def test_skipping_the_matching_never_changes_the_pairs(shapes: dict[int, tuple[int, int, int]]) -> None:
     """Where `_rematched` does not build the graph of targets that could share (the greedy pairs already pair
