@@ -774,17 +774,18 @@ class _Elimination:
         its_users, its_target_list = self.rects[index]
         at_target, targets = self.taking_users_at_target, self.targets
         met = [at_target[target] for target in its_target_list if target in at_target]
-        if sum(map(len, met)) <= len(its_users):  # fewer than the users whose targets would rule some out
+        meetings = sum(map(len, met))
+        if meetings <= len(its_users):  # fewer than the users whose targets would rule some out
             found = set().union(*met)
             found.discard(index)
             return found
         # its users may join a neighbour only if permitted all its targets: none is where the neighbour's targets
         # reach past every target any of them may have
         reach = reduce(or_, map(self._permitted, its_users), 0)
-        if sum(map(len, met)) > reach.bit_count():
+        if meetings > reach.bit_count():
             at_anchor = self.taking_users_at_anchor
             anchored = [at_anchor[a] for a in bitsets.members(reach) if a in at_anchor]
-            if sum(map(len, anchored)) < sum(map(len, met)):
+            if sum(map(len, anchored)) < meetings:
                 its_targets = self.targets[index]
                 found = {o for o in set().union(*anchored) if targets[o] & its_targets}
                 found.discard(index)
@@ -1121,7 +1122,7 @@ def _rematched(
     could_pair = sum(1 for t in free if remainder[t] <= cap // 2 or len(holders[t]) > cap)
     if len(pairs) < could_pair // 2:
         # else no matching pairs more, and the greedy pairs are the one `_largest_matching` would keep: testing
-        # every pair that could share (a set intersection each) is skipped, 20 ms on a dense 173 x 117 matrix
+        # every pair that could share (an intersection each) is skipped, 20 ms on a dense 173 x 117 matrix
         pairs = _matched_pairs(holders, pairs, free, absorbers, held, cap)
     paired = set(chain.from_iterable(pairs))
     grown = []
