@@ -404,7 +404,7 @@ class _Essentials:
                 continue
             if permitted_all_needed is None:
                 permitted_all_needed = reduce(
-                    and_, map(self.permitted_users.__getitem__, self._needed[user]), needing_around
+                    and_, map(self.permitted_users.__getitem__, self.needed(user)), needing_around
                 )
             if users & permitted_all_needed != users:
                 continue
