@@ -7,10 +7,12 @@ plans two random halves of each matrix's users with the targets renamed (`plan_b
 inputs nobody tuned the planner on). With neither, $RECONCILER_RBAC_DATA is planned whole and in halves.
 
 Both planners run in child processes on the same cells (`make_batches`, fastest of --repeat each), REV's from
-its own `reconciler/` package as `git archive` gives it. The two alternate, --runs times, each run starting with
-the other one, so that a machine's slow spell falls on both. Reported per input: calls before → now, the
-seconds of each, and now ÷ before in every run; then how many inputs take fewer, the same and more calls, and
-on how many planning stays within twice the old time in every run. The ratios are the figures to compare.
+its own `reconciler/` package as `git archive` gives it. Each input is planned by the two right after each
+other, the one going first alternating from input to input and from run to run, --runs times: a machine's slow
+spell then falls on both sides of a ratio. Reported per input: calls before → now, the seconds of each (the
+fastest over all runs), and now ÷ before in every run; then how many inputs take fewer, the same and more
+calls, and on how many planning stays within twice the old time in every run. The ratios are the figures to
+compare.
 
 With --fresh, each input is planned once in a process of its own instead: the time is that of a first plan,
 with what a process pays once (tables the planner fills as it goes, libraries it imports only when needed),
@@ -20,6 +22,7 @@ as one `plan` command pays it. --repeat is then ignored.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import io
 import json
@@ -90,8 +93,9 @@ def _inputs(whole: list[Path], halves: list[Path]) -> list[tuple[str, list[tuple
     ]
 
 
-def _plan_all(tree: str, inputs_file: str, repeat: int) -> None:
-    """In a child: plan every input with the planner of `tree`, printing one JSON line per input."""
+def _serve(tree: str, inputs_file: str, repeat: int) -> None:
+    """In a child: read every input, then plan the one each line of stdin names (its index) with the planner of
+    `tree`, printing one JSON line per plan: the calls and the fastest of `repeat` plans."""
     sys.path.insert(0, tree)
     import datetime as dt
 
@@ -103,52 +107,111 @@ def _plan_all(tree: str, inputs_file: str, repeat: int) -> None:
     if not Path(reconciler.__file__).resolve().is_relative_to(Path(tree).resolve()):
         sys.exit(f"error: the planner came from {reconciler.__file__}, not from {tree}")
     day = dt.date(2099, 12, 31)  # plan_bench.DAY, which a child cannot import: plan_bench needs this version
-    for name, cells in json.loads(Path(inputs_file).read_text()):
-        changes = Changes(
+    inputs = [
+        Changes(
             grants={day: frozenset((user, Target(kind, ident)) for user, kind, ident in cells)},
             revokes=frozenset(),
             revocable={},
         )
+        for _, cells in json.loads(Path(inputs_file).read_text())
+    ]
+    for line in sys.stdin:
+        changes = inputs[int(line)]
         fastest = float("inf")
         for _ in range(repeat):
             gc.collect()
             started = time.perf_counter()
             calls = len(make_batches(changes))
             fastest = min(fastest, time.perf_counter() - started)
-        print(json.dumps({"name": name, "calls": calls, "seconds": fastest}), flush=True)
+        print(json.dumps({"calls": calls, "seconds": fastest}), flush=True)
 
 
-def _run_child(tree: Path, inputs_file: Path, repeat: int) -> list[tuple[str, int, float]]:
-    command = [sys.executable, "-m", "benchmarks.versus_bench", "--child", str(tree), str(inputs_file), str(repeat)]
-    # one hash seed for both: sets of cells then iterate in the same order in every child
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        sys.exit(f"error: the planner in {tree} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
-    results = [json.loads(line) for line in done.stdout.splitlines()]
-    return [(str(result["name"]), int(result["calls"]), float(result["seconds"])) for result in results]
+class _Child:
+    """A child process holding the inputs, planning one when asked (`_serve`) with the planner of `tree`; its
+    errors go to `errors` (a file, not a pipe: a full pipe nobody reads would stall it)."""
+
+    def __init__(self, tree: Path, inputs_file: Path, repeat: int, errors: Path) -> None:
+        self.tree, self.errors = tree, errors
+        command = [sys.executable, "-m", "benchmarks.versus_bench", "--child", str(tree), str(inputs_file), str(repeat)]
+        # one hash seed for both: sets of cells then iterate in the same order in every child
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        with errors.open("w") as error_file:  # the child writes to its own copy of the file
+            self._process = subprocess.Popen(
+                command,
+                cwd=REPOSITORY,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=error_file,
+                text=True,
+            )
+
+    def plan(self, index: int) -> tuple[int, float]:
+        """The calls of input `index` and its fastest planning time; exits with the child's last error line if it
+        fails."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        try:
+            self._process.stdin.write(f"{index}\n")
+            self._process.stdin.flush()
+            answer = self._process.stdout.readline()
+        except BrokenPipeError:
+            answer = ""
+        if not answer:
+            self._process.wait()
+            lines = self.errors.read_text().strip().splitlines()
+            sys.exit(f"error: the planner in {self.tree} failed: {lines[-1] if lines else 'it exited'}")
+        result = json.loads(answer)
+        return int(result["calls"]), float(result["seconds"])
+
+    def __enter__(self) -> _Child:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()  # the child's loop over stdin ends
+        self._process.wait()
 
 
 def compare(
     revision: str, whole: list[Path], halves: list[Path], repeat: int, runs: int, fresh: bool = False
 ) -> list[Outcome]:
-    """Both planners on every input, `runs` times; with `fresh`, one child process per input and plan."""
+    """Both planners on every input, `runs` times; with `fresh`, one child process per input and plan.
+
+    The two are timed on one input right after each other, the one going first alternating from input to input
+    and from run to run: a slow spell of a shared machine, which lasts seconds to minutes, then falls on both
+    sides of a ratio rather than on one planner's whole run."""
     inputs = _inputs(whole, halves)
-    outcomes = {name: Outcome(name, len(cells)) for name, cells in inputs}
-    with tempfile.TemporaryDirectory(prefix="versus-") as scratch:
-        inputs_files = []
-        for index, batch in enumerate([[one] for one in inputs] if fresh else [inputs]):
-            inputs_files.append(Path(scratch) / f"inputs-{index}.json")
-            inputs_files[-1].write_text(json.dumps(batch))
-        trees = {"before": _extract(revision, Path(scratch) / "before"), "now": REPOSITORY}
+    outcomes = [Outcome(name, len(cells)) for name, cells in inputs]
+    with tempfile.TemporaryDirectory(prefix="versus-") as folder, contextlib.ExitStack() as children:
+        scratch = Path(folder)
+        trees = {"before": _extract(revision, scratch / "before"), "now": REPOSITORY}
+        for index, one in enumerate(inputs):
+            (scratch / f"input-{index}.json").write_text(json.dumps([one]))
+        (scratch / "inputs.json").write_text(json.dumps(inputs))
+        warm = (
+            {}
+            if fresh
+            else {
+                version: children.enter_context(
+                    _Child(tree, scratch / "inputs.json", repeat, scratch / f"{version}.err")
+                )
+                for version, tree in trees.items()
+            }
+        )
+
+        def plan(version: str, index: int) -> tuple[int, float]:
+            if not fresh:
+                return warm[version].plan(index)
+            with _Child(trees[version], scratch / f"input-{index}.json", 1, scratch / f"{version}.err") as child:
+                return child.plan(0)
+
         for run in range(runs):
-            for version in ("before", "now") if run % 2 == 0 else ("now", "before"):
-                for inputs_file in inputs_files:
-                    for name, calls, seconds in _run_child(trees[version], inputs_file, 1 if fresh else repeat):
-                        outcomes[name].calls[version] = calls
-                        outcomes[name].seconds.setdefault(version, []).append(seconds)
-    return list(outcomes.values())
+            for index, outcome in enumerate(outcomes):
+                for version in ("before", "now") if (run + index) % 2 == 0 else ("now", "before"):
+                    calls, seconds = plan(version, index)
+                    outcome.calls[version] = calls
+                    outcome.seconds.setdefault(version, []).append(seconds)
+    return outcomes
 
 
 def report(revision: str, outcomes: list[Outcome]) -> str:
@@ -184,7 +247,7 @@ def _at_least_one(text: str) -> int:
 
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
-        _plan_all(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        _serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("revision", help="The git revision to compare against (a commit, tag or branch).")

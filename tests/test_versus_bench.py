@@ -61,8 +61,27 @@ def test_a_tree_without_the_planner_is_not_silently_replaced_by_this_one(tmp_pat
     working tree's package (which would compare the planner with itself)."""
     inputs = tmp_path / "inputs.json"
     inputs.write_text('[["one", [["u1", "theme", "t1"]]]]')
-    with pytest.raises(SystemExit, match=r"the planner in .* failed: error: the planner came from"):
-        versus_bench._run_child(tmp_path, inputs, repeat=1)
+    failed = pytest.raises(SystemExit, match=r"the planner in .* failed: error: the planner came from")
+    with versus_bench._Child(tmp_path, inputs, 1, tmp_path / "errors") as child, failed:
+        child.plan(0)
+
+
+def test_the_two_planners_take_turns_on_each_input(matrices: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each input is timed by both planners right after each other, the first of the two alternating from input
+    to input and from run to run: a slow spell of the machine falls on both sides of a ratio."""
+    plans: list[tuple[str, int]] = []
+
+    class Recorded(versus_bench._Child):
+        def plan(self, index: int) -> tuple[int, float]:
+            plans.append(("now" if self.tree == versus_bench.REPOSITORY else "before", index))
+            return super().plan(index)
+
+    monkeypatch.setattr(versus_bench, "_Child", Recorded)
+    versus_bench.compare("HEAD", [matrices], [matrices], repeat=1, runs=2)
+
+    first_run = [("before", 0), ("now", 0), ("now", 1), ("before", 1), ("before", 2), ("now", 2)]
+    second_run = [("now", 0), ("before", 0), ("before", 1), ("now", 1), ("now", 2), ("before", 2)]
+    assert plans == first_run + second_run
 
 
 def test_runs_and_repeats_are_at_least_one(matrices: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,13 +97,13 @@ def test_fresh_plans_each_input_once_in_a_process_of_its_own(matrices: Path, mon
     """A first plan pays what a process pays once (tables filled on the way, libraries imported when needed),
     as one `plan` command does: each child gets one input and plans it once."""
     children: list[tuple[list[str], int]] = []
-    run_child = versus_bench._run_child
 
-    def recorded(tree: Path, inputs_file: Path, repeat: int) -> list[tuple[str, int, float]]:
-        children.append(([name for name, _ in json.loads(inputs_file.read_text())], repeat))
-        return run_child(tree, inputs_file, repeat)
+    class Recorded(versus_bench._Child):
+        def __init__(self, tree: Path, inputs_file: Path, repeat: int, errors: Path) -> None:
+            children.append(([name for name, _ in json.loads(inputs_file.read_text())], repeat))
+            super().__init__(tree, inputs_file, repeat, errors)
 
-    monkeypatch.setattr(versus_bench, "_run_child", recorded)
+    monkeypatch.setattr(versus_bench, "_Child", Recorded)
     fresh = versus_bench.compare("HEAD", [matrices], [matrices], repeat=5, runs=2, fresh=True)
 
     names = ["scattered", "scattered, half 1", "scattered, half 2"]
