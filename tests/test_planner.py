@@ -1075,6 +1075,59 @@ def test_the_neighbours_rooms_are_those_of_every_rectangle_read_in_turn(
         assert sorted(anchored) == sorted(with_room)
 
 
+@given(
+    rows_strategy | scattered_rows,
+    st.dictionaries(st.integers(0, 60), st.frozensets(st.integers(0, 100), max_size=6)),
+    st.integers(1, planner.CAP),
+)
+@settings(max_examples=80, deadline=None)
+def test_what_any_widenings_could_take_bounds_what_a_rectangles_neighbours_could(
+    rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]], width: int
+) -> None:
+    """A rectangle is first tested against what `steps` widenings of any rectangles could take, then against its
+    neighbours' rooms: the first bound must never be below the second, also once rectangles are dropped and
+    widened, or the first test would rule out a rectangle the second lets through."""
+    allowed = {u: r | extra.get(u, frozenset()) for u, r in rows.items()}
+    rects = _strips(rows, width)
+    for permitted, steps in itertools.product(
+        (rows, allowed), (planner.ELIMINATE_STEPS, planner.ELIMINATE_STEPS_SMALL)
+    ):
+        search = planner._Elimination(rects, rows, permitted, planner.CAP, steps)
+        for index in range(len(rects)):
+            if search.alive[index]:
+                rooms = search._rooms_over(index)
+                assert sum(sorted(rooms.values(), reverse=True)[:steps]) <= search._most_taken()
+            search.try_dropping(index)
+
+
+def test_what_any_widenings_could_take_is_no_less_than_three_roomy_neighbours_could() -> None:
+    """Six users on 16 targets (full: no room) and three batches of the same users on 11 other targets each, with
+    room for 5 more targets: each could take 30 of the first batch's 96 cells, 90 in all. Any three widenings
+    could take at most the 34 cells each of those lacks of the cap, 102, and no fewer."""
+    rows = {user: frozenset(range(49)) for user in range(6)}
+    users = tuple(range(6))
+    cover = [(users, tuple(range(16)))] + [(users, tuple(range(16 + 11 * i, 27 + 11 * i))) for i in range(3)]
+    search = planner._Elimination(cover, rows, rows, planner.CAP, planner.ELIMINATE_STEPS)
+    assert search._rooms_over(0) == {1: 30, 2: 30, 3: 30}
+    assert search._most_taken() == 102
+
+
+def test_a_tiling_of_nearly_full_batches_is_left_without_meeting_a_neighbour() -> None:
+    """98 users on each of 5 targets, one batch each: a batch has room for 2 more users, so three widenings
+    take at most 6 cells, and no batch's 98 go; no rectangle's neighbours are met to find that out."""
+    rows = {user: frozenset({user % 5}) for user in range(490)}
+    tiling = [(tuple(range(target, 490, 5)), (target,)) for target in range(5)]
+    with mock.patch.object(planner._Elimination, "_rooms_over", side_effect=AssertionError("a neighbour was met")):
+        assert planner.eliminate(tiling, rows, rows) == tiling
+    # with one batch of 2 users, room for 98 more, the bound no longer rules the others out: their neighbours are met
+    short = {user: row for user, row in rows.items() if user < 10 or user % 5}
+    split = [(tuple(u for u in users if u in short), targets) for users, targets in tiling]
+    real = planner._Elimination._rooms_over
+    with mock.patch.object(planner._Elimination, "_rooms_over", autospec=True, side_effect=real) as met:
+        assert planner.eliminate(split, short, short) == split
+    assert met.call_count == len(split)
+
+
 def _strips(rows: dict[int, frozenset[int]], width: int) -> list[planner.Rect]:
     """A cover of single-user strips `width` targets wide and, where users share a row, batches of them per
     strip of it: rectangles of many shapes, most with room, for the elimination's bounds to meet."""

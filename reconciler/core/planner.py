@@ -112,12 +112,13 @@ _STRIP_TABLE_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=256)
-def _strip_table(across: int, cap: int) -> tuple[list[int], list[int]]:
-    """For `across` items: the fewest calls, and the width of the last strip, for each length made so far.
+def _strip_table(across: int, cap: int) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """For `across` items: the fewest calls, and the width of the last strip, for each length made so far; and
+    each strip width worth trying with the calls one strip of it takes.
 
     `_strips` extends it on demand; a length's cost never depends on the longest asked for, so every length of
     one height shares one table (the remainder blocks ask for hundreds of lengths of a few heights)."""
-    return [0], [0]
+    return [0], [0], [(width, -(-across // (cap // width))) for width in _strip_widths(cap, cap)]
 
 
 def _strips(across: int, length: int, cap: int) -> tuple[int, tuple[int, ...]]:
@@ -125,22 +126,31 @@ def _strips(across: int, length: int, cap: int) -> tuple[int, tuple[int, ...]]:
 
     Returns the fewest calls and the strip widths achieving it (dynamic programming over the length).
     """
-    best, choice = _strip_table(across, cap)
+    best, choice, strip_calls = _strip_table(across, cap)
     if len(best) <= length:
         with _STRIP_TABLE_LOCK:  # two plans in two threads must not grow one table at once
-            widths = _strip_widths(cap, cap)
+            # a process's first plans fill these tables (firewall1's half: 11,000 lengths, most of what its first
+            # plan costs more than the next), so the loop is kept bare: each strip's calls are made once per table,
+            # and from the cap on every width fits
+            widths = _strip_widths(cap, cap)  # the widest is the cap itself
             for x in range(len(best), length + 1):
                 best_cost, best_d = math.inf, 0
-                for d in widths:
-                    if d > x:
-                        break
-                    cost = -(-across // (cap // d)) + best[x - d]
-                    if cost < best_cost:
-                        best_cost, best_d = cost, d
-                if x <= cap and x not in widths:
-                    whole = -(-across // (cap // x))  # the exact remainder as one strip
-                    if whole < best_cost:
-                        best_cost, best_d = whole, x
+                if x >= cap:
+                    for d, calls in strip_calls:
+                        cost = calls + best[x - d]
+                        if cost < best_cost:
+                            best_cost, best_d = cost, d
+                else:
+                    for d, calls in strip_calls:
+                        if d > x:
+                            break
+                        cost = calls + best[x - d]
+                        if cost < best_cost:
+                            best_cost, best_d = cost, d
+                    if x not in widths:
+                        whole = -(-across // (cap // x))  # the exact remainder as one strip
+                        if whole < best_cost:
+                            best_cost, best_d = whole, x
                 best.append(int(best_cost))
                 choice.append(best_d)
     strips: list[int] = []
@@ -644,6 +654,7 @@ class _Elimination:
         self.cap = cap
         self.more_users = [0] * len(rects)
         self.more_targets = [0] * len(rects)
+        self._most: int | None = None  # `_most_taken`, until a rectangle is dropped
         for index in range(len(rects)):
             self._measure_room(index)
         self.allowed = allowed
@@ -736,6 +747,20 @@ class _Elimination:
         height, width = len(self.users[index]), self.targets[index].bit_count()
         self.more_users[index], self.more_targets[index] = self.cap // width - height, self.cap // height - width
 
+    def _most_taken(self) -> int:
+        """The most cells `steps` widenings could take from any rectangle: a neighbour's room over it (`_rooms_over`)
+        is never more than the cells the neighbour lacks of the cap, and only one with room for one more user or
+        target has any. In a tiling of nearly full batches (6,297 users on 5 targets: 1 x 98) this rules out every
+        rectangle before any neighbour is met."""
+        if self._most is None:
+            lacking = (
+                self.cap - len(self.users[index]) * self.targets[index].bit_count()
+                for index, alive in enumerate(self.alive)
+                if alive and (self.more_users[index] > 0 or self.more_targets[index] > 0)
+            )
+            self._most = sum(heapq.nlargest(self.steps, lacking))
+        return self._most
+
     def _rooms_over(self, index: int) -> dict[int, int]:
         """The neighbours that could take cells of rectangle `index` by one widening, each with the most it
         could take: more of its users (of those who may have all its targets) on the targets both have, or more
@@ -795,12 +820,14 @@ class _Elimination:
         return {o for o in found if not targets[o] & ~reach}
 
     def try_dropping(self, index: int) -> None:
+        its_users, its_targets = self.rects[index]
+        # first against what any neighbours could take (cheap: no neighbour is met), then against what its own could
+        own = self.coverage.own(its_users, self.user_bits[index], its_targets, self.targets[index], self._most_taken())
+        if own is None:
+            return
         rooms = self._rooms_over(index)
         # with no neighbour that can widen (all of a full tiling) only a rectangle with no cells of its own goes
-        most = sum(heapq.nlargest(self.steps, rooms.values()))
-        its_users, its_targets = self.rects[index]
-        own = self.coverage.own(its_users, self.user_bits[index], its_targets, self.targets[index], most)
-        if own is None:
+        if sum(cells.bit_count() for cells in own.values()) > sum(heapq.nlargest(self.steps, rooms.values())):
             return
         left = self.coverage.by_user(own)
         widened: dict[int, _Widened] = {}
@@ -823,6 +850,7 @@ class _Elimination:
         if left:
             return
         self.alive[index] = False
+        self._most = None  # the rectangles widened below have less room, and this one none
         self._unindex(index)
         self.coverage.remove(its_users, self.user_bits[index], its_targets, self.targets[index])
         for other, (users, targets, permitted) in widened.items():
