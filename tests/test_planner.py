@@ -1096,7 +1096,7 @@ def test_what_any_widenings_could_take_bounds_what_a_rectangles_neighbours_could
         for index in range(len(rects)):
             if search.alive[index]:
                 rooms = search._rooms_over(index)
-                assert sum(sorted(rooms.values(), reverse=True)[:steps]) <= search._most_taken()
+                assert sum(sorted(rooms.values(), reverse=True)[:steps]) <= search.most_taken
             search.try_dropping(index)
 
 
@@ -1109,7 +1109,7 @@ def test_what_any_widenings_could_take_is_no_less_than_three_roomy_neighbours_co
     cover = [(users, tuple(range(16)))] + [(users, tuple(range(16 + 11 * i, 27 + 11 * i))) for i in range(3)]
     search = planner._Elimination(cover, rows, rows, planner.CAP, planner.ELIMINATE_STEPS)
     assert search._rooms_over(0) == {1: 30, 2: 30, 3: 30}
-    assert search._most_taken() == 102
+    assert search.most_taken == 102
 
 
 def test_a_tiling_of_nearly_full_batches_is_left_without_meeting_a_neighbour() -> None:
