@@ -185,9 +185,12 @@ def compare(
     with tempfile.TemporaryDirectory(prefix="versus-") as folder, contextlib.ExitStack() as children:
         scratch = Path(folder)
         trees = {"before": _extract(revision, scratch / "before"), "now": REPOSITORY}
-        for index, one in enumerate(inputs):
-            (scratch / f"input-{index}.json").write_text(json.dumps([one]))
-        (scratch / "inputs.json").write_text(json.dumps(inputs))
+        # a fresh child reads its one input, a warm one all of them
+        if fresh:
+            for index, one in enumerate(inputs):
+                (scratch / f"input-{index}.json").write_text(json.dumps([one]))
+        else:
+            (scratch / "inputs.json").write_text(json.dumps(inputs))
         warm = (
             {}
             if fresh

@@ -1026,6 +1026,14 @@ def test_a_neighbours_room_bounds_what_widening_it_once_takes(
             assert taken <= rooms.get(other, 0)
 
 
+# rows (some scattered), don't-cares, and a strip width: for `_strips` covers that elimination's bounds meet
+strips_over_rows = (
+    rows_strategy | scattered_rows,
+    st.dictionaries(st.integers(0, 60), st.frozensets(st.integers(0, 100), max_size=6)),
+    st.integers(1, planner.CAP),
+)
+
+
 def _rooms_by_brute_force(search: planner._Elimination, index: int) -> dict[int, int]:
     """`_rooms_over` read off every live rectangle in turn, without the neighbour lists and anchors."""
     its_users, its_targets = search.rects[index]
@@ -1047,11 +1055,7 @@ def _rooms_by_brute_force(search: planner._Elimination, index: int) -> dict[int,
     return rooms
 
 
-@given(
-    rows_strategy | scattered_rows,
-    st.dictionaries(st.integers(0, 60), st.frozensets(st.integers(0, 100), max_size=6)),
-    st.integers(1, planner.CAP),
-)
+@given(*strips_over_rows)
 @example({u: frozenset({0, 100 + u}) for u in range(30)}, {}, 2)  # each user's batch meets all at target 0
 @example({u: frozenset({0, 100 + u}) for u in range(30)}, {}, 1)  # batches on target 0 join up, and go
 @settings(max_examples=80, deadline=None)
@@ -1075,11 +1079,7 @@ def test_the_neighbours_rooms_are_those_of_every_rectangle_read_in_turn(
         assert sorted(anchored) == sorted(with_room)
 
 
-@given(
-    rows_strategy | scattered_rows,
-    st.dictionaries(st.integers(0, 60), st.frozensets(st.integers(0, 100), max_size=6)),
-    st.integers(1, planner.CAP),
-)
+@given(*strips_over_rows)
 @settings(max_examples=80, deadline=None)
 def test_what_any_widenings_could_take_bounds_what_a_rectangles_neighbours_could(
     rows: dict[int, frozenset[int]], extra: dict[int, frozenset[int]], width: int

@@ -130,27 +130,20 @@ def _strips(across: int, length: int, cap: int) -> tuple[int, tuple[int, ...]]:
     if len(best) <= length:
         with _STRIP_TABLE_LOCK:  # two plans in two threads must not grow one table at once
             # a process's first plans fill these tables (firewall1's half: 11,000 lengths, most of what its first
-            # plan costs more than the next), so the loop is kept bare: each strip's calls are made once per table,
-            # and from the cap on every width fits
-            widths = _strip_widths(cap, cap)  # the widest is the cap itself
+            # plan costs more than the next): each strip's calls are made once per table, not once per length
+            widths = _strip_widths(cap, cap)
             for x in range(len(best), length + 1):
                 best_cost, best_d = math.inf, 0
-                if x >= cap:
-                    for d, calls in strip_calls:
-                        cost = calls + best[x - d]
-                        if cost < best_cost:
-                            best_cost, best_d = cost, d
-                else:
-                    for d, calls in strip_calls:
-                        if d > x:
-                            break
-                        cost = calls + best[x - d]
-                        if cost < best_cost:
-                            best_cost, best_d = cost, d
-                    if x not in widths:
-                        whole = -(-across // (cap // x))  # the exact remainder as one strip
-                        if whole < best_cost:
-                            best_cost, best_d = whole, x
+                for d, calls in strip_calls:
+                    if d > x:
+                        break
+                    cost = calls + best[x - d]
+                    if cost < best_cost:
+                        best_cost, best_d = cost, d
+                if x <= cap and x not in widths:
+                    whole = -(-across // (cap // x))  # the exact remainder as one strip
+                    if whole < best_cost:
+                        best_cost, best_d = whole, x
                 best.append(int(best_cost))
                 choice.append(best_d)
     strips: list[int] = []
