@@ -299,6 +299,35 @@ def test_calls_do_not_depend_on_how_users_and_targets_happen_to_be_numbered() ->
     assert calls == {33}
 
 
+@given(
+    st.integers(1, 250),
+    st.integers(1, 130),
+    st.lists(st.frozensets(st.integers(0, 140), max_size=25), max_size=10),
+    st.randoms(use_true_random=False),
+)
+@example(1, 100, [], random.Random(0))  # one user: the widest strip, the whole row
+@example(2, 45, [frozenset({0, 1})], random.Random(0))  # a width that is no strip width of its own: 2 x 45
+@settings(max_examples=150, deadline=None)
+def test_set_covers_first_scores_are_its_best_cuts(
+    height: int, width: int, others: list[frozenset[int]], rng: random.Random
+) -> None:
+    # a full block (tall, wide or past the cap either way) among a few other rows: concepts of every shape
+    rows = {u: frozenset(range(width)) for u in range(height)} | {height + i: r for i, r in enumerate(others) if r}
+    masks = {u: bitsets.mask(r) for u, r in rows.items()}
+    columns = bitsets.transposed(masks)
+    concepts = planner._concepts(masks, sorted(set(masks.values())), sorted(set(columns.values())))
+    left = dict(masks)
+    for _ in range(2):  # nothing taken yet, then a batch of the block taken, as an essential one would be
+        left_of_target = {t: 0 for t in columns} | bitsets.transposed(left)
+        for concept in concepts:
+            score = planner._first_score(concept, left, left_of_target, 100)
+            assert score == planner._best_cut(concept, left, left_of_target, 100)[0], concept[:2]
+        taken_users = rng.sample(range(height), rng.randint(1, min(height, 10)))
+        taken = bitsets.mask(rng.sample(range(width), rng.randint(1, min(width, 10))))
+        for u in taken_users:
+            left[u] &= ~taken
+
+
 def test_set_cover_declines_rows_with_too_many_patterns() -> None:
     many = {u: frozenset({u, u + 1}) for u in range(planner.SET_COVER_PATTERN_LIMIT + 1)}
     assert planner.set_cover(many) is None

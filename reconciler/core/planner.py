@@ -1451,7 +1451,7 @@ def set_cover(rows: Rows, cap: int = CAP, taken: Sequence[Rect] = ()) -> list[Re
             if user in left:
                 left[user] &= ~bitsets.mask(targets)
     left_of_target = {target: 0 for target in all_of_target} | bitsets.transposed(left)
-    heap = [(-_best_cut(c, left, left_of_target, cap)[0], i) for i, c in enumerate(concepts)]
+    heap = [(-_first_score(concept, left, left_of_target, cap), index) for index, concept in enumerate(concepts)]
     heapq.heapify(heap)
     remaining = sum(bits.bit_count() for bits in left.values())
     while remaining:
@@ -1543,6 +1543,24 @@ def _best_cut(
     picked = tuple(sorted(x for _, x in ranked[:width]))
     across = _fill(scored, others, cap // width)
     return (gain, across, picked) if by_targets else (gain, picked, across)
+
+
+def _first_score(concept: Concept, left: Mapping[int, int], left_of_target: Mapping[int, int], cap: int) -> int:
+    """`_best_cut`'s cells for a concept before set cover takes anything. Where the essential batches took none
+    of its cells that is its largest capped area, and its cut is found only if it comes to be taken: dense inputs
+    have thousands of concepts, few of them ever taken (a dense half of 5,414 cells and 156 distinct rows:
+    13,572 concepts, 57 batches)."""
+    users, targets, _, intent = concept
+    if all(left[user] & intent == intent for user in users):
+        return _whole_cut_cells(len(users), len(targets), cap)
+    return _best_cut(concept, left, left_of_target, cap)[0]
+
+
+@lru_cache(maxsize=4096)
+def _whole_cut_cells(height: int, width: int, cap: int) -> int:
+    """The largest capped area within `height` x `width`: `_best_cut`'s cells where none is covered yet (its
+    strip widths, tried either way round, include the best width)."""
+    return max(strip * min(cap // strip, height) for strip in range(1, min(width, cap) + 1))
 
 
 def _fill(scored: list[tuple[int, int]], others: tuple[int, ...], size: int) -> tuple[int, ...]:
